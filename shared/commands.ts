@@ -1,0 +1,154 @@
+import { SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { chunk, mapSettled } from './chunk.ts';
+import type { FanoutConfig, FileTarget } from './config.ts';
+
+// SendCommand accepts at most 50 instance ids per call
+// (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+export const MAX_INSTANCES_PER_COMMAND = 50;
+// SendCommand Comment: at most 100 characters (same page).
+const MAX_COMMENT_LENGTH = 100;
+
+export interface SendRequest {
+  documentName: string;
+  file: FileTarget;
+  instanceIds: readonly string[];
+  rolloutId: string;
+  rollout: FanoutConfig['rollout'];
+  /** CloudWatch Logs group for the command output; the on-call reads stderr there. */
+  outputLogGroup?: string;
+}
+
+export interface SentChunk {
+  commandId: string;
+  parameter: string;
+  path: string;
+  instanceIds: string[];
+}
+
+export interface FailedChunk {
+  parameter: string;
+  path: string;
+  instanceIds: string[];
+  error: { name: string; message: string };
+}
+
+export interface SendResult {
+  sent: SentChunk[];
+  failed: FailedChunk[];
+}
+
+/** The document parameters for one file: only the parameter *name*, never a value. */
+export function documentParameters(file: FileTarget): Record<string, string[]> {
+  const parameters: Record<string, string[]> = {
+    ParameterName: [file.parameter],
+    DestinationPath: [file.path],
+    FileOwner: [file.owner],
+    FileGroup: [file.group],
+    FileMode: [file.mode],
+    Format: [file.format],
+    Backups: [String(file.backups)],
+  };
+  if (file.reloadService !== undefined) parameters.ReloadService = [file.reloadService];
+  return parameters;
+}
+
+/** The Comment every command of a rollout carries, so the console and ListCommands show it. */
+export function rolloutComment(rolloutId: string): string {
+  return `secrets-fanout rollout ${rolloutId}`.slice(0, MAX_COMMENT_LENGTH);
+}
+
+/**
+ * Sends the ReplaceSecretsFile document to the instances in chunks of ≤50, a few chunks in
+ * flight. ceil(n/50) SendCommand calls (one more for a chunk SSM refuses over a few of its ids).
+ * A chunk that fails (throttled after the SDK's retries, or rejected) is reported with its
+ * instance ids and does not stop the others. Never throws for an API error.
+ */
+export async function sendInChunks(ssm: SSMClient, request: SendRequest): Promise<SendResult> {
+  const chunks = chunk(request.instanceIds, MAX_INSTANCES_PER_COMMAND);
+  const outcomes = await mapSettled(chunks, request.rollout.chunksInFlight, (instanceIds) =>
+    sendChunk(ssm, request, instanceIds),
+  );
+  const result: SendResult = { sent: [], failed: [] };
+  const where = { parameter: request.file.parameter, path: request.file.path };
+  outcomes.forEach((outcome, index) => {
+    if (outcome.status === 'fulfilled') {
+      for (const part of outcome.value) {
+        if ('commandId' in part) result.sent.push({ ...where, ...part });
+        else result.failed.push({ ...where, ...part });
+      }
+    } else {
+      const instanceIds = chunks[index] ?? [];
+      result.failed.push({ ...where, instanceIds, error: describeError(outcome.reason) });
+    }
+  });
+  return result;
+}
+
+type ChunkPart =
+  | { commandId: string; instanceIds: string[] }
+  | { instanceIds: string[]; error: { name: string; message: string } };
+
+/**
+ * One SendCommand. SSM refuses the whole call when any id is not a valid managed instance
+ * ("Instances [[i-…]] not in a valid state"), which happens when an instance stops or
+ * deregisters between resolution and sending: then the named ids are reported and the rest of
+ * the chunk is sent once more. Throws any other error.
+ */
+async function sendChunk(
+  ssm: SSMClient,
+  request: SendRequest,
+  instanceIds: string[],
+): Promise<ChunkPart[]> {
+  try {
+    return [{ commandId: await sendCommand(ssm, request, instanceIds), instanceIds }];
+  } catch (error) {
+    const refused = refusedInstanceIds(error, instanceIds);
+    if (refused.length === 0 || refused.length === instanceIds.length) throw error;
+    const rest = instanceIds.filter((id) => !refused.includes(id));
+    return [
+      { instanceIds: refused, error: describeError(error) },
+      { commandId: await sendCommand(ssm, request, rest), instanceIds: rest },
+    ];
+  }
+}
+
+/** The ids of the chunk an InvalidInstanceId error names; [] for any other error. */
+function refusedInstanceIds(error: unknown, instanceIds: string[]): string[] {
+  if (!(error instanceof Error) || error.name !== 'InvalidInstanceId') return [];
+  const named = new Set(error.message.match(/\bi-[0-9a-f]{8,17}\b/g) ?? []);
+  return instanceIds.filter((id) => named.has(id));
+}
+
+async function sendCommand(
+  ssm: SSMClient,
+  request: SendRequest,
+  instanceIds: string[],
+): Promise<string> {
+  const { Command } = await ssm.send(
+    new SendCommandCommand({
+      DocumentName: request.documentName,
+      InstanceIds: instanceIds,
+      Parameters: documentParameters(request.file),
+      Comment: rolloutComment(request.rolloutId),
+      MaxConcurrency: request.rollout.maxConcurrency,
+      MaxErrors: request.rollout.maxErrors,
+      TimeoutSeconds: request.rollout.timeoutSeconds,
+      CloudWatchOutputConfig: {
+        CloudWatchOutputEnabled: true,
+        ...(request.outputLogGroup === undefined
+          ? {}
+          : { CloudWatchLogGroupName: request.outputLogGroup }),
+      },
+    }),
+  );
+  if (Command?.CommandId === undefined) {
+    throw Object.assign(new Error('SendCommand returned no CommandId'), { name: 'NoCommandId' });
+  }
+  return Command.CommandId;
+}
+
+/** Name and message of anything thrown, for reports; never includes request data. */
+export function describeError(error: unknown): { name: string; message: string } {
+  if (error instanceof Error) return { name: error.name, message: error.message };
+  return { name: 'Error', message: String(error) };
+}

@@ -1,0 +1,244 @@
+import * as z from 'zod';
+
+/**
+ * `custom.fanout` in serverless.yml: which parameters go to which files on which instances.
+ * Validated by this one schema at package time (shared/serverless-config.cjs) and again at
+ * cold start (loadConfig), so a deployed function never runs with a config the build refused.
+ *
+ * The string patterns are at least as strict as the allowedPattern of the matching parameter in
+ * documents/replace-secrets-file.yml (a test checks every accepted value against the document),
+ * so a config that passes here can never make SSM reject a SendCommand.
+ */
+
+const ENV_PLACEHOLDER = '{env}';
+
+// EC2 tag keys: 1-128 Unicode chars; we keep to what is safe in an EventBridge pattern and in
+// an IAM condition key name (letters, digits, space and _ . : / = + - @).
+const tagKey = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9 _.:/=+\-@]{1,128}$/,
+    'must be 1-128 chars of letters, digits, space, _.:/=+-@',
+  )
+  .refine((key) => !key.startsWith('aws:'), 'the aws: prefix is reserved by AWS');
+
+// An environment name is used as a tag value, inside parameter names and inside paths.
+const environmentName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/,
+    'must be 1-63 chars: letters, digits, _ . - (not first)',
+  );
+
+// Parameter names: "/" separated, letters, digits and _.- per the Parameter Store naming rules
+// (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html),
+// plus the {env} placeholder; always fully qualified so IAM ARNs and rule patterns are exact.
+const parameterTemplate = z
+  .string()
+  .max(1011)
+  .regex(
+    /^(\/[A-Za-z0-9_.\-{}]+)+$/,
+    'must be a fully qualified name like /{env}/app/env.php (letters, digits, _ . - and /)',
+  )
+  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
+  .refine(
+    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
+    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
+  )
+  .refine(
+    (name) => !/^\/aws(\/|$)|^\/ssm(\/|$)/i.test(name),
+    'names beginning with /aws or /ssm are reserved by AWS',
+  );
+
+const pathTemplate = z
+  .string()
+  .max(4096)
+  .regex(/^(\/[A-Za-z0-9_.\-{}]+)+$/, 'must be an absolute path of letters, digits and _ . -')
+  .refine(
+    (path) => !path.split('/').some((segment) => segment === '.' || segment === '..'),
+    'must not contain . or .. segments',
+  )
+  .refine(
+    (path) => path.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
+    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
+  );
+
+const posixName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user or group name (lowercase, max 32)');
+
+const FileMappingSchema = z.strictObject({
+  parameter: parameterTemplate,
+  path: pathTemplate,
+  owner: posixName.default('root'),
+  group: posixName.default('root'),
+  mode: z
+    .string({ error: "must be a quoted octal string like '0400' (unquoted, YAML reads a number)" })
+    .regex(/^0?[0-7]{3}$/, "must be an octal mode like '0400' (quote it in YAML)")
+    .default('0400'),
+  format: z.enum(['raw', 'dotenv', 'json']).default('raw'),
+  reloadService: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9@_.:-]{0,254}$/, 'must be a systemd unit name like php-fpm')
+    .optional(),
+  backups: z.number().int().min(0).max(10).default(3),
+});
+
+// SendCommand MaxConcurrency / MaxErrors patterns, exactly as the API model declares them
+// (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+const RolloutSchema = z.strictObject({
+  maxConcurrency: z
+    .string()
+    .regex(
+      /^([1-9][0-9]{0,6}|[1-9]%|[1-9][0-9]%|100%)$/,
+      "must be a count like '10' or a percentage like '25%'",
+    )
+    .default('25%'),
+  maxErrors: z
+    .string()
+    .regex(
+      /^(0|[1-9][0-9]{0,6}|[0-9]%|[1-9][0-9]%|100%)$/,
+      "must be a count like '0' or a percentage like '10%'",
+    )
+    .default('10%'),
+  // SendCommand TimeoutSeconds: how long a command may wait to be delivered (30 s - 30 days).
+  timeoutSeconds: z.number().int().min(30).max(2_592_000).default(600),
+  // Chunks of ≤50 instances sent at once; a few, so 1,000 instances go out fast but
+  // SendCommand's per-account rate stays comfortable.
+  chunksInFlight: z.number().int().min(1).max(10).default(4),
+});
+
+const RetrySchema = z.strictObject({
+  maxAttempts: z.number().int().min(1).max(10).default(3),
+  // SQS DelaySeconds caps at 900, so every backoff must fit in it.
+  baseDelaySeconds: z.number().int().min(1).max(900).default(30),
+});
+
+export const FanoutConfigSchema = z
+  .strictObject({
+    tagKey: tagKey.default('Environment'),
+    environments: z.array(environmentName).min(1).max(50),
+    files: z.array(FileMappingSchema).min(1).max(20),
+    rollout: RolloutSchema.default(RolloutSchema.parse({})),
+    retry: RetrySchema.default(RetrySchema.parse({})),
+  })
+  .superRefine((config, ctx) => {
+    const seenEnvironments = new Set<string>();
+    config.environments.forEach((environment, index) => {
+      if (seenEnvironments.has(environment)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['environments', index],
+          message: `${environment} is listed twice`,
+        });
+      }
+      seenEnvironments.add(environment);
+    });
+    // Two mappings writing one file on one instance would fight over it; one parameter
+    // written to two paths is fine (e.g. a file read by two apps).
+    const writers = new Map<string, string>();
+    for (const target of expandFiles(config)) {
+      const key = `${target.environment}\0${target.path}`;
+      const previous = writers.get(key);
+      if (previous !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['files'],
+          message: `${target.path} in ${target.environment} is written by both ${previous} and ${target.parameter}`,
+        });
+      }
+      writers.set(key, target.parameter);
+    }
+  });
+
+export type FanoutConfig = z.infer<typeof FanoutConfigSchema>;
+export type FanoutConfigInput = z.input<typeof FanoutConfigSchema>;
+export type FileMapping = z.infer<typeof FileMappingSchema>;
+
+/** One mapped file of one environment, placeholders expanded: what one SendCommand writes. */
+export interface FileTarget {
+  environment: string;
+  parameter: string;
+  path: string;
+  owner: string;
+  group: string;
+  mode: string;
+  format: FileMapping['format'];
+  reloadService?: string;
+  backups: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type ExpandableConfig = Pick<FanoutConfig, 'environments' | 'files'>;
+
+/** Every (environment, file) pair of the config, with `{env}` expanded. Never throws. */
+export function expandFiles(config: ExpandableConfig): FileTarget[] {
+  return config.environments.flatMap((environment) =>
+    config.files.map(({ parameter, path, reloadService, ...rest }) => ({
+      environment,
+      parameter: parameter.replaceAll(ENV_PLACEHOLDER, environment),
+      path: path.replaceAll(ENV_PLACEHOLDER, environment),
+      ...(reloadService === undefined ? {} : { reloadService }),
+      ...rest,
+    })),
+  );
+}
+
+/** The files a parameter change must rewrite, all in one environment; [] if it is not mapped. */
+export function filesForParameter(config: FanoutConfig, parameter: string): FileTarget[] {
+  return expandFiles(config).filter((target) => target.parameter === parameter);
+}
+
+/** Every file mapped for one environment; [] for an environment that is not configured. */
+export function filesForEnvironment(config: FanoutConfig, environment: string): FileTarget[] {
+  return expandFiles(config).filter((target) => target.environment === environment);
+}
+
+/** Every distinct expanded parameter name: what the EventBridge rule matches. */
+export function mappedParameterNames(config: FanoutConfig): string[] {
+  return [...new Set(expandFiles(config).map((target) => target.parameter))].sort();
+}
+
+/** Validates raw config; throws ConfigError naming every bad field (`custom.fanout.files[0].mode: ...`). */
+export function parseConfig(raw: unknown, origin = 'custom.fanout'): FanoutConfig {
+  const result = FanoutConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const where = (path: readonly PropertyKey[]) =>
+    path.reduce<string>(
+      (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : `${acc}.${String(key)}`),
+      origin,
+    );
+  const problems = result.error.issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => `${where([...issue.path, key])}: unknown field (typo?)`)
+      : [`${where(issue.path)}: ${issue.message}`],
+  );
+  throw new ConfigError(`Invalid ${origin}:\n  ${problems.join('\n  ')}`);
+}
+
+/** Reads the config the deployment put in FANOUT_CONFIG; throws ConfigError if absent or invalid. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): FanoutConfig {
+  const json = env.FANOUT_CONFIG;
+  if (json === undefined || json === '') {
+    throw new ConfigError('FANOUT_CONFIG is not set: deploy with serverless.yml, which sets it');
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (error) {
+    throw new ConfigError(`FANOUT_CONFIG is not JSON: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, 'FANOUT_CONFIG');
+}
+
+/** Reads a required environment variable; throws ConfigError naming it if it is missing. */
+export function requireEnv(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[name];
+  if (value === undefined || value === '') {
+    throw new ConfigError(`${name} is not set: deploy with serverless.yml, which sets it`);
+  }
+  return value;
+}

@@ -1,0 +1,107 @@
+import { type EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import { paginateDescribeInstanceInformation, type SSMClient } from '@aws-sdk/client-ssm';
+import { chunk } from './chunk.ts';
+
+// DescribeInstances returns at most 1,000 instances a page; DescribeInstanceInformation at most
+// 50, and its InstanceIds filter takes at most 50 ids
+// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html,
+//  https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html).
+const EC2_PAGE_SIZE = 1000;
+const SSM_PAGE_SIZE = 50;
+
+/** Why a tagged, running instance cannot be sent a command. */
+export type UnreachableReason = 'NotManagedBySSM' | 'ConnectionLost' | 'Inactive' | 'NotOnline';
+
+export interface UnreachableInstance {
+  instanceId: string;
+  reason: UnreachableReason;
+}
+
+export interface Targets {
+  /** Running, tagged, SSM-managed and Online: these get a command. */
+  reachable: string[];
+  /** Running and tagged, but SSM cannot reach them now: reported, never silently dropped. */
+  unreachable: UnreachableInstance[];
+}
+
+export interface TargetQuery {
+  tagKey: string;
+  environment: string;
+  /** Restrict to these ids (each must still carry the tag and be running). */
+  instanceIds?: string[];
+}
+
+/**
+ * Finds the running instances tagged `<tagKey>=<environment>` and splits them by whether SSM
+ * can reach them. ceil(N/1000) DescribeInstances pages, ceil(N/50) DescribeInstanceInformation
+ * calls, nothing per instance. Throws the SDK error if either API fails after retries.
+ */
+export async function resolveTargets(
+  clients: { ec2: EC2Client; ssm: SSMClient },
+  query: TargetQuery,
+): Promise<Targets> {
+  const running = await runningTaggedInstances(clients.ec2, query);
+  const pingStatus = await pingStatusOf(clients.ssm, running);
+  const reachable: string[] = [];
+  const unreachable: UnreachableInstance[] = [];
+  for (const instanceId of running) {
+    const status = pingStatus.get(instanceId);
+    if (status === 'Online') reachable.push(instanceId);
+    else unreachable.push({ instanceId, reason: unreachableReason(status) });
+  }
+  return { reachable, unreachable };
+}
+
+async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promise<string[]> {
+  const filters = [
+    { Name: `tag:${query.tagKey}`, Values: [query.environment] },
+    { Name: 'instance-state-name', Values: ['running'] },
+  ];
+  // With explicit ids, filter on instance-id instead of passing InstanceIds: InstanceIds fails
+  // the whole call (InvalidInstanceID.NotFound) for one unknown id, and cannot be paginated.
+  if (query.instanceIds !== undefined) {
+    if (query.instanceIds.length === 0) return [];
+    filters.push({ Name: 'instance-id', Values: query.instanceIds });
+  }
+  const ids = new Set<string>();
+  const pages = paginateDescribeInstances(
+    { client: ec2, pageSize: EC2_PAGE_SIZE },
+    { Filters: filters, MaxResults: EC2_PAGE_SIZE },
+  );
+  for await (const page of pages) {
+    for (const reservation of page.Reservations ?? []) {
+      for (const instance of reservation.Instances ?? []) {
+        if (instance.InstanceId !== undefined) ids.add(instance.InstanceId);
+      }
+    }
+  }
+  return [...ids].sort();
+}
+
+async function pingStatusOf(ssm: SSMClient, instanceIds: string[]): Promise<Map<string, string>> {
+  const status = new Map<string, string>();
+  for (const ids of chunk(instanceIds, SSM_PAGE_SIZE)) {
+    const pages = paginateDescribeInstanceInformation(
+      { client: ssm, pageSize: SSM_PAGE_SIZE },
+      { Filters: [{ Key: 'InstanceIds', Values: ids }], MaxResults: SSM_PAGE_SIZE },
+    );
+    for await (const page of pages) {
+      for (const info of page.InstanceInformationList ?? []) {
+        if (info.InstanceId !== undefined) status.set(info.InstanceId, info.PingStatus ?? '');
+      }
+    }
+  }
+  return status;
+}
+
+function unreachableReason(pingStatus: string | undefined): UnreachableReason {
+  switch (pingStatus) {
+    case undefined:
+      return 'NotManagedBySSM';
+    case 'ConnectionLost':
+    case 'Inactive':
+      return pingStatus;
+    default:
+      return 'NotOnline';
+  }
+}

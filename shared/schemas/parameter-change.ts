@@ -1,0 +1,23 @@
+import * as z from 'zod';
+import { eventBridgeEvent } from './eventbridge.ts';
+
+/**
+ * The EventBridge event Parameter Store emits when a parameter changes
+ * (https://docs.aws.amazon.com/systems-manager/latest/userguide/monitoring-systems-manager-event-examples.html
+ * — "Parameter Store Change"). It carries the name and operation, never the value or version.
+ */
+export const ParameterChangeEventSchema = eventBridgeEvent(
+  'aws.ssm',
+  'Parameter Store Change',
+  z.object({
+    operation: z.string().min(1),
+    name: z.string().min(1).max(2048),
+    type: z.string().optional(),
+    description: z.string().optional(),
+  }),
+);
+
+export type ParameterChangeEvent = z.infer<typeof ParameterChangeEventSchema>;
+
+/** Operations after which the parameter holds content to push; anything else sends nothing. */
+export const CONTENT_OPERATIONS: ReadonlySet<string> = new Set(['Create', 'Update']);

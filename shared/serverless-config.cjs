@@ -1,0 +1,286 @@
+// Build-time bridge between serverless.yml and shared/config.ts: serverless.yml reads
+// `${file(./shared/serverless-config.cjs):<name>}`, and every value here comes from custom.fanout
+// validated by the same zod schema the functions use at cold start. A bad config therefore
+// fails `serverless package` with the field named, before anything is deployed.
+// CommonJS because the Serverless Framework `require`s variable files; Node 24 loads the
+// TypeScript module directly (type stripping + require(esm)).
+const { readFileSync } = require('node:fs');
+const { join } = require('node:path');
+const yaml = require('js-yaml');
+const { parseConfig, mappedParameterNames, expandFiles } = require('./config.ts');
+const { documentParameters } = require('./commands.ts');
+
+// Lambda caps all environment variables of a function at 4 KB together
+// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+const MAX_CONFIG_BYTES = 3072;
+const MAX_EVENT_PATTERN = 2048;
+const DOCUMENT_PATH = join(__dirname, '..', 'documents', 'replace-secrets-file.yml');
+
+async function validated(resolveVariable) {
+  const raw = await resolveVariable('self:custom.fanout');
+  let config;
+  try {
+    config = parseConfig(raw, 'custom.fanout');
+  } catch (error) {
+    // Serverless prints the message of a plain Error after its own prefix; keep ours first.
+    throw new Error(error.message);
+  }
+  checkAgainstDocument(config);
+  return config;
+}
+
+/**
+ * Every SendCommand the config can produce must pass the document's own allowedPattern and
+ * allowedValues, or SSM would refuse it at run time (InvalidParameters). Checked here, with the
+ * document's real patterns, so the two can never drift apart.
+ */
+function checkAgainstDocument(config) {
+  const declared = loadDocument().parameters;
+  const problems = [];
+  expandFiles(config).forEach((target) => {
+    const index = config.files.findIndex(
+      (file) => file.parameter.replaceAll('{env}', target.environment) === target.parameter,
+    );
+    for (const [name, [value]] of Object.entries(documentParameters(target))) {
+      const spec = declared[name];
+      const ok =
+        spec !== undefined &&
+        (spec.allowedPattern === undefined || new RegExp(spec.allowedPattern).test(value)) &&
+        (spec.allowedValues === undefined || spec.allowedValues.includes(value));
+      if (!ok) {
+        problems.push(
+          `custom.fanout.files[${index}] (${target.environment}): ${name} "${value}" is refused by documents/replace-secrets-file.yml (${spec?.allowedPattern ?? 'no such parameter'})`,
+        );
+      }
+    }
+  });
+  if (problems.length > 0) throw new Error(`Invalid custom.fanout:\n  ${problems.join('\n  ')}`);
+}
+
+function escapeVariables(value) {
+  if (typeof value === 'string') return value.replaceAll('${', '\\${');
+  if (Array.isArray(value)) return value.map(escapeVariables);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeVariables(v)]));
+  }
+  return value;
+}
+
+function loadDocument() {
+  return yaml.load(readFileSync(DOCUMENT_PATH, 'utf8'));
+}
+
+const sub = (template) => ({ 'Fn::Sub': template });
+const parameterArn = (name) =>
+  sub(`arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter${name}`);
+
+/** A CloudFormation logical id for an environment name (letters and digits only, unique). */
+function logicalIdFor(environment, index) {
+  const words = environment.split(/[^A-Za-z0-9]+/).filter(Boolean);
+  const id = words.map((word) => word[0].toUpperCase() + word.slice(1)).join('');
+  return `${id}${index}`;
+}
+
+module.exports = {
+  /** The validated config, compact JSON, for the FANOUT_CONFIG environment variable. */
+  async json({ resolveVariable }) {
+    const json = JSON.stringify(await validated(resolveVariable));
+    if (Buffer.byteLength(json) > MAX_CONFIG_BYTES) {
+      throw new Error(
+        `custom.fanout is ${Buffer.byteLength(json)} bytes as JSON; Lambda allows 4 KB of environment in all, so keep it under ${MAX_CONFIG_BYTES}`,
+      );
+    }
+    return json;
+  },
+
+  /** Every expanded parameter name, for the Parameter Store Change rule's pattern. */
+  async parameterNames({ resolveVariable }) {
+    const names = mappedParameterNames(await validated(resolveVariable));
+    // EventBridge allows 2,048 characters per event pattern
+    // (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html).
+    const patternSize = JSON.stringify({
+      source: ['aws.ssm'],
+      'detail-type': ['Parameter Store Change'],
+      detail: { name: names },
+    }).length;
+    if (patternSize > MAX_EVENT_PATTERN) {
+      throw new Error(
+        `custom.fanout maps ${names.length} parameters: the rule's event pattern would be ${patternSize} characters, over EventBridge's ${MAX_EVENT_PATTERN}. Map fewer files or environments per stage.`,
+      );
+    }
+    return names;
+  },
+
+  /**
+   * ssm:SendCommand on EC2 instances whose environment tag is one of ours. SSM evaluates the
+   * instance's tags with ssm:resourceTag/<key>
+   * (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-rc-setting-up-cmdsec.html).
+   */
+  async sendCommandOnTaggedInstances({ resolveVariable }) {
+    const config = await validated(resolveVariable);
+    return {
+      Sid: 'OnInstancesOfOurEnvironmentsOnly',
+      Effect: 'Allow',
+      Action: 'ssm:SendCommand',
+      Resource: sub('arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'),
+      Condition: {
+        StringEquals: { [`ssm:resourceTag/${config.tagKey}`]: config.environments },
+      },
+    };
+  },
+
+  /**
+   * The document for AWS::SSM::Document Content. The framework resolves variables in what this
+   * returns, and the shell text is full of `${...}` (`${detail:+…}` even parses as a variable
+   * source), so every `${` is escaped as `\${`, which the framework turns back into `${`.
+   * A template test checks the deployed Content equals the YAML file exactly.
+   */
+  async documentContent() {
+    return escapeVariables(loadDocument());
+  },
+
+  /**
+   * One IAM managed policy per environment for that environment's instance role: read (and
+   * decrypt, through SSM only) its own mapped parameters, and write command output.
+   */
+  async instanceAccess({ resolveVariable }) {
+    const config = await validated(resolveVariable);
+    const targets = expandFiles(config);
+    const Resources = {};
+    const Outputs = {};
+    config.environments.forEach((environment, index) => {
+      const names = [
+        ...new Set(targets.filter((t) => t.environment === environment).map((t) => t.parameter)),
+      ];
+      const id = `InstancePolicy${logicalIdFor(environment, index)}`;
+      Resources[id] = {
+        Type: 'AWS::IAM::ManagedPolicy',
+        Properties: {
+          Description: `secrets-fanout: what ${environment} instances need to receive their files`,
+          PolicyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'ReadOwnEnvironmentParameters',
+                Effect: 'Allow',
+                Action: 'ssm:GetParameter',
+                Resource: names.map(parameterArn),
+              },
+              {
+                // SecureString values are encrypted with the parameter ARN as encryption
+                // context (https://docs.aws.amazon.com/systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html).
+                Sid: 'DecryptOwnEnvironmentParametersThroughSsm',
+                Effect: 'Allow',
+                Action: 'kms:Decrypt',
+                Resource: '*',
+                // With the AWS managed aws/ssm key, ssm:GetParameter alone already decrypts;
+                // this statement is what a customer managed key needs.
+                Condition: {
+                  StringEquals: {
+                    'kms:ViaService': sub('ssm.${AWS::Region}.amazonaws.com'),
+                    'kms:EncryptionContext:PARAMETER_ARN': names.map(parameterArn),
+                  },
+                },
+              },
+              {
+                Sid: 'WriteCommandOutput',
+                Effect: 'Allow',
+                Action: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+                Resource: { 'Fn::GetAtt': ['CommandOutputLogGroup', 'Arn'] },
+              },
+              {
+                Sid: 'FindCommandOutputGroup',
+                Effect: 'Allow',
+                Action: 'logs:DescribeLogGroups',
+                Resource: '*',
+              },
+            ],
+          },
+        },
+      };
+      Outputs[`${id}Arn`] = {
+        Description: `Attach to the instance role of ${environment} instances`,
+        Value: { Ref: id },
+      };
+    });
+    return { Resources, Outputs };
+  },
+
+  /**
+   * One IAM role per function: the statements listed under custom.functionRoles.<function>,
+   * plus writing its own log group and X-Ray traces, nothing shared. Every function must name
+   * its role (`role: <Function>Role`), so the framework creates no catch-all default role.
+   */
+  async functionRoles({ resolveVariable }) {
+    const service = await resolveVariable('self:service');
+    const stage = await resolveVariable('sls:stage');
+    const roles = await resolveVariable('self:custom.functionRoles');
+    const functions = await resolveVariable('self:functions');
+    const Resources = {};
+    for (const [name, statements] of Object.entries(roles)) {
+      const id = roleLogicalId(name);
+      if (functions[name]?.role !== id) {
+        throw new Error(
+          `functions.${name}.role must be ${id} (custom.functionRoles.${name} defines it)`,
+        );
+      }
+      Resources[id] = {
+        Type: 'AWS::IAM::Role',
+        Properties: {
+          Description: `secrets-fanout ${stage} ${name} function`,
+          AssumeRolePolicyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Effect: 'Allow',
+                Principal: { Service: 'lambda.amazonaws.com' },
+                Action: 'sts:AssumeRole',
+              },
+            ],
+          },
+          Policies: [
+            {
+              PolicyName: name,
+              PolicyDocument: {
+                Version: '2012-10-17',
+                Statement: [
+                  {
+                    Sid: 'OwnLogGroup',
+                    Effect: 'Allow',
+                    Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+                    Resource: sub(
+                      `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/${service}-${stage}-${name}:*`,
+                    ),
+                  },
+                  {
+                    Sid: 'Traces', // X-Ray actions support no resource-level scoping
+                    Effect: 'Allow',
+                    Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
+                    Resource: '*',
+                  },
+                  ...statements,
+                ],
+              },
+            },
+          ],
+        },
+      };
+    }
+    for (const [name, definition] of Object.entries(functions)) {
+      if (roles[name] === undefined) {
+        throw new Error(
+          `functions.${name} has no custom.functionRoles.${name}: every function gets its own role`,
+        );
+      }
+      if (definition.role !== roleLogicalId(name)) {
+        throw new Error(`functions.${name}.role must be ${roleLogicalId(name)}`);
+      }
+    }
+    return { Resources };
+  },
+};
+
+/** `propagate` → `PropagateRole`. */
+function roleLogicalId(functionName) {
+  return `${functionName[0].toUpperCase()}${functionName.slice(1).replace(/[^A-Za-z0-9]/g, '')}Role`;
+}

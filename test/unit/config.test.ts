@@ -1,0 +1,162 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  expandFiles,
+  filesForEnvironment,
+  filesForParameter,
+  loadConfig,
+  mappedParameterNames,
+  parseConfig,
+} from '../../shared/config.ts';
+import { testConfigInput } from '../support/fixtures.ts';
+
+const clone = () => structuredClone(testConfigInput);
+
+function problemsOf(raw: unknown): string {
+  try {
+    parseConfig(raw);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('parseConfig', () => {
+  it('fills defaults for everything optional', () => {
+    // Arrange
+    const raw = { environments: ['prod'], files: [{ parameter: '/{env}/a', path: '/etc/a' }] };
+    // Act
+    const config = parseConfig(raw);
+    // Assert
+    expect(config).toEqual({
+      tagKey: 'Environment',
+      environments: ['prod'],
+      files: [
+        {
+          parameter: '/{env}/a',
+          path: '/etc/a',
+          owner: 'root',
+          group: 'root',
+          mode: '0400',
+          format: 'raw',
+          backups: 3,
+        },
+      ],
+      rollout: { maxConcurrency: '25%', maxErrors: '10%', timeoutSeconds: 600, chunksInFlight: 4 },
+      retry: { maxAttempts: 3, baseDelaySeconds: 30 },
+    });
+  });
+
+  it.each([
+    ['files[0].mode', (c: any) => (c.files[0].mode = 400), 'quoted octal string'],
+    ['files[0].mode', (c: any) => (c.files[0].mode = '0999'), 'octal mode'],
+    ['files[0].path', (c: any) => (c.files[0].path = 'var/www/env.php'), 'absolute path'],
+    ['files[0].path', (c: any) => (c.files[0].path = '/var/www/../etc/shadow'), '. or ..'],
+    ['files[0].path', (c: any) => (c.files[0].path = '/var/www/$(reboot)'), 'absolute path'],
+    ['files[0].parameter', (c: any) => (c.files[0].parameter = '/prod/env.php'), 'contain {env}'],
+    ['files[0].parameter', (c: any) => (c.files[0].parameter = '/{env}/{app}'), 'only placeholder'],
+    ['files[0].parameter', (c: any) => (c.files[0].parameter = '/aws/{env}/x'), 'reserved'],
+    ['files[0].owner', (c: any) => (c.files[0].owner = 'root;rm'), 'POSIX user'],
+    ['files[0].format', (c: any) => (c.files[0].format = 'yaml'), 'raw'],
+    [
+      'files[0].reloadService',
+      (c: any) => (c.files[0].reloadService = 'php-fpm; reboot'),
+      'systemd unit',
+    ],
+    ['files[0].backups', (c: any) => (c.files[0].backups = 11), '10'],
+    ['files[0].colour', (c: any) => (c.files[0].colour = 'blue'), 'unknown field'],
+    ['environments', (c: any) => (c.environments = []), '1'],
+    ['environments[1]', (c: any) => (c.environments = ['prod', 'prod']), 'listed twice'],
+    ['environments[0]', (c: any) => (c.environments = ['-prod']), 'letters'],
+    ['tagKey', (c: any) => (c.tagKey = 'aws:env'), 'reserved'],
+    ['rollout.maxConcurrency', (c: any) => (c.rollout.maxConcurrency = '0'), 'percentage'],
+    ['rollout.maxErrors', (c: any) => (c.rollout.maxErrors = '101%'), 'percentage'],
+    ['rollout.timeoutSeconds', (c: any) => (c.rollout.timeoutSeconds = 10), '30'],
+    ['retry.baseDelaySeconds', (c: any) => (c.retry.baseDelaySeconds = 901), '900'],
+    ['retry.maxAttempts', (c: any) => (c.retry.maxAttempts = 0), '1'],
+  ])('refuses a bad %s, naming the field', (field, breakIt, hint) => {
+    // Arrange
+    const raw = clone();
+    breakIt(raw);
+    // Act
+    const message = problemsOf(raw);
+    // Assert
+    expect(message).toContain(`custom.fanout.${field}:`);
+    expect(message).toContain(hint);
+  });
+
+  it('refuses two parameters writing the same file of one environment', () => {
+    const raw = clone();
+    raw.files.push({ parameter: '/{env}/other.php', path: '/var/www/html/env.php' });
+    expect(problemsOf(raw)).toMatch(/\/var\/www\/html\/env\.php in dev is written by both/);
+  });
+
+  it('lists every problem at once', () => {
+    const raw = clone() as any;
+    raw.files[0].mode = '9';
+    raw.tagKey = '';
+    const message = problemsOf(raw);
+    expect(message).toContain('custom.fanout.files[0].mode');
+    expect(message).toContain('custom.fanout.tagKey');
+  });
+});
+
+describe('expansion', () => {
+  const config = parseConfig({
+    ...clone(),
+    files: [
+      { parameter: '/{env}/env.php', path: '/var/www/html/env.php' },
+      { parameter: '/{env}/app/secrets', path: '/etc/{env}/secrets.env', format: 'dotenv' },
+    ],
+  });
+
+  it('expands {env} in parameters and paths for every environment', () => {
+    expect(expandFiles(config).map((t) => `${t.environment} ${t.parameter} ${t.path}`)).toEqual([
+      'dev /dev/env.php /var/www/html/env.php',
+      'dev /dev/app/secrets /etc/dev/secrets.env',
+      'prod /prod/env.php /var/www/html/env.php',
+      'prod /prod/app/secrets /etc/prod/secrets.env',
+    ]);
+  });
+
+  it('finds the files of a parameter, and none for an unmapped one', () => {
+    expect(filesForParameter(config, '/prod/app/secrets')).toMatchObject([
+      { environment: 'prod', path: '/etc/prod/secrets.env', format: 'dotenv' },
+    ]);
+    expect(filesForParameter(config, '/staging/env.php')).toEqual([]);
+  });
+
+  it('finds every file of an environment', () => {
+    expect(filesForEnvironment(config, 'dev').map((t) => t.parameter)).toEqual([
+      '/dev/env.php',
+      '/dev/app/secrets',
+    ]);
+  });
+
+  it('lists the distinct mapped parameter names for the rule', () => {
+    expect(mappedParameterNames(config)).toEqual([
+      '/dev/app/secrets',
+      '/dev/env.php',
+      '/prod/app/secrets',
+      '/prod/env.php',
+    ]);
+  });
+});
+
+describe('loadConfig', () => {
+  it('reads FANOUT_CONFIG', () => {
+    expect(loadConfig({ FANOUT_CONFIG: JSON.stringify(clone()) }).environments).toEqual([
+      'dev',
+      'prod',
+    ]);
+  });
+
+  it.each([
+    [{}, 'FANOUT_CONFIG is not set'],
+    [{ FANOUT_CONFIG: '{' }, 'FANOUT_CONFIG is not JSON'],
+    [{ FANOUT_CONFIG: '{"environments":[]}' }, 'FANOUT_CONFIG.environments'],
+  ])('refuses %j at cold start with a clear error', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});

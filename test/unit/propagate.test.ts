@@ -1,0 +1,202 @@
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import {
+  DescribeInstanceInformationCommand,
+  DescribeParametersCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createIdempotencyTable, startDynalite } from '../support/dynalite.ts';
+import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
+
+// Idempotency runs against dynalite (a real DynamoDB), so duplicate detection is real;
+// EC2, SSM and SNS are mocked at the SDK.
+const ec2Mock = mockClient(EC2Client);
+const ssmMock = mockClient(SSMClient);
+const snsMock = mockClient(SNSClient);
+
+let dynamo: Awaited<ReturnType<typeof startDynalite>>;
+let propagate: typeof import('../../functions/propagate.ts');
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
+  await createIdempotencyTable(dynamo.endpoint, process.env.IDEMPOTENCY_TABLE!);
+  propagate = await import('../../functions/propagate.ts');
+});
+afterAll(async () => {
+  await dynamo.close();
+});
+
+const fleet = instanceIds(3);
+let eventCounter = 0;
+/** A fixture event with a fresh id, so tests do not see each other's idempotency records. */
+function event(name: string) {
+  const e = loadEvent<any>(`parameter-store-change/${name}`);
+  e.id = `${e.id}-${++eventCounter}`;
+  return e;
+}
+
+beforeEach(() => {
+  ec2Mock.on(DescribeInstancesCommand).resolves({
+    Reservations: [{ Instances: fleet.map((InstanceId) => ({ InstanceId })) }],
+  });
+  ssmMock.on(DescribeInstanceInformationCommand).resolves({
+    InstanceInformationList: fleet
+      .slice(0, 2)
+      .map((InstanceId) => ({ InstanceId, PingStatus: 'Online' })),
+  });
+  ssmMock.on(DescribeParametersCommand).resolves({
+    Parameters: [{ Name: '/prod/env.php', Version: 7 }],
+  });
+  ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+  snsMock.on(PublishCommand).resolves({ MessageId: 'm-1' });
+});
+afterEach(() => {
+  ec2Mock.reset();
+  ssmMock.reset();
+  snsMock.reset();
+});
+
+describe('propagate', () => {
+  it.each(['update', 'create'])(
+    'pushes a %s to the reachable instances of its environment',
+    async (name) => {
+      // Act
+      const result = await propagate.handler(event(name), lambdaContext());
+      // Assert
+      expect(result).toMatchObject({
+        status: 'sent',
+        rollout: {
+          environment: 'prod',
+          parameters: ['/prod/env.php'],
+          version: 7,
+          targeted: 2,
+          unreachable: [{ instanceId: fleet[2], reason: 'NotManagedBySSM' }],
+          commandIds: ['cmd-1'],
+          failedChunks: [],
+        },
+      });
+      expect(
+        ec2Mock.commandCalls(DescribeInstancesCommand)[0]?.args[0].input.Filters,
+      ).toContainEqual({
+        Name: 'tag:Environment',
+        Values: ['prod'],
+      });
+      const sent = ssmMock.commandCalls(SendCommandCommand);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]?.args[0].input).toMatchObject({
+        InstanceIds: fleet.slice(0, 2),
+        Parameters: {
+          ParameterName: ['/prod/env.php'],
+          DestinationPath: ['/var/www/html/env.php'],
+        },
+      });
+      expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
+    },
+  );
+
+  it('derives one stable rollout id from the event', async () => {
+    const e = event('update');
+    const first = await propagate.lambdaHandler(e);
+    const again = await propagate.lambdaHandler(e);
+    expect(first.status === 'sent' && first.rollout.rolloutId).toMatch(
+      /^20261123T161300Z-[0-9a-f]{8}$/,
+    );
+    expect(again).toEqual(first);
+  });
+
+  it('sends once when EventBridge delivers the same event twice', async () => {
+    // Arrange
+    const e = event('update');
+    // Act
+    const first = await propagate.handler(e, lambdaContext());
+    const duplicate = await propagate.handler(structuredClone(e), lambdaContext());
+    // Assert
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
+    expect(duplicate).toEqual(first);
+  });
+
+  it.each(['delete', 'label'])(
+    'sends nothing for a %s and alerts the on-call once',
+    async (name) => {
+      // Act
+      const result = await propagate.handler(event(name), lambdaContext());
+      // Assert
+      expect(result).toMatchObject({ status: 'skipped', reason: 'not-a-content-change' });
+      expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+      expect(ec2Mock.calls()).toHaveLength(0);
+      const alerts = snsMock.commandCalls(PublishCommand);
+      expect(alerts).toHaveLength(1);
+      expect(alerts[0]?.args[0].input).toMatchObject({
+        TopicArn: process.env.ALERTS_TOPIC_ARN,
+        Subject: expect.stringContaining('/prod/env.php (prod), nothing pushed'),
+        MessageAttributes: { parameter: { DataType: 'String', StringValue: '/prod/env.php' } },
+      });
+    },
+  );
+
+  it('sends nothing for a parameter that is not mapped', async () => {
+    const result = await propagate.handler(event('unmapped'), lambdaContext());
+    expect(result).toMatchObject({ status: 'skipped', reason: 'not-mapped' });
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it.each([
+    ['a detail without a name', () => event('malformed-missing-name'), 'detail\\.name'],
+    ['another source', () => ({ ...event('update'), source: 'aws.ec2' }), 'source'],
+    [
+      'another detail-type',
+      () => ({ ...event('update'), 'detail-type': 'Parameter Store Policy Action' }),
+      'detail-type',
+    ],
+    ['not an event at all', () => ({ hello: 'world' }), 'version'],
+  ])('refuses %s with an error naming the field and sends nothing', async (_, make, field) => {
+    await expect(propagate.handler(make() as any, lambdaContext())).rejects.toThrow(
+      new RegExp(`^Parameter Store Change event refused, nothing sent: .*${field}`),
+    );
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
+  });
+
+  it('reports a failed chunk without failing the rollout', async () => {
+    const many = instanceIds(60);
+    ec2Mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: many.map((InstanceId) => ({ InstanceId })) }],
+    });
+    ssmMock.on(DescribeInstanceInformationCommand).callsFake((input) => ({
+      InstanceInformationList: input.Filters[0].Values.map((InstanceId: string) => ({
+        InstanceId,
+        PingStatus: 'Online',
+      })),
+    }));
+    ssmMock
+      .on(SendCommandCommand)
+      .resolvesOnce({ Command: { CommandId: 'cmd-ok' } })
+      .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const result = await propagate.handler(event('update'), lambdaContext());
+    expect(result).toMatchObject({
+      status: 'sent',
+      rollout: {
+        targeted: 60,
+        commandIds: ['cmd-ok'],
+        failedChunks: [
+          { instanceIds: many.slice(50), error: 'ThrottlingException: Rate exceeded' },
+        ],
+      },
+    });
+  });
+
+  it('fails the invocation when nothing could be sent, so the event is retried', async () => {
+    ssmMock
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('no such document'), { name: 'InvalidDocument' }));
+    const e = event('update');
+    await expect(propagate.handler(e, lambdaContext())).rejects.toThrow('every SendCommand failed');
+    // The failure was not remembered as done: the retry really runs again.
+    ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-2' } });
+    await expect(propagate.handler(e, lambdaContext())).resolves.toMatchObject({ status: 'sent' });
+  });
+});

@@ -1,0 +1,202 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { load } from 'js-yaml';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { packageService, repoRoot, serviceCopy } from '../support/package.ts';
+
+// Tests on the CloudFormation template `serverless package` builds (the global setup packages
+// once, offline, exactly as `npm run package` does).
+
+type Statement = {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: unknown;
+};
+type Resource = { Type: string; Properties: any };
+let resources: Record<string, Resource>;
+
+beforeAll(() => {
+  const template = JSON.parse(
+    readFileSync(join(inject('packagedDir'), 'cloudformation-template-update-stack.json'), 'utf8'),
+  );
+  resources = template.Resources;
+});
+
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const statementsOf = (role: Resource): Statement[] =>
+  role.Properties.Policies.flatMap((p: any) => p.PolicyDocument.Statement);
+const functionRoles = () =>
+  ofType('AWS::Lambda::Function').map(([id, fn]) => {
+    const roleId = fn.Properties.Role['Fn::GetAtt'][0];
+    return { id, roleId, role: resources[roleId]! };
+  });
+
+describe('propagate rule', () => {
+  it('matches Parameter Store changes of exactly the mapped parameter names', () => {
+    const [[, rule]] = ofType('AWS::Events::Rule') as [[string, Resource]];
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ['aws.ssm'],
+      'detail-type': ['Parameter Store Change'],
+      detail: { name: ['/dev/env.php', '/prod/env.php', '/staging/env.php'] },
+    });
+    expect(rule.Properties.Targets[0].Arn['Fn::GetAtt'][0]).toBe('PropagateLambdaFunction');
+    expect(rule.Properties.Targets[0].DeadLetterConfig.Arn['Fn::GetAtt'][0]).toBe(
+      'DeadLetterQueue',
+    );
+  });
+});
+
+describe('IAM', () => {
+  it('gives every function a role of its own and creates no shared default role', () => {
+    const roles = functionRoles();
+    expect(roles.length).toBeGreaterThan(0);
+    expect(new Set(roles.map((r) => r.roleId)).size).toBe(roles.length);
+    for (const { role } of roles) expect(role.Type).toBe('AWS::IAM::Role');
+    expect(resources.IamRoleLambdaExecution).toBeUndefined();
+  });
+
+  it('lets no function read a parameter or decrypt anything', () => {
+    for (const { roleId, role } of functionRoles()) {
+      for (const statement of statementsOf(role)) {
+        for (const action of actionsOf(statement)) {
+          expect(action, `${roleId} ${statement.Sid}`).not.toMatch(
+            /^ssm:GetParameter|^ssm:\*$|^\*$/,
+          );
+          expect(action, `${roleId} ${statement.Sid}`).not.toMatch(/^kms:/);
+        }
+      }
+    }
+  });
+
+  it('allows SendCommand only with our document and on instances tagged with our environments', () => {
+    const { role } = functionRoles().find((r) => r.id === 'PropagateLambdaFunction')!;
+    const sendCommand = statementsOf(role).filter((s) => actionsOf(s).includes('ssm:SendCommand'));
+    expect(sendCommand).toEqual([
+      expect.objectContaining({
+        Resource: {
+          'Fn::Sub':
+            'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${ReplaceSecretsFileDocument}',
+        },
+      }),
+      expect.objectContaining({
+        Resource: {
+          'Fn::Sub': 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*',
+        },
+        Condition: { StringEquals: { 'ssm:resourceTag/Environment': ['dev', 'staging', 'prod'] } },
+      }),
+    ]);
+    for (const statement of sendCommand) expect(actionsOf(statement)).toEqual(['ssm:SendCommand']);
+  });
+
+  it('uses "*" only for actions that support no resource-level permissions', () => {
+    const unscoped = new Set([
+      'ec2:DescribeInstances',
+      'ssm:DescribeInstanceInformation',
+      'ssm:DescribeParameters',
+      'xray:PutTraceSegments',
+      'xray:PutTelemetryRecords',
+    ]);
+    for (const { roleId, role } of functionRoles()) {
+      for (const statement of statementsOf(role).filter((s) => s.Resource === '*')) {
+        for (const action of actionsOf(statement))
+          expect(unscoped, `${roleId}: ${action}`).toContain(action);
+      }
+    }
+  });
+
+  it('lets each environment’s instances read only that environment’s parameters', () => {
+    const policies = ofType('AWS::IAM::ManagedPolicy');
+    expect(policies.map(([id]) => id)).toEqual([
+      'InstancePolicyDev0',
+      'InstancePolicyStaging1',
+      'InstancePolicyProd2',
+    ]);
+    const prod = resources.InstancePolicyProd2!.Properties.PolicyDocument.Statement as Statement[];
+    const arn = {
+      'Fn::Sub':
+        'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/prod/env.php',
+    };
+    expect(prod.find((s) => actionsOf(s).includes('ssm:GetParameter'))?.Resource).toEqual([arn]);
+    expect(prod.find((s) => actionsOf(s).includes('kms:Decrypt'))?.Condition).toEqual({
+      StringEquals: {
+        'kms:ViaService': { 'Fn::Sub': 'ssm.${AWS::Region}.amazonaws.com' },
+        'kms:EncryptionContext:PARAMETER_ARN': [arn],
+      },
+    });
+  });
+});
+
+describe('resources', () => {
+  it('deploys the document exactly as documents/replace-secrets-file.yml says', () => {
+    const file = load(readFileSync(join(repoRoot, 'documents/replace-secrets-file.yml'), 'utf8'));
+    expect(resources.ReplaceSecretsFileDocument!.Properties).toMatchObject({
+      DocumentType: 'Command',
+      DocumentFormat: 'YAML',
+      Content: file,
+    });
+  });
+
+  it('keeps state in an encrypted, recoverable, expiring, on-demand table', () => {
+    expect(resources.IdempotencyTable!.Properties).toMatchObject({
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true },
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true },
+    });
+  });
+
+  it('encrypts the alert topic with a key only SNS use can unlock for the functions', () => {
+    expect(resources.AlertsTopic!.Properties.KmsMasterKeyId).toEqual({ Ref: 'AlertsKey' });
+    const keyPolicy = resources.AlertsKey!.Properties.KeyPolicy.Statement as Statement[];
+    const forFunctions = keyPolicy.find((s) => s.Sid === 'FunctionsPublishThroughSnsOnly');
+    expect(forFunctions?.Condition).toEqual({
+      StringEquals: { 'kms:ViaService': { 'Fn::Sub': 'sns.${AWS::Region}.amazonaws.com' } },
+    });
+  });
+
+  it('passes the validated config and the resource names to the function', () => {
+    const env = resources.PropagateLambdaFunction!.Properties.Environment.Variables;
+    expect(JSON.parse(env.FANOUT_CONFIG).environments).toEqual(['dev', 'staging', 'prod']);
+    expect(env).toMatchObject({
+      DOCUMENT_NAME: { Ref: 'ReplaceSecretsFileDocument' },
+      IDEMPOTENCY_TABLE: { Ref: 'IdempotencyTable' },
+      COMMAND_OUTPUT_LOG_GROUP: { Ref: 'CommandOutputLogGroup' },
+    });
+    expect(resources.PropagateLambdaFunction!.Properties.Runtime).toBe('nodejs24.x');
+  });
+});
+
+describe('packaging a bad config', () => {
+  it('fails and names the bad field', async () => {
+    // Arrange: an unquoted mode, which YAML reads as a number
+    const dir = await serviceCopy({
+      serverlessYml: (yml) => yml.replace("mode: '0400'", 'mode: 0400'),
+    });
+    // Act
+    const failure = await packageService(join(dir, 'out'), dir).then(
+      () => undefined,
+      (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
+    );
+    // Assert
+    expect(failure).toContain('custom.fanout.files[0].mode');
+    expect(failure).toContain('quoted octal string');
+  });
+
+  it('fails when the document would refuse a mapped value', async () => {
+    // Arrange: a document that only accepts root as owner, and a config that maps apache
+    const dir = await serviceCopy({
+      document: (doc) =>
+        doc.replace(/(FileOwner:[\s\S]*?allowedPattern: ).*/, (_, head) => `${head}'^root$'`),
+    });
+    // Act
+    const failure = await packageService(join(dir, 'out'), dir).then(
+      () => undefined,
+      (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
+    );
+    // Assert
+    expect(failure).toContain('custom.fanout.files[0] (dev): FileOwner "apache" is refused');
+  });
+});
