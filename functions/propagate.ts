@@ -5,8 +5,10 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import { parameterNotPushedAlert, sendAlert } from '../shared/alerts.ts';
+import { documents } from '../shared/clients/dynamodb.ts';
 import { ec2 } from '../shared/clients/ec2.ts';
 import { sns } from '../shared/clients/sns.ts';
+import { sqs } from '../shared/clients/sqs.ts';
 import { ssm } from '../shared/clients/ssm.ts';
 import { filesForParameter, loadConfig, requireEnv } from '../shared/config.ts';
 import { fanOut, type RolloutSummary } from '../shared/fanout.ts';
@@ -16,6 +18,7 @@ import { parseEvent } from '../shared/parse.ts';
 import { correlate, logger, metrics, tracer } from '../shared/powertools.ts';
 import { newRolloutId } from '../shared/rollout-id.ts';
 import { type RolloutReport, summarise } from '../shared/rollout-report.ts';
+import { RolloutStore } from '../shared/rollouts.ts';
 import {
   CONTENT_OPERATIONS,
   type ParameterChangeEvent,
@@ -24,14 +27,20 @@ import {
 
 // Read and checked once per container: a bad deployment fails at cold start, loudly.
 const config = loadConfig();
+const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
 const deps = {
   ec2,
   ssm,
+  sns,
   config,
+  sqs,
+  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
+  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
   documentName: requireEnv('DOCUMENT_NAME'),
   outputLogGroup: requireEnv('COMMAND_OUTPUT_LOG_GROUP'),
+  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
+  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
 };
-const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
 
 export type PropagateResult =
   | { status: 'sent'; rollout: RolloutReport }
@@ -79,17 +88,10 @@ export const lambdaHandler = async (event: ParameterChangeEvent): Promise<Propag
   recordMetrics(summary);
   const rollout = summarise(summary);
   logger.info('rollout sent', { rollout });
-  if (summary.commands.length === 0 && summary.failedChunks.length > 0) {
-    // Nothing went out, so a retry of this event cannot send anything twice: let it retry.
-    throw new Error(
-      `rollout ${rolloutId}: every SendCommand failed (${rollout.failedChunks[0]?.error})`,
-    );
-  }
   return { status: 'sent', rollout };
 };
 
 function recordMetrics(summary: RolloutSummary): void {
-  metrics.addDimension('environment', summary.environment);
   metrics.addMetric('InstancesTargeted', MetricUnit.Count, summary.targeted.length);
   metrics.addMetric('InstancesUnreachable', MetricUnit.Count, summary.unreachable.length);
   metrics.addMetric('CommandsSent', MetricUnit.Count, summary.commands.length);

@@ -1,5 +1,6 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { logger } from './powertools.ts';
+import type { Rollout, Target } from './rollouts.ts';
 
 /** One message for the on-call. Never carries a secret value: only names, ids and reasons. */
 export interface Alert {
@@ -63,4 +64,82 @@ export function parameterNotPushedAlert(change: {
       ...(change.environment === undefined ? {} : { environment: change.environment }),
     },
   };
+}
+
+// Enough instances to act on; the status view lists every one.
+const MAX_LISTED = 50;
+
+/** The one alert for a settled rollout with failed or unreachable targets. Never throws. */
+export function rolloutAlert(rollout: Rollout, targets: Target[], stage?: string): Alert {
+  const failed = targets.filter((t) => t.status === 'Failed');
+  const unreachable = targets.filter((t) => t.status === 'Unreachable');
+  const c = rollout.counts;
+  const parameters = rollout.parameters.join(', ');
+  const version = rollout.version === undefined ? '' : ` v${rollout.version}`;
+  const stageFlag = stage === undefined ? '' : ` --stage ${stage}`;
+  const list = (items: Target[], describe: (t: Target) => string) => [
+    ...items.slice(0, MAX_LISTED).map((t) => `  ${t.instanceId} ${t.path}: ${describe(t)}`),
+    ...(items.length > MAX_LISTED
+      ? [`  … and ${items.length - MAX_LISTED} more (see status)`]
+      : []),
+  ];
+  const resync =
+    rollout.parameters.length === 1
+      ? { parameter: rollout.parameters[0] }
+      : { environment: rollout.environment };
+  const failedIds = [...new Set(failed.map((t) => t.instanceId))];
+  return {
+    subject: `secrets-fanout: ${rollout.environment} ${parameters}${version}: ${c.failed} failed, ${c.unreachable} unreachable`,
+    lines: [
+      `Rollout ${rollout.rolloutId} (${describeTrigger(rollout)}) settled at ${rollout.settledAt ?? 'now'}.`,
+      `Environment: ${rollout.environment}   Parameters: ${parameters}   Version: ${rollout.version ?? 'unknown'}`,
+      `Result: ${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, of ${c.total}; ${c.retries} retries.`,
+      'Instances that failed keep their previous file, unchanged.',
+      ...(failed.length > 0 ? ['', 'Failed:', ...list(failed, describeFailureLine)] : []),
+      ...(unreachable.length > 0
+        ? [
+            '',
+            'Unreachable (tagged but SSM could not run the command):',
+            ...list(unreachable, (t) => t.reason ?? t.lastError?.status ?? 'unreachable'),
+          ]
+        : []),
+      '',
+      'Details:',
+      `  npx serverless invoke -f status${stageFlag} --data '${JSON.stringify({ rolloutId: rollout.rolloutId })}'`,
+      'Re-sync once fixed:',
+      `  npx serverless invoke -f resync${stageFlag} --data '${JSON.stringify(resync)}'`,
+      ...(failedIds.length > 0 && failedIds.length <= MAX_LISTED
+        ? [
+            `  only the failed ones: --data '${JSON.stringify({ ...resync, instanceIds: failedIds })}'`,
+          ]
+        : []),
+    ],
+    attributes: {
+      kind: 'rollout-settled-with-problems',
+      rolloutId: rollout.rolloutId,
+      environment: rollout.environment,
+      failed: String(c.failed),
+      unreachable: String(c.unreachable),
+    },
+  };
+}
+
+function describeFailureLine(target: Target): string {
+  const e = target.lastError;
+  if (e === undefined) return 'Failed';
+  const exit =
+    e.exitCode === undefined ? '' : `, exit ${e.exitCode}${e.meaning ? ` ${e.meaning}` : ''}`;
+  const stderr = e.stderr === undefined ? '' : ` — ${e.stderr}`;
+  return `${e.status}${exit}${stderr} (attempts: ${target.attempt})`;
+}
+
+function describeTrigger(rollout: Rollout): string {
+  switch (rollout.trigger.type) {
+    case 'event':
+      return 'Parameter Store change';
+    case 'resync':
+      return `resync by ${rollout.trigger.principal}`;
+    case 'bootstrap':
+      return `bootstrap of ${rollout.trigger.instanceId}`;
+  }
 }

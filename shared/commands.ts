@@ -16,6 +16,11 @@ export interface SendRequest {
   rollout: FanoutConfig['rollout'];
   /** CloudWatch Logs group for the command output; the on-call reads stderr there. */
   outputLogGroup?: string;
+  /**
+   * Called as soon as each chunk's command is sent (to record it before anything else can
+   * fail). If it throws, sendInChunks still sends the other chunks, then throws the first error.
+   */
+  onSent?: (sent: SentChunk) => Promise<void>;
 }
 
 export interface SentChunk {
@@ -61,15 +66,24 @@ export function rolloutComment(rolloutId: string): string {
  * Sends the ReplaceSecretsFile document to the instances in chunks of ≤50, a few chunks in
  * flight. ceil(n/50) SendCommand calls (one more for a chunk SSM refuses over a few of its ids).
  * A chunk that fails (throttled after the SDK's retries, or rejected) is reported with its
- * instance ids and does not stop the others. Never throws for an API error.
+ * instance ids and does not stop the others. Never throws for an API error; throws what
+ * `onSent` throws.
  */
 export async function sendInChunks(ssm: SSMClient, request: SendRequest): Promise<SendResult> {
   const chunks = chunk(request.instanceIds, MAX_INSTANCES_PER_COMMAND);
-  const outcomes = await mapSettled(chunks, request.rollout.chunksInFlight, (instanceIds) =>
-    sendChunk(ssm, request, instanceIds),
-  );
-  const result: SendResult = { sent: [], failed: [] };
   const where = { parameter: request.file.parameter, path: request.file.path };
+  const recordErrors: unknown[] = [];
+  const outcomes = await mapSettled(chunks, request.rollout.chunksInFlight, async (instanceIds) => {
+    const parts = await sendChunk(ssm, request, instanceIds);
+    for (const part of parts) {
+      if ('commandId' in part && request.onSent !== undefined) {
+        await request.onSent({ ...where, ...part }).catch((error) => recordErrors.push(error));
+      }
+    }
+    return parts;
+  });
+  if (recordErrors.length > 0) throw recordErrors[0];
+  const result: SendResult = { sent: [], failed: [] };
   outcomes.forEach((outcome, index) => {
     if (outcome.status === 'fulfilled') {
       for (const part of outcome.value) {

@@ -1,8 +1,13 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
 import type { FanoutConfig, FileTarget } from './config.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
+import { queueRetries } from './retries.ts';
+import type { NewTarget, RolloutStore, Transition } from './rollouts.ts';
+import type { RetryMessage } from './schemas/command-status.ts';
+import { type SettlementDeps, settleAndAlert } from './settlement.ts';
 
 /** What started a rollout: a Parameter Store change, a person's resync, or a new instance. */
 export type Trigger =
@@ -20,11 +25,16 @@ export interface FanOutRequest {
   version?: number;
   /** Restrict to these instances of the environment. */
   instanceIds?: string[];
+  /** Resolve and report, but record nothing and send nothing. */
+  dryRun?: boolean;
 }
 
-export interface FanOutDeps {
+export interface FanOutDeps extends SettlementDeps {
   ec2: EC2Client;
   ssm: SSMClient;
+  sqs: SQSClient;
+  store: RolloutStore;
+  retryQueueUrl: string;
   config: FanoutConfig;
   documentName: string;
   outputLogGroup?: string;
@@ -40,12 +50,19 @@ export interface RolloutSummary {
   unreachable: UnreachableInstance[];
   commands: SentChunk[];
   failedChunks: FailedChunk[];
+  /** True when an earlier, interrupted run of the same rollout had already sent some commands. */
+  resumed: boolean;
+  dryRun: boolean;
 }
 
 /**
  * The one fan-out path shared by propagate, resync and bootstrap: resolve the environment's
- * instances, then send every file to the reachable ones. API failures while sending are
- * reported in `failedChunks`; throws only if the instances cannot be resolved.
+ * instances, record the rollout and its targets, send every file to the reachable instances
+ * recording each command as it goes, and settle at once if nothing is left pending.
+ * Run again with the same rollout id, it resumes: only targets no command covers are sent.
+ * Chunks SSM refused (after the SDK's retries) are reported in `failedChunks` and their targets
+ * retried later like any failed attempt; throws if the instances cannot be resolved or the
+ * store cannot be written.
  */
 export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
   const targets = await resolveTargets(deps, {
@@ -63,19 +80,119 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     unreachable: targets.unreachable,
     commands: [],
     failedChunks: [],
+    resumed: false,
+    dryRun: request.dryRun === true,
   };
-  if (targets.reachable.length === 0) return summary;
+  if (request.dryRun === true) return summary;
+
+  const created = await deps.store.create(
+    {
+      rolloutId: request.rolloutId,
+      trigger: request.trigger,
+      environment: request.environment,
+      parameters: summary.parameters,
+      files: request.files.map(({ parameter, path }) => ({ parameter, path })),
+      ...(request.version === undefined ? {} : { version: request.version }),
+    },
+    newTargets(request.files, targets.reachable, targets.unreachable),
+  );
+  const toSend = created
+    ? new Map(request.files.map((file) => [file.parameter, targets.reachable]))
+    : await unsentTargets(deps.store, request.rolloutId, summary);
+
   for (const file of request.files) {
+    const instanceIds = toSend.get(file.parameter) ?? [];
+    if (instanceIds.length === 0) continue;
     const { sent, failed } = await sendInChunks(deps.ssm, {
       documentName: deps.documentName,
       file,
-      instanceIds: targets.reachable,
+      instanceIds,
       rolloutId: request.rolloutId,
       rollout: deps.config.rollout,
       ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
+      onSent: (chunk) =>
+        deps.store.recordCommand(request.rolloutId, {
+          commandId: chunk.commandId,
+          parameter: chunk.parameter,
+          attempt: 1,
+          instanceIds: chunk.instanceIds,
+        }),
     });
     summary.commands.push(...sent);
     summary.failedChunks.push(...failed);
   }
+  if (summary.failedChunks.length > 0) {
+    const { transitions, retries } = sendFailures(deps, request.rolloutId, summary.failedChunks);
+    if (retries.length > 0) {
+      await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, retries);
+    }
+    await deps.store.apply(request.rolloutId, transitions);
+  }
+  await settleAndAlert(deps, request.rolloutId);
   return summary;
+}
+
+function newTargets(
+  files: FileTarget[],
+  reachable: string[],
+  unreachable: UnreachableInstance[],
+): NewTarget[] {
+  return files.flatMap(({ parameter, path }) => [
+    ...reachable.map((instanceId) => ({ instanceId, parameter, path, status: 'Pending' as const })),
+    ...unreachable.map(({ instanceId, reason }) => ({
+      instanceId,
+      parameter,
+      path,
+      status: 'Unreachable' as const,
+      reason,
+    })),
+  ]);
+}
+
+/** After an interrupted run: per parameter, the pending first-attempt targets no command covers. */
+async function unsentTargets(
+  store: RolloutStore,
+  rolloutId: string,
+  summary: RolloutSummary,
+): Promise<Map<string, string[]>> {
+  const loaded = await store.load(rolloutId);
+  summary.resumed = true;
+  if (loaded === undefined) return new Map();
+  const covered = new Set(
+    loaded.commands.flatMap((c) => c.instanceIds.map((id) => `${id}#${c.parameter}`)),
+  );
+  const toSend = new Map<string, string[]>();
+  for (const target of loaded.targets) {
+    if (target.status !== 'Pending' || target.attempt !== 1) continue;
+    if (covered.has(`${target.instanceId}#${target.parameter}`)) continue;
+    toSend.set(target.parameter, [...(toSend.get(target.parameter) ?? []), target.instanceId]);
+  }
+  summary.targeted = loaded.targets
+    .filter((t) => t.status !== 'Unreachable')
+    .map((t) => t.instanceId);
+  summary.targeted = [...new Set(summary.targeted)];
+  return toSend;
+}
+
+/** A refused first attempt is retried like any other failed attempt, while attempts remain. */
+function sendFailures(
+  deps: FanOutDeps,
+  rolloutId: string,
+  failed: FailedChunk[],
+): { transitions: Transition[]; retries: RetryMessage[] } {
+  const canRetry = deps.config.retry.maxAttempts > 1;
+  const transitions: Transition[] = [];
+  const retries: RetryMessage[] = [];
+  for (const chunk of failed) {
+    const lastError = {
+      status: 'SendCommandFailed',
+      stderr: `${chunk.error.name}: ${chunk.error.message}`,
+    };
+    for (const instanceId of chunk.instanceIds) {
+      const base = { instanceId, parameter: chunk.parameter, fromAttempt: 1, lastError };
+      transitions.push(canRetry ? { ...base, to: 'Retry' } : { ...base, to: 'Failed' });
+      if (canRetry) retries.push({ rolloutId, instanceId, parameter: chunk.parameter, attempt: 2 });
+    }
+  }
+  return { transitions, retries };
 }

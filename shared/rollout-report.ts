@@ -11,6 +11,8 @@ export interface RolloutReport {
   unreachable: Array<{ instanceId: string; reason: string }>;
   commandIds: string[];
   failedChunks: Array<{ parameter: string; instanceIds: string[]; error: string }>;
+  resumed: boolean;
+  dryRun: boolean;
 }
 
 /** The report of a fan-out. Never throws. */
@@ -29,5 +31,7 @@ export function summarise(summary: RolloutSummary): RolloutReport {
       instanceIds: failed.instanceIds,
       error: `${failed.error.name}: ${failed.error.message}`,
     })),
+    resumed: summary.resumed,
+    dryRun: summary.dryRun,
   };
 }

@@ -210,6 +210,7 @@ module.exports = {
    * One IAM role per function: the statements listed under custom.functionRoles.<function>,
    * plus writing its own log group and X-Ray traces, nothing shared. Every function must name
    * its role (`role: <Function>Role`), so the framework creates no catch-all default role.
+   * And one alarm per function on its errors, paging through the alerts topic.
    */
   async functionRoles({ resolveVariable }) {
     const service = await resolveVariable('self:service');
@@ -263,6 +264,24 @@ module.exports = {
               },
             },
           ],
+        },
+      };
+    }
+    for (const name of Object.keys(roles)) {
+      Resources[`${roleLogicalId(name).replace(/Role$/, '')}ErrorsAlarm`] = {
+        Type: 'AWS::CloudWatch::Alarm',
+        Properties: {
+          AlarmDescription: `secrets-fanout ${stage}: the ${name} function failed`,
+          Namespace: 'AWS/Lambda',
+          MetricName: 'Errors',
+          Dimensions: [{ Name: 'FunctionName', Value: `${service}-${stage}-${name}` }],
+          Statistic: 'Sum',
+          Period: 300,
+          EvaluationPeriods: 1,
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+          TreatMissingData: 'notBreaching',
+          AlarmActions: [{ Ref: 'AlertsTopic' }],
         },
       };
     }

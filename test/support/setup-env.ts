@@ -13,5 +13,8 @@ Object.assign(process.env, {
   DOCUMENT_NAME: 'secrets-fanout-test-ReplaceSecretsFile',
   COMMAND_OUTPUT_LOG_GROUP: '/secrets-fanout/test/commands',
   IDEMPOTENCY_TABLE: 'secrets-fanout-test-idempotency',
+  ROLLOUTS_TABLE: 'secrets-fanout-test-rollouts',
+  RETRY_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-retries',
+  STAGE: 'test',
   ALERTS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:secrets-fanout-test-alerts',
 });

@@ -1,5 +1,6 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   DescribeParametersCommand,
@@ -8,7 +9,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createIdempotencyTable, startDynalite } from '../support/dynalite.ts';
+import { createIdempotencyTable, createRolloutsTable, startDynalite } from '../support/dynalite.ts';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 
 // Idempotency runs against dynalite (a real DynamoDB), so duplicate detection is real;
@@ -16,6 +17,7 @@ import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 const ec2Mock = mockClient(EC2Client);
 const ssmMock = mockClient(SSMClient);
 const snsMock = mockClient(SNSClient);
+const sqsMock = mockClient(SQSClient);
 
 let dynamo: Awaited<ReturnType<typeof startDynalite>>;
 let propagate: typeof import('../../functions/propagate.ts');
@@ -24,6 +26,7 @@ beforeAll(async () => {
   dynamo = await startDynalite();
   process.env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.endpoint;
   await createIdempotencyTable(dynamo.endpoint, process.env.IDEMPOTENCY_TABLE!);
+  await createRolloutsTable(dynamo.endpoint, process.env.ROLLOUTS_TABLE!);
   propagate = await import('../../functions/propagate.ts');
 });
 afterAll(async () => {
@@ -53,11 +56,13 @@ beforeEach(() => {
   });
   ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
   snsMock.on(PublishCommand).resolves({ MessageId: 'm-1' });
+  sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
 });
 afterEach(() => {
   ec2Mock.reset();
   ssmMock.reset();
   snsMock.reset();
+  sqsMock.reset();
 });
 
 describe('propagate', () => {
@@ -98,14 +103,25 @@ describe('propagate', () => {
     },
   );
 
-  it('derives one stable rollout id from the event', async () => {
+  it('derives one stable rollout id from the event, and a rerun resumes without resending', async () => {
+    // Arrange: the same event handled again, as after a crash once the commands were out
     const e = event('update');
+    // Act
     const first = await propagate.lambdaHandler(e);
     const again = await propagate.lambdaHandler(e);
+    // Assert
     expect(first.status === 'sent' && first.rollout.rolloutId).toMatch(
       /^20261123T161300Z-[0-9a-f]{8}$/,
     );
-    expect(again).toEqual(first);
+    expect(again).toMatchObject({
+      status: 'sent',
+      rollout: {
+        rolloutId: first.status === 'sent' ? first.rollout.rolloutId : '',
+        resumed: true,
+        commandIds: [],
+      },
+    });
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
   });
 
   it('sends once when EventBridge delivers the same event twice', async () => {
@@ -189,14 +205,26 @@ describe('propagate', () => {
     });
   });
 
-  it('fails the invocation when nothing could be sent, so the event is retried', async () => {
+  it('queues a retry for every instance of a chunk SSM refused', async () => {
+    // Arrange: the one chunk is refused after the SDK's own retries
     ssmMock
       .on(SendCommandCommand)
-      .rejects(Object.assign(new Error('no such document'), { name: 'InvalidDocument' }));
-    const e = event('update');
-    await expect(propagate.handler(e, lambdaContext())).rejects.toThrow('every SendCommand failed');
-    // The failure was not remembered as done: the retry really runs again.
-    ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-2' } });
-    await expect(propagate.handler(e, lambdaContext())).resolves.toMatchObject({ status: 'sent' });
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    // Act
+    const result = await propagate.handler(event('update'), lambdaContext());
+    // Assert
+    expect(result).toMatchObject({ status: 'sent', rollout: { commandIds: [], targeted: 2 } });
+    const queued = sqsMock
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((call) => call.args[0].input.Entries ?? []);
+    expect(queued.map((entry) => JSON.parse(entry.MessageBody!))).toEqual(
+      fleet.slice(0, 2).map((instanceId) => ({
+        rolloutId: expect.any(String),
+        instanceId,
+        parameter: '/prod/env.php',
+        attempt: 2,
+      })),
+    );
+    for (const entry of queued) expect(entry.DelaySeconds).toBeGreaterThanOrEqual(15);
   });
 });

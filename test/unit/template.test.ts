@@ -96,6 +96,9 @@ describe('IAM', () => {
       'ec2:DescribeInstances',
       'ssm:DescribeInstanceInformation',
       'ssm:DescribeParameters',
+      'ssm:ListCommandInvocations',
+      'ssm:GetCommandInvocation',
+      'ssm:ListCommands',
       'xray:PutTraceSegments',
       'xray:PutTelemetryRecords',
     ]);

@@ -1,0 +1,78 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { documents } from '../shared/clients/dynamodb.ts';
+import { ec2 } from '../shared/clients/ec2.ts';
+import { sns } from '../shared/clients/sns.ts';
+import { sqs } from '../shared/clients/sqs.ts';
+import { ssm } from '../shared/clients/ssm.ts';
+import { loadConfig, requireEnv } from '../shared/config.ts';
+import { parseOrThrow } from '../shared/parse.ts';
+import { logger, metrics, tracer } from '../shared/powertools.ts';
+import { RolloutStore } from '../shared/rollouts.ts';
+import { CommandInvocationEventSchema } from '../shared/schemas/command-status.ts';
+import { type StatusMessage, trackStatusEvents } from '../shared/tracker.ts';
+
+const config = loadConfig();
+const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
+const deps = {
+  ssm,
+  ec2,
+  sqs,
+  sns,
+  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
+  retry: config.retry,
+  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
+  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
+  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
+};
+const processor = new BatchProcessor(EventType.SQS);
+
+/**
+ * A batch of Run Command status events (EventBridge → SQS): record how each instance ended,
+ * queue retries, settle finished rollouts and alert once for those with problems. Messages
+ * that cannot be applied yet are reported as batch item failures and come back later.
+ */
+export const lambdaHandler = async (
+  event: SQSEvent,
+  context: Context,
+): Promise<SQSBatchResponse> => {
+  const invalid = new Map<string, Error>();
+  const messages: StatusMessage[] = [];
+  for (const record of event.Records) {
+    try {
+      const parsed = parseOrThrow(
+        CommandInvocationEventSchema,
+        JSON.parse(record.body),
+        'status event',
+      );
+      messages.push({ messageId: record.messageId, event: parsed });
+    } catch (error) {
+      logger.error('status event refused; it will go to the dead-letter queue', {
+        messageId: record.messageId,
+        error: error as Error,
+      });
+      invalid.set(record.messageId, error as Error);
+    }
+  }
+  const toRetry = await trackStatusEvents(deps, messages);
+  return processPartialResponse(
+    event,
+    async (record: SQSRecord) => {
+      const problem = invalid.get(record.messageId);
+      if (problem !== undefined) throw problem;
+      if (toRetry.has(record.messageId)) throw new Error('not applied yet; SQS will redeliver it');
+    },
+    processor,
+    { context },
+  );
+};
+
+export const handler = middy<SQSEvent, SQSBatchResponse>()
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(logMetrics(metrics))
+  .handler(lambdaHandler);
