@@ -46,7 +46,10 @@ async function retryRecord(record: SQSRecord): Promise<void> {
 
 /** A batch of due retries (SQS, delayed by the backoff); failed ones come back later. */
 export const lambdaHandler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-  processPartialResponse(event, retryRecord, processor, { context });
+  processPartialResponse(event, retryRecord, processor, {
+    context,
+    throwOnFullBatchFailure: false,
+  });
 
 export const handler = middy<SQSEvent, SQSBatchResponse>()
   .use(captureLambdaHandler(tracer))

@@ -67,7 +67,9 @@ export const lambdaHandler = async (
       if (toRetry.has(record.messageId)) throw new Error('not applied yet; SQS will redeliver it');
     },
     processor,
-    { context },
+    // Report every failed message instead of failing the invocation: a batch that is all
+    // "not finished yet" is routine, not a function error that pages someone.
+    { context, throwOnFullBatchFailure: false },
   );
 };
 

@@ -128,6 +128,8 @@ const RETENTION_SECONDS = 90 * 24 * 60 * 60;
 const TARGETS_PER_TRANSACTION = 99;
 const BATCH_WRITE_SIZE = 25;
 const BATCH_GET_SIZE = 100;
+const MAX_CONFLICT_RETRIES = 5;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const rolloutKey = (rolloutId: string) => ({ pk: `R#${rolloutId}`, sk: '#ROLLOUT' });
 const targetKey = (rolloutId: string, instanceId: string, parameter: string) => ({
@@ -332,9 +334,19 @@ export class RolloutStore {
   ): Promise<{ applied: Transition[]; stale: Transition[] }> {
     const applied: Transition[] = [];
     const stale: Transition[] = [];
-    for (const part of chunk(transitions, TARGETS_PER_TRANSACTION)) {
+    // One transaction may not touch an item twice: a batch holding the same event twice keeps
+    // the first, and the copies are stale by definition.
+    const seen = new Set<string>();
+    const unique: Transition[] = [];
+    for (const t of transitions) {
+      const key = `${t.instanceId}#${t.parameter}`;
+      if (seen.has(key)) stale.push(t);
+      else unique.push(t);
+      seen.add(key);
+    }
+    for (const part of chunk(unique, TARGETS_PER_TRANSACTION)) {
       let remaining = part;
-      while (remaining.length > 0) {
+      for (let conflicts = 0; remaining.length > 0; ) {
         try {
           await this.db.send(
             new TransactWriteCommand({
@@ -360,7 +372,13 @@ export class RolloutStore {
               reason.Code === 'ConditionalCheckFailed' ? [index] : [],
             ),
           );
-          if (failed.size === 0) throw error; // conflicts or throttling: let the caller retry
+          if (failed.size === 0) {
+            // Another batch of the same rollout committed at the same moment (TransactionConflict):
+            // back off briefly and try again, a few times, before leaving it to the caller.
+            if (++conflicts > MAX_CONFLICT_RETRIES) throw error;
+            await sleep(Math.random() * 100 * 2 ** conflicts);
+            continue;
+          }
           stale.push(...remaining.filter((_, index) => failed.has(index)));
           remaining = remaining.filter((_, index) => !failed.has(index));
         }

@@ -1,0 +1,201 @@
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  DescribeInstanceInformationCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RolloutStore } from '../../shared/rollouts.ts';
+import { instanceIds, lambdaContext } from '../support/fixtures.ts';
+import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
+import { sqsBatch } from '../support/status-events.ts';
+
+const ssmMock = mockClient(SSMClient);
+const ec2Mock = mockClient(EC2Client);
+const sqsMock = mockClient(SQSClient);
+const snsMock = mockClient(SNSClient);
+
+let local: Awaited<ReturnType<typeof startRolloutStore>>;
+let store: RolloutStore;
+let retry: typeof import('../../functions/retry.ts');
+
+beforeAll(async () => {
+  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
+  store = local.store;
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
+  retry = await import('../../functions/retry.ts');
+});
+afterAll(() => local.close());
+
+const parameter = '/prod/env.php';
+const path = '/var/www/html/env.php';
+/** EC2 view of each instance: its state; SSM view: Online unless listed offline. */
+let running: Set<string>;
+let offline: Set<string>;
+
+beforeEach(() => {
+  running = new Set();
+  offline = new Set();
+  ec2Mock.on(DescribeInstancesCommand).callsFake(({ Filters }) => {
+    const ids = Filters.find((f: any) => f.Name === 'instance-id')?.Values ?? [];
+    return {
+      Reservations: [
+        {
+          Instances: ids
+            .filter((id: string) => running.has(id))
+            .map((InstanceId: string) => ({ InstanceId })),
+        },
+      ],
+    };
+  });
+  ssmMock.on(DescribeInstanceInformationCommand).callsFake(({ Filters }) => ({
+    InstanceInformationList: Filters[0].Values.map((InstanceId: string) => ({
+      InstanceId,
+      PingStatus: offline.has(InstanceId) ? 'ConnectionLost' : 'Online',
+    })),
+  }));
+  ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-retry-1' } });
+  sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  snsMock.on(PublishCommand).resolves({ MessageId: 'm' });
+});
+afterEach(() => {
+  ssmMock.reset();
+  ec2Mock.reset();
+  sqsMock.reset();
+  snsMock.reset();
+});
+
+/** A rollout whose only target failed its first attempt and waits for attempt 2. */
+async function waitingForRetry(instanceId: string) {
+  const rolloutId = nextRolloutId();
+  await store.create(
+    {
+      rolloutId,
+      trigger: { type: 'event', eventId: 'e' },
+      environment: 'prod',
+      parameters: [parameter],
+      files: [{ parameter, path }],
+    },
+    [{ instanceId, parameter, path, status: 'Pending' }],
+  );
+  await store.apply(rolloutId, [{ instanceId, parameter, fromAttempt: 1, to: 'Retry' }]);
+  return rolloutId;
+}
+const retryBatch = (rolloutId: string, instanceId: string, attempt = 2) =>
+  sqsBatch([{ rolloutId, instanceId, parameter, attempt }]);
+
+describe('retry', () => {
+  it('sends the next attempt to that instance only and records its command', async () => {
+    // Arrange
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    // Act
+    const response = await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    // Assert
+    expect(response.batchItemFailures).toEqual([]);
+    const sent = ssmMock.commandCalls(SendCommandCommand);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.args[0].input).toMatchObject({
+      InstanceIds: [id],
+      Parameters: { ParameterName: [parameter], DestinationPath: [path] },
+      Comment: `secrets-fanout rollout ${rolloutId}`,
+    });
+    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      attempt: 2,
+      commandId: 'cmd-retry-1',
+    });
+  });
+
+  it('sends nothing for a duplicate retry message', async () => {
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
+  });
+
+  it('marks the instance Superseded when a newer rollout of the parameter already targets it', async () => {
+    // Arrange
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    await store.create(
+      {
+        rolloutId: nextRolloutId(),
+        trigger: { type: 'event', eventId: 'e2' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+      },
+      [{ instanceId: id!, parameter, path, status: 'Pending' }],
+    );
+    // Act
+    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    // Assert
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      status: 'Superseded',
+    });
+    expect(await store.getRollout(rolloutId)).toMatchObject({ state: 'Settled', alert: 'None' });
+  });
+
+  it('marks an instance that is no longer running unreachable, and alerts', async () => {
+    const [id] = instanceIds(1);
+    const rolloutId = await waitingForRetry(id!);
+    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      status: 'Unreachable',
+      reason: 'NotRunningInEnvironment',
+    });
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('uses up the attempt of an instance SSM cannot reach now and queues the next one', async () => {
+    const [id] = instanceIds(1);
+    running.add(id!);
+    offline.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    const queued = sqsMock
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? []);
+    expect(JSON.parse(queued[0]!.MessageBody!)).toMatchObject({ attempt: 3 });
+    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      status: 'Pending',
+      attempt: 3,
+      lastError: { status: 'Unreachable: ConnectionLost' },
+    });
+  });
+
+  it('fails the instance when its last attempt cannot be sent', async () => {
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    await store.apply(rolloutId, [{ instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' }]);
+    ssmMock
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    await retry.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
+    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      status: 'Failed',
+      lastError: {
+        status: 'SendCommandFailed (after 3 attempts)',
+        stderr: 'ThrottlingException: Rate exceeded',
+      },
+    });
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('refuses a malformed message as a batch failure', async () => {
+    const batch = sqsBatch([{ rolloutId: 'x', attempt: 'two' }]);
+    const response = await retry.handler(batch, lambdaContext());
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+  });
+});
