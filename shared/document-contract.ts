@@ -1,0 +1,158 @@
+/**
+ * The contract between the ReplaceSecretsFile SSM document (documents/replace-secrets-file.yml)
+ * and the Lambdas that send it and track its invocations: exit codes, how to treat them, and
+ * the machine-readable result line the document prints last on stdout.
+ *
+ * The document's shell script declares the same numbers (`readonly EXIT_...=`); a test in
+ * test/document asserts both sides agree. Dependency-free on purpose: the tracker, the local
+ * cloud and the tests all import it.
+ */
+
+/**
+ * Exit codes of the document's `aws:runShellScript` step.
+ *
+ * Chosen from the sysexits.h range (64-78) so none collides with codes that already mean
+ * something on the instance:
+ * - 194 makes SSM Agent reboot the node and re-run the script (Linux), 3010 the same on Windows
+ *   (https://docs.aws.amazon.com/systems-manager/latest/userguide/send-commands-reboot.html);
+ * - 137 is what SSM Agent reports for a step it stopped (timeout or cancel), see
+ *   `CommandStoppedPreemptivelyExitCode` in amazon-ssm-agent agent/appconfig/constants_unix.go;
+ * - 1 and 2 are generic shell failures, 124 is GNU `timeout`'s own code, 126/127 are "not
+ *   executable" / "not found", 128+n is "killed by signal n".
+ */
+export const DocumentExitCode = {
+  /** File written (result=updated) or already identical (result=unchanged). */
+  Success: 0,
+  /** A parameter value failed the script's own checks (defence in depth behind allowedPattern). */
+  BadArguments: 64,
+  /** The fetched value is empty or fails the Format check; the old file is untouched. */
+  ContentInvalid: 65,
+  /** The destination's directory does not exist, or the destination is not a regular file. */
+  DestinationUnusable: 66,
+  /** The file was swapped, the reload failed, the previous file was restored and reloaded. */
+  ReloadFailedRolledBack: 70,
+  /** The reload failed and restoring the previous file (or reloading it) failed too. */
+  RollbackFailed: 71,
+  /** Format=json but neither jq nor python3 is installed on the instance. */
+  ValidatorUnavailable: 69,
+  /** Creating, owning or renaming the new file failed (unknown user, read-only fs, disk full). */
+  WriteFailed: 73,
+  /** `aws ssm get-parameter` failed, timed out or printed something unparseable. */
+  FetchFailed: 75,
+  /** Another run on the same destination held the lock for longer than the script waits. */
+  LockBusy: 76,
+  /** A tool the script cannot work without (the AWS CLI, cmp) is missing on the instance. */
+  ToolMissing: 78,
+} as const;
+
+export type DocumentExitCodeName = keyof typeof DocumentExitCode;
+
+/** How the tracker should treat an invocation that ended with a given exit code. */
+export type ExitCodeClass = 'success' | 'retryable' | 'permanent' | 'unknown';
+
+const exitCodeClasses: ReadonlyMap<number, ExitCodeClass> = new Map<number, ExitCodeClass>([
+  [DocumentExitCode.Success, 'success'],
+  [DocumentExitCode.FetchFailed, 'retryable'],
+  [DocumentExitCode.LockBusy, 'retryable'],
+  [DocumentExitCode.BadArguments, 'permanent'],
+  [DocumentExitCode.ContentInvalid, 'permanent'],
+  [DocumentExitCode.DestinationUnusable, 'permanent'],
+  [DocumentExitCode.ReloadFailedRolledBack, 'permanent'],
+  [DocumentExitCode.RollbackFailed, 'permanent'],
+  [DocumentExitCode.ValidatorUnavailable, 'permanent'],
+  [DocumentExitCode.WriteFailed, 'permanent'],
+  [DocumentExitCode.ToolMissing, 'permanent'],
+]);
+
+/**
+ * Classifies an exit code of the document. Codes the document never chooses (the agent's 137
+ * for a timed-out or cancelled step, a shell's 1/2/126/127, a signal) are `unknown`: the caller
+ * decides, typically by retrying within its budget. Never throws.
+ */
+export function classifyExitCode(code: number): ExitCodeClass {
+  return exitCodeClasses.get(code) ?? 'unknown';
+}
+
+/** The name of an exit code the document defines, or undefined. Never throws. */
+export function exitCodeName(code: number): DocumentExitCodeName | undefined {
+  for (const [name, value] of Object.entries(DocumentExitCode)) {
+    if (value === code) return name as DocumentExitCodeName;
+  }
+  return undefined;
+}
+
+/** The `reason=` values a `result=failed` line carries, each tied to one exit code. */
+export const FailureReasonExitCode = {
+  'bad-arguments': DocumentExitCode.BadArguments,
+  'content-invalid': DocumentExitCode.ContentInvalid,
+  'destination-unusable': DocumentExitCode.DestinationUnusable,
+  'reload-failed': DocumentExitCode.ReloadFailedRolledBack,
+  'rollback-failed': DocumentExitCode.RollbackFailed,
+  'validator-unavailable': DocumentExitCode.ValidatorUnavailable,
+  'write-failed': DocumentExitCode.WriteFailed,
+  'fetch-failed': DocumentExitCode.FetchFailed,
+  'fetch-timeout': DocumentExitCode.FetchFailed,
+  'lock-busy': DocumentExitCode.LockBusy,
+  'tool-missing': DocumentExitCode.ToolMissing,
+} as const;
+
+export type FailureReason = keyof typeof FailureReasonExitCode;
+
+/** The prefix of the document's machine-readable result line. */
+export const RESULT_LINE_PREFIX = 'secrets-fanout';
+
+export type DocumentResult =
+  | { result: 'updated'; version: number }
+  | { result: 'unchanged'; version: number }
+  | { result: 'failed'; reason: FailureReason; version?: number };
+
+const resultLinePattern =
+  /^secrets-fanout result=(updated|unchanged|failed)((?: [a-z]+=[A-Za-z0-9._-]+)*)\s*$/;
+
+function isFailureReason(value: string): value is FailureReason {
+  return Object.hasOwn(FailureReasonExitCode, value);
+}
+
+/**
+ * Parses the document's result line out of an invocation's standard output (the last line
+ * starting with `secrets-fanout result=`; anything the agent appended after it, such as its
+ * `--output truncated--` marker, is ignored). Returns undefined when there is no well-formed
+ * result line, e.g. the step was killed before printing it. Never throws.
+ *
+ * Examples: `secrets-fanout result=updated version=7`,
+ * `secrets-fanout result=failed reason=fetch-failed`.
+ */
+export function parseResultLine(stdout: string): DocumentResult | undefined {
+  const lines = stdout.split('\n');
+  for (let index = lines.length - 1; index >= 0; index -= 1) {
+    const line = (lines[index] ?? '').replace(/\r$/, '');
+    if (!line.startsWith(`${RESULT_LINE_PREFIX} result=`)) continue;
+    return parseOneLine(line);
+  }
+  return undefined;
+}
+
+function parseOneLine(line: string): DocumentResult | undefined {
+  const match = resultLinePattern.exec(line);
+  if (!match) return undefined;
+  const fields = new Map<string, string>();
+  for (const pair of (match[2] ?? '').trim().split(' ')) {
+    if (pair === '') continue;
+    const [key = '', value = ''] = pair.split('=', 2);
+    fields.set(key, value);
+  }
+  const versionText = fields.get('version');
+  const version =
+    versionText !== undefined && /^[1-9][0-9]*$/.test(versionText)
+      ? Number(versionText)
+      : undefined;
+  const result = match[1];
+  if (result === 'updated' || result === 'unchanged') {
+    return version === undefined ? undefined : { result, version };
+  }
+  const reason = fields.get('reason');
+  if (reason === undefined || !isFailureReason(reason)) return undefined;
+  return version === undefined
+    ? { result: 'failed', reason }
+    : { result: 'failed', reason, version };
+}
