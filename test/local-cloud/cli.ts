@@ -1,0 +1,126 @@
+/**
+ * `npm run local -- <command>`: talks to the cloud `npm start` runs (through the endpoints it
+ * wrote to .local-cloud/endpoints.json), with the SDK, as the local cloud's admin.
+ *   put <name> <value> [--type String|SecureString]   PutParameter (overwrite)
+ *   delete <name>                                      DeleteParameter
+ *   status                                             instances and their last invocation
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import {
+  DeleteParameterCommand,
+  ListCommandInvocationsCommand,
+  PutParameterCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { repoRoot } from '../support/package.ts';
+
+interface Running {
+  region: string;
+  endpoints: { ssm: string; ec2: string };
+  env: Record<string, string>;
+  instances: Array<{ id: string; tags: Record<string, string>; root: string; managed: boolean }>;
+}
+
+function running(): Running {
+  const file = join(repoRoot, '.local-cloud', 'endpoints.json');
+  if (!existsSync(file)) {
+    console.error('No local cloud is running: start one with `npm start` in another terminal.');
+    process.exit(1);
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as Running;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  const cloud = running();
+  const credentials = {
+    accessKeyId: cloud.env.AWS_ACCESS_KEY_ID ?? '',
+    secretAccessKey: cloud.env.AWS_SECRET_ACCESS_KEY ?? '',
+  };
+  const ssm = new SSMClient({
+    region: cloud.region,
+    endpoint: cloud.endpoints.ssm,
+    credentials,
+    maxAttempts: 1,
+  });
+  try {
+    switch (command) {
+      case 'put': {
+        const typeAt = args.indexOf('--type');
+        const type = typeAt >= 0 ? args.splice(typeAt, 2)[1] : 'SecureString';
+        const [name, value] = args;
+        if (!name || value === undefined)
+          throw new Error(
+            'usage: npm run local -- put <name> <value> [--type String|SecureString]',
+          );
+        const { Version } = await ssm.send(
+          new PutParameterCommand({
+            Name: name,
+            Value: value,
+            Type: type as 'SecureString',
+            Overwrite: true,
+          }),
+        );
+        console.log(
+          `${name} is now version ${Version}; watch the rollout in the npm start terminal.`,
+        );
+        break;
+      }
+      case 'delete': {
+        const [name] = args;
+        if (!name) throw new Error('usage: npm run local -- delete <name>');
+        await ssm.send(new DeleteParameterCommand({ Name: name }));
+        console.log(`${name} deleted.`);
+        break;
+      }
+      case 'status': {
+        const ec2 = new EC2Client({
+          region: cloud.region,
+          endpoint: cloud.endpoints.ec2,
+          credentials,
+        });
+        for await (const page of paginateDescribeInstances({ client: ec2 }, {})) {
+          for (const instance of (page.Reservations ?? []).flatMap(
+            (reservation) => reservation.Instances ?? [],
+          )) {
+            const id = instance.InstanceId ?? '';
+            const tags = Object.fromEntries(
+              (instance.Tags ?? []).map((tag) => [tag.Key, tag.Value]),
+            );
+            const known = cloud.instances.find((candidate) => candidate.id === id);
+            const { CommandInvocations = [] } = await ssm.send(
+              new ListCommandInvocationsCommand({ InstanceId: id, MaxResults: 1, Details: true }),
+            );
+            const last = CommandInvocations[0];
+            const result =
+              last?.CommandPlugins?.[0]?.Output?.split('\n')
+                .filter((text) => text.startsWith('secrets-fanout result='))
+                .at(-1) ?? '';
+            console.log(
+              [
+                id,
+                (tags.Environment ?? '-').padEnd(5),
+                (instance.State?.Name ?? '').padEnd(8),
+                known?.managed === false ? 'not-managed' : 'managed    ',
+                last ? `${last.StatusDetails} ${result}` : 'no command yet',
+              ].join('  '),
+            );
+          }
+        }
+        ec2.destroy();
+        break;
+      }
+      default:
+        throw new Error('usage: npm run local -- put <name> <value> | delete <name> | status');
+    }
+  } finally {
+    ssm.destroy();
+  }
+}
+
+main(process.argv.slice(2)).catch((error: Error) => {
+  console.error(`${error.name === 'Error' ? '' : `${error.name}: `}${error.message}`);
+  process.exit(1);
+});

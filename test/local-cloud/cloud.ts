@@ -1,0 +1,655 @@
+/**
+ * startLocalCloud: the whole service on one machine. Reads the packaged CloudFormation template
+ * (`serverless package` output) and creates what it declares — DynamoDB tables (dynalite), SQS
+ * queues, SNS topics and subscriptions, SSM documents, Lambda functions with their async
+ * configuration, EventBridge rules and SQS event source mappings — next to local SSM, EC2, SQS
+ * and SNS endpoints and a fleet of simulated instances. What runs is what deploys: the bundles,
+ * environment variables, rule patterns and mappings all come from the template.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { startDynalite } from '../support/dynalite.ts';
+import { Agents } from './agent.ts';
+import { Clock } from './clock.ts';
+import { Ec2Service } from './ec2.ts';
+import { type AwsEvent, EventBus, type Rule } from './eventbridge.ts';
+import { Fleet, type Instance, type InstanceSpec } from './fleet.ts';
+import { ADMIN_ACCESS_KEY_ID, type LocalServer, type ServiceFaults, startServer } from './http.ts';
+import { type InvocationRecord, LambdaFunction, SqsEventSourceMapping } from './lambda.ts';
+import { type PublishedMessage, SnsService } from './sns.ts';
+import { type Queue, SqsService } from './sqs.ts';
+import { SsmService } from './ssm.ts';
+import { defaultStackContext, readPackagedTemplate, Stack } from './template.ts';
+import { extractZip } from './zip.ts';
+
+type Json = Record<string, any>;
+
+export interface LocalCloudOptions {
+  /** Output directory of `serverless package`. */
+  packagedDir: string;
+  fleet?: InstanceSpec[];
+  /** Simulated seconds per real second for every wait (see clock.ts). Default 1. */
+  clockScale?: number;
+  faults?: { ssm?: ServiceFaults; ec2?: ServiceFaults; sqs?: ServiceFaults; sns?: ServiceFaults };
+  agent?: { deliverySeconds?: number; executionTimeoutFloorMs?: number };
+  /** Extra environment for every function (e.g. POWERTOOLS_LOG_LEVEL). */
+  functionEnvironment?: Record<string, string>;
+  /** Keep the working directory (instances, extracted bundles) after stop(). */
+  keepWorkDir?: boolean;
+}
+
+export interface Endpoints {
+  ssm: string;
+  ec2: string;
+  sqs: string;
+  sns: string;
+  dynamodb: string;
+}
+
+export interface LocalCloud {
+  endpoints: Endpoints;
+  /** Environment for an SDK client or the AWS CLI talking to this cloud as the admin. */
+  clientEnv: Record<string, string>;
+  /** Client config for an SDK client as the admin: `new SSMClient(cloud.clientConfig('ssm'))`. */
+  clientConfig(service: keyof Endpoints): {
+    endpoint: string;
+    region: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+  };
+  region: string;
+  stackName: string;
+  stack: Stack;
+  workDir: string;
+  clock: Clock;
+  fleet: Fleet;
+  ssm: SsmService;
+  sqs: SqsService;
+  sns: SnsService;
+  bus: EventBus;
+  functions: Map<string, LambdaFunction>;
+  faults: { ssm: ServiceFaults; ec2: ServiceFaults; sqs: ServiceFaults; sns: ServiceFaults };
+  /** The SSM document's physical name (Ref of the AWS::SSM::Document). */
+  documentName: string;
+  putParameter(
+    name: string,
+    value: string,
+    options?: { type?: 'String' | 'SecureString'; overwrite?: boolean },
+  ): number;
+  deleteParameter(name: string): void;
+  /** Launches an instance: pending, then running after `bootSeconds`, with EC2 state-change events. */
+  launchInstance(spec: InstanceSpec, bootSeconds?: number): Instance;
+  /** The function by serverless key (`propagate`), logical id or name. */
+  fn(name: string): LambdaFunction;
+  /** The queue by logical id (`DeadLetterQueue`) or name. */
+  queue(name: string): Queue;
+  /** Messages published to SNS, in order. */
+  snsMessages(): PublishedMessage[];
+  events(): AwsEvent[];
+  invocations(functionName?: string): InvocationRecord[];
+  /** Resolves with the predicate's first truthy value; rejects after `timeoutMs` (default 15000). */
+  waitFor<T>(
+    predicate: () => T | Promise<T>,
+    options?: { timeoutMs?: number; message?: string },
+  ): Promise<NonNullable<T>>;
+  /** Waits until every command sent so far has reached a terminal status. */
+  commandsSettled(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const clock = new Clock(options.clockScale ?? 1);
+  const workDir = mkdtempSync(join(tmpdir(), 'local-cloud-'));
+  const closers: Array<() => Promise<void> | void> = [];
+  try {
+    return await build(options, clock, workDir, closers);
+  } catch (error) {
+    for (const close of closers.reverse()) await close();
+    if (!options.keepWorkDir) rmSync(workDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function build(
+  options: LocalCloudOptions,
+  clock: Clock,
+  workDir: string,
+  closers: Array<() => Promise<void> | void>,
+): Promise<LocalCloud> {
+  const { template, stackName, region } = readPackagedTemplate(options.packagedDir);
+  const faults = {
+    ssm: { ...options.faults?.ssm },
+    ec2: { ...options.faults?.ec2 },
+    sqs: { ...options.faults?.sqs },
+    sns: { ...options.faults?.sns },
+  };
+  closers.push(() => clock.stop());
+
+  const fleet = new Fleet(join(workDir, 'fleet'));
+  const functions = new Map<string, LambdaFunction>();
+  const functionsByArn = new Map<string, LambdaFunction>();
+
+  // ---- Services and their endpoints ----
+  const sqs = new SqsService(clock, region);
+  sqs.faults = faults.sqs;
+  const sqsServer = await startServer(
+    (request) => sqs.handle(request),
+    () => faults.sqs,
+  );
+  closers.push(() => sqsServer.close());
+  sqs.endpoint = sqsServer.endpoint;
+
+  const stack = new Stack(template, defaultStackContext(stackName, region, sqsServer.endpoint));
+  const tagKey = fanoutTagKey(stack);
+
+  // Everything that can receive a payload by ARN: destinations, DLQs, rule targets.
+  const sendToArn = (arn: string, payload: string, attributes: Record<string, string> = {}) => {
+    if (arn.startsWith('arn:aws:sqs:')) {
+      const queue = sqs.byArn(arn);
+      if (!queue) throw new Error(`no queue ${arn}`);
+      queue.send(payload, {
+        messageAttributes: Object.fromEntries(
+          Object.entries(attributes).map(([key, value]) => [
+            key,
+            { DataType: 'String', StringValue: value },
+          ]),
+        ),
+        senderId: 'AIDAEVENTSLOCAL',
+      });
+    } else if (arn.startsWith('arn:aws:lambda:')) {
+      const fn = functionsByArn.get(arn.replace(/:\$LATEST$/, ''));
+      if (!fn)
+        throw Object.assign(new Error(`Function not found: ${arn}`), {
+          name: 'ResourceNotFoundException',
+        });
+      fn.invokeAsync(JSON.parse(payload));
+    } else if (arn.startsWith('arn:aws:sns:')) {
+      const body = new URLSearchParams({ Action: 'Publish', TopicArn: arn, Message: payload });
+      const reply = sns.handle({
+        method: 'POST',
+        path: '/',
+        query: new URLSearchParams(),
+        headers: {},
+        body: body.toString(),
+        accessKeyId: 'events.amazonaws.com',
+        requestId: 'internal',
+      });
+      if (reply.status !== 200) throw new Error(`SNS publish to ${arn} failed: ${reply.body}`);
+    } else {
+      throw new Error(`the local cloud cannot deliver to ${arn}`);
+    }
+  };
+
+  const sns = new SnsService(region, (subscription, notification) => {
+    if (subscription.protocol === 'sqs') {
+      sendToArn(
+        subscription.endpoint,
+        subscription.raw ? String(notification.Message) : JSON.stringify(notification),
+      );
+    } else if (subscription.protocol === 'lambda') {
+      const fn = functionsByArn.get(subscription.endpoint);
+      fn?.invokeAsync({
+        Records: [
+          {
+            EventSource: 'aws:sns',
+            EventVersion: '1.0',
+            EventSubscriptionArn: `${notification.TopicArn}:local`,
+            Sns: notification,
+          },
+        ],
+      });
+    }
+    // email and others: recorded in sns.published only.
+  });
+  sns.faults = faults.sns;
+  const snsServer = await startServer(
+    (request) => sns.handle(request),
+    () => faults.sns,
+  );
+  closers.push(() => snsServer.close());
+
+  const bus = new EventBus({
+    region,
+    clock,
+    invoke: async (target, payload) => sendToArn(target.arn, payload),
+    deadLetter: (arn, payload, attributes) => sendToArn(arn, payload, attributes),
+  });
+
+  const ssm = new SsmService({
+    region,
+    fleet,
+    environmentOf: (instance) => instance.tags[tagKey],
+    emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
+  });
+  ssm.faults = faults.ssm;
+  const ssmServer = await startServer(
+    (request) => ssm.handle(request),
+    () => faults.ssm,
+  );
+  closers.push(() => ssmServer.close());
+
+  const ec2 = new Ec2Service(fleet, region);
+  ec2.faults = faults.ec2;
+  const ec2Server = await startServer(
+    (request) => ec2.handle(request),
+    () => faults.ec2,
+  );
+  closers.push(() => ec2Server.close());
+
+  const dynalite = await startDynalite();
+  closers.push(() => dynalite.close());
+
+  const endpoints: Endpoints = {
+    ssm: ssmServer.endpoint,
+    ec2: ec2Server.endpoint,
+    sqs: sqsServer.endpoint,
+    sns: snsServer.endpoint,
+    dynamodb: dynalite.endpoint,
+  };
+  const adminCredentials = {
+    accessKeyId: ADMIN_ACCESS_KEY_ID,
+    secretAccessKey: 'local-cloud-admin-secret',
+  };
+
+  const agents = new Agents({
+    ssm,
+    fleet,
+    clock,
+    region,
+    ssmEndpoint: endpoints.ssm,
+    ...(options.agent?.deliverySeconds === undefined
+      ? {}
+      : { deliverySeconds: options.agent.deliverySeconds }),
+    ...(options.agent?.executionTimeoutFloorMs === undefined
+      ? {}
+      : { executionTimeoutFloorMs: options.agent.executionTimeoutFloorMs }),
+  });
+  ssm.onSendCommand = (command) => agents.dispatch(command);
+  closers.push(() => agents.stop());
+
+  // EC2 state-change events (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html).
+  fleet.on('state', ({ instance }) => {
+    bus.put(
+      'aws.ec2',
+      'EC2 Instance State-change Notification',
+      { 'instance-id': instance.id, state: instance.state },
+      [`arn:aws:ec2:${region}:${stack.context.accountId}:instance/${instance.id}`],
+    );
+  });
+  for (const spec of options.fleet ?? []) fleet.add(spec);
+
+  // ---- Resources of the template ----
+  const dynamodb = new DynamoDBClient({
+    endpoint: endpoints.dynamodb,
+    region,
+    credentials: adminCredentials,
+  });
+  for (const [logicalId, resource] of stack.resources('AWS::DynamoDB::Table')) {
+    await dynamodb.send(
+      new CreateTableCommand(tableInput(stack, logicalId, resource.Properties ?? {})),
+    );
+  }
+  dynamodb.destroy();
+
+  const queueResources = stack.resources('AWS::SQS::Queue');
+  // Dead-letter queues first does not matter: redrive resolves the target by ARN when it moves.
+  for (const [logicalId, resource] of queueResources) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    const redrive =
+      typeof props.RedrivePolicy === 'string'
+        ? JSON.parse(props.RedrivePolicy)
+        : props.RedrivePolicy;
+    sqs.createQueue({
+      name: stack.physicalName(logicalId),
+      ...(props.VisibilityTimeout === undefined
+        ? {}
+        : { visibilityTimeout: Number(props.VisibilityTimeout) }),
+      ...(props.DelaySeconds === undefined ? {} : { delaySeconds: Number(props.DelaySeconds) }),
+      ...(props.MessageRetentionPeriod === undefined
+        ? {}
+        : { messageRetentionPeriod: Number(props.MessageRetentionPeriod) }),
+      ...(redrive
+        ? {
+            redrive: {
+              deadLetterTargetArn: redrive.deadLetterTargetArn,
+              maxReceiveCount: Number(redrive.maxReceiveCount),
+            },
+          }
+        : {}),
+    });
+  }
+
+  for (const [logicalId] of stack.resources('AWS::SNS::Topic'))
+    sns.createTopic(stack.physicalName(logicalId));
+  for (const [, resource] of stack.resources('AWS::SNS::Subscription')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    sns.topics.get(props.TopicArn)?.subscriptions.push({
+      protocol: String(props.Protocol),
+      endpoint: String(props.Endpoint),
+      raw: props.RawMessageDelivery === true || props.RawMessageDelivery === 'true',
+    });
+  }
+
+  let documentName = '';
+  for (const [logicalId, resource] of stack.resources('AWS::SSM::Document')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    if ((props.DocumentType ?? 'Command') !== 'Command') continue;
+    const name = stack.physicalName(logicalId);
+    ssm.registerDocument(name, props.Content);
+    documentName ||= name;
+  }
+
+  const asyncConfigs = new Map<string, Json>();
+  for (const [, resource] of stack.resources('AWS::Lambda::EventInvokeConfig')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    asyncConfigs.set(String(props.FunctionName), props);
+  }
+  const lambdaDir = join(workDir, 'lambda');
+  for (const [logicalId, resource] of stack.resources('AWS::Lambda::Function')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    const name = stack.physicalName(logicalId);
+    const key = basename(String(props.Code?.S3Key ?? `${logicalId}.zip`), '.zip');
+    const codeDir = join(lambdaDir, key);
+    mkdirSync(codeDir, { recursive: true });
+    extractZip(join(options.packagedDir, `${key}.zip`), codeDir);
+    const arn = stack.getAtt(logicalId, 'Arn');
+    const asyncConfig = asyncConfigs.get(name) ?? asyncConfigs.get(arn) ?? {};
+    const fn = new LambdaFunction(
+      {
+        name,
+        logicalId,
+        arn,
+        region,
+        codeDir,
+        handler: String(props.Handler),
+        timeoutSeconds: Number(props.Timeout ?? 3),
+        memorySize: Number(props.MemorySize ?? 128),
+        environment: {
+          ...Object.fromEntries(
+            Object.entries(props.Environment?.Variables ?? {}).map(([k, v]) => [k, String(v)]),
+          ),
+          ...runtimeEnvironment(
+            name,
+            codeDir,
+            String(props.Handler),
+            region,
+            Number(props.MemorySize ?? 128),
+            endpoints,
+          ),
+          ...options.functionEnvironment,
+        },
+        asyncConfig: {
+          maximumRetryAttempts: Number(asyncConfig.MaximumRetryAttempts ?? 2),
+          maximumEventAgeInSeconds: Number(asyncConfig.MaximumEventAgeInSeconds ?? 21600),
+          ...(asyncConfig.DestinationConfig?.OnSuccess?.Destination
+            ? { onSuccess: asyncConfig.DestinationConfig.OnSuccess.Destination }
+            : {}),
+          ...(asyncConfig.DestinationConfig?.OnFailure?.Destination
+            ? { onFailure: asyncConfig.DestinationConfig.OnFailure.Destination }
+            : {}),
+        },
+        ...(props.DeadLetterConfig?.TargetArn
+          ? { deadLetterArn: props.DeadLetterConfig.TargetArn }
+          : {}),
+      },
+      clock,
+      sendToArn,
+    );
+    functions.set(key, fn);
+    functionsByArn.set(arn, fn);
+  }
+  closers.push(async () => {
+    await Promise.all([...functions.values()].map((fn) => fn.stop()));
+  });
+
+  for (const [logicalId, resource] of stack.resources('AWS::Events::Rule')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    if (props.EventBusName !== undefined && props.EventBusName !== 'default') continue;
+    if (props.EventPattern === undefined) continue; // scheduled rules: not modelled
+    const rule: Rule = {
+      name: stack.physicalName(logicalId),
+      arn: stack.getAtt(logicalId, 'Arn'),
+      pattern:
+        typeof props.EventPattern === 'string'
+          ? JSON.parse(props.EventPattern)
+          : props.EventPattern,
+      enabled: (props.State ?? 'ENABLED') === 'ENABLED',
+      targets: ((props.Targets ?? []) as Json[]).map((target) => ({
+        id: String(target.Id),
+        arn: String(target.Arn),
+        ...(target.Input === undefined ? {} : { input: String(target.Input) }),
+        ...(target.InputPath === undefined ? {} : { inputPath: String(target.InputPath) }),
+        ...(target.RetryPolicy
+          ? {
+              retryPolicy: {
+                maximumRetryAttempts: Number(target.RetryPolicy.MaximumRetryAttempts ?? 185),
+                maximumEventAgeInSeconds: Number(
+                  target.RetryPolicy.MaximumEventAgeInSeconds ?? 86400,
+                ),
+              },
+            }
+          : {}),
+        ...(target.DeadLetterConfig?.Arn
+          ? { deadLetterArn: String(target.DeadLetterConfig.Arn) }
+          : {}),
+      })),
+    };
+    bus.addRule(rule);
+  }
+
+  const mappings: SqsEventSourceMapping[] = [];
+  for (const [, resource] of stack.resources('AWS::Lambda::EventSourceMapping')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    const queue = sqs.byArn(String(props.EventSourceArn));
+    if (!queue) continue; // streams: not modelled
+    const target = String(props.FunctionName);
+    const fn =
+      functionsByArn.get(target) ??
+      [...functions.values()].find((candidate) => candidate.name === target);
+    if (!fn) throw new Error(`event source mapping to unknown function ${target}`);
+    if (props.Enabled === false || props.Enabled === 'false') continue;
+    const mapping = new SqsEventSourceMapping(
+      {
+        queue,
+        fn,
+        region,
+        batchSize: Number(props.BatchSize ?? 10),
+        maximumBatchingWindowInSeconds: Number(props.MaximumBatchingWindowInSeconds ?? 0),
+        reportBatchItemFailures: ((props.FunctionResponseTypes ?? []) as string[]).includes(
+          'ReportBatchItemFailures',
+        ),
+      },
+      clock,
+    );
+    mapping.start();
+    mappings.push(mapping);
+  }
+  closers.push(async () => {
+    await Promise.all(mappings.map((mapping) => mapping.stop()));
+  });
+
+  const fnByName = (name: string): LambdaFunction => {
+    const fn =
+      functions.get(name) ??
+      [...functions.values()].find(
+        (candidate) => candidate.name === name || candidate.options.logicalId === name,
+      );
+    if (!fn)
+      throw new Error(`no function ${name}; the template has ${[...functions.keys()].join(', ')}`);
+    return fn;
+  };
+
+  const waitFor: LocalCloud['waitFor'] = async (predicate, waitOptions = {}) => {
+    const deadline = Date.now() + (waitOptions.timeoutMs ?? 15_000);
+    for (;;) {
+      const value = await predicate();
+      if (value) return value as NonNullable<typeof value>;
+      if (Date.now() > deadline)
+        throw new Error(
+          `local cloud: timed out waiting for ${waitOptions.message ?? 'a condition'}`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  let stopped = false;
+  return {
+    endpoints,
+    clientEnv: {
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_ACCESS_KEY_ID: adminCredentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: adminCredentials.secretAccessKey,
+      AWS_ENDPOINT_URL_SSM: endpoints.ssm,
+      AWS_ENDPOINT_URL_EC2: endpoints.ec2,
+      AWS_ENDPOINT_URL_SQS: endpoints.sqs,
+      AWS_ENDPOINT_URL_SNS: endpoints.sns,
+      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    },
+    clientConfig: (service) => ({
+      endpoint: endpoints[service],
+      region,
+      credentials: adminCredentials,
+    }),
+    region,
+    stackName,
+    stack,
+    workDir,
+    clock,
+    fleet,
+    ssm,
+    sqs,
+    sns,
+    bus,
+    functions,
+    faults,
+    documentName,
+    putParameter: (name, value, putOptions = {}) =>
+      ssm.putParameter({
+        Name: name,
+        Value: value,
+        Type: putOptions.type ?? 'SecureString',
+        Overwrite: putOptions.overwrite ?? true,
+      }),
+    deleteParameter: (name) => ssm.deleteParameter(name),
+    launchInstance: (spec, bootSeconds = 5) => {
+      const instance = fleet.add({ ...spec, state: 'pending' });
+      fleet.emit('state', { instance, previousState: 'pending' });
+      clock.after(bootSeconds, () => fleet.setState(instance.id, 'running'));
+      return instance;
+    },
+    fn: fnByName,
+    queue: (name) => {
+      const byName = sqs.queues.get(name);
+      if (byName) return byName;
+      return sqs.byUrl(stack.ref(name));
+    },
+    snsMessages: () => [...sns.published],
+    events: () => [...bus.events],
+    invocations: (name) =>
+      name === undefined
+        ? [...functions.values()].flatMap((fn) => fn.invocations)
+        : [...fnByName(name).invocations],
+    waitFor,
+    commandsSettled: async (timeoutMs = 15_000) => {
+      await waitFor(
+        () =>
+          [...ssm.commands.values()].every((command) =>
+            [...command.invocations.values()].every((invocation) => ssm.isTerminal(invocation)),
+          ),
+        { timeoutMs, message: 'every command to settle' },
+      );
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      for (const close of closers.reverse()) await close();
+      if (!options.keepWorkDir) rmSync(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function runtimeEnvironment(
+  name: string,
+  codeDir: string,
+  handler: string,
+  region: string,
+  memorySize: number,
+  endpoints: Endpoints,
+): Record<string, string> {
+  return {
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    AWS_LAMBDA_FUNCTION_NAME: name,
+    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(memorySize),
+    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${name}`,
+    AWS_LAMBDA_LOG_STREAM_NAME: `local/[$LATEST]${name}`,
+    AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs24.x',
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+    LAMBDA_TASK_ROOT: codeDir,
+    _HANDLER: handler,
+    TZ: ':UTC',
+    LANG: 'en_US.UTF-8',
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    // The function's role; the local SSM treats any non-instance, non-admin key as a function.
+    AWS_ACCESS_KEY_ID: `ASIA-LOCAL-${name}`,
+    AWS_SECRET_ACCESS_KEY: 'local-cloud-function-secret',
+    AWS_SESSION_TOKEN: 'local-cloud-session',
+    AWS_ENDPOINT_URL_SSM: endpoints.ssm,
+    AWS_ENDPOINT_URL_EC2: endpoints.ec2,
+    AWS_ENDPOINT_URL_SQS: endpoints.sqs,
+    AWS_ENDPOINT_URL_SNS: endpoints.sns,
+    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    POWERTOOLS_TRACE_ENABLED: 'false',
+    AWS_XRAY_CONTEXT_MISSING: 'IGNORE_ERROR',
+  };
+}
+
+function tableInput(stack: Stack, logicalId: string, properties: Json): any {
+  const props = stack.resolve(properties) as Json;
+  const onDemand = props.BillingMode === 'PAY_PER_REQUEST';
+  const throughput = { ReadCapacityUnits: 5, WriteCapacityUnits: 5 };
+  // dynalite models provisioned tables; on-demand behaves the same for a local run.
+  // It has no UpdateTimeToLive, so TimeToLiveSpecification is not applied (items never expire).
+  return {
+    TableName: stack.physicalName(logicalId),
+    AttributeDefinitions: props.AttributeDefinitions,
+    KeySchema: props.KeySchema,
+    ...(onDemand
+      ? { BillingMode: 'PAY_PER_REQUEST' }
+      : { ProvisionedThroughput: props.ProvisionedThroughput ?? throughput }),
+    ...(props.GlobalSecondaryIndexes
+      ? {
+          GlobalSecondaryIndexes: (props.GlobalSecondaryIndexes as Json[]).map((index) => ({
+            IndexName: index.IndexName,
+            KeySchema: index.KeySchema,
+            Projection: index.Projection,
+            ...(onDemand
+              ? {}
+              : { ProvisionedThroughput: index.ProvisionedThroughput ?? throughput }),
+          })),
+        }
+      : {}),
+    ...(props.LocalSecondaryIndexes ? { LocalSecondaryIndexes: props.LocalSecondaryIndexes } : {}),
+  };
+}
+
+/** The tag key instances carry their environment in, from the functions' FANOUT_CONFIG. */
+function fanoutTagKey(stack: Stack): string {
+  for (const [, resource] of stack.resources('AWS::Lambda::Function')) {
+    const text = (resource.Properties as Json | undefined)?.Environment?.Variables?.FANOUT_CONFIG;
+    if (typeof text === 'string') {
+      try {
+        const key = (JSON.parse(text) as { tagKey?: unknown }).tagKey;
+        if (typeof key === 'string') return key;
+      } catch {
+        // not JSON: fall through
+      }
+    }
+  }
+  return 'Environment';
+}
+
+export type { AwsEvent, Instance, InstanceSpec, InvocationRecord, LocalServer, PublishedMessage };

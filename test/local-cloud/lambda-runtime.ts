@@ -1,0 +1,95 @@
+/**
+ * The inside of one local Lambda execution environment (a worker thread with the function's own
+ * environment variables): imports the bundle's handler once (cold start), then runs one
+ * invocation at a time, as the Node.js runtime does. Everything the function writes to stdout /
+ * stderr is sent to the main thread tagged with the request id, in order with the result.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+
+interface InvokeMessage {
+  type: 'invoke';
+  requestId: string;
+  event: unknown;
+  context: {
+    functionName: string;
+    functionVersion: string;
+    invokedFunctionArn: string;
+    memoryLimitInMB: string;
+    logGroupName: string;
+    logStreamName: string;
+    deadline: number;
+  };
+}
+
+const { bundlePath, exportName } = workerData as { bundlePath: string; exportName: string };
+const port = parentPort;
+if (!port) throw new Error('lambda-runtime.ts must run in a worker thread');
+let currentRequestId = '';
+
+for (const stream of ['stdout', 'stderr'] as const) {
+  const target = process[stream];
+  target.write = ((chunk: string | Uint8Array, encoding?: unknown, callback?: unknown) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    port.postMessage({ type: 'log', requestId: currentRequestId, stream, text });
+    const done = typeof encoding === 'function' ? encoding : callback;
+    if (typeof done === 'function') queueMicrotask(() => (done as () => void)());
+    return true;
+  }) as typeof target.write;
+}
+
+function serializeError(error: unknown): {
+  errorType: string;
+  errorMessage: string;
+  trace: string[];
+} {
+  const err = error instanceof Error ? error : new Error(String(error));
+  return { errorType: err.name, errorMessage: err.message, trace: (err.stack ?? '').split('\n') };
+}
+
+let handler: ((event: unknown, context: unknown) => Promise<unknown>) | undefined;
+let initError: unknown;
+try {
+  const module = (await import(new URL(`file://${bundlePath}`).href)) as Record<string, unknown>;
+  const candidate = module[exportName];
+  if (typeof candidate !== 'function') {
+    throw Object.assign(new Error(`${bundlePath} does not export ${exportName}`), {
+      name: 'Runtime.HandlerNotFound',
+    });
+  }
+  handler = candidate as typeof handler;
+} catch (error) {
+  initError = error;
+}
+
+port.on('message', async (message: InvokeMessage) => {
+  if (message.type !== 'invoke') return;
+  currentRequestId = message.requestId;
+  const { deadline, ...fields } = message.context;
+  const context = {
+    ...fields,
+    awsRequestId: message.requestId,
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+  try {
+    if (!handler) throw initError;
+    const result = await handler(message.event, context);
+    port.postMessage({
+      type: 'result',
+      requestId: message.requestId,
+      ok: true,
+      result: result === undefined ? null : result,
+    });
+  } catch (error) {
+    port.postMessage({
+      type: 'result',
+      requestId: message.requestId,
+      ok: false,
+      error: serializeError(error),
+    });
+  }
+});
+port.postMessage({ type: 'ready' });

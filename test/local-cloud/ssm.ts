@@ -1,0 +1,1266 @@
+/**
+ * SSM over the JSON 1.1 protocol (POST /, X-Amz-Target: AmazonSSM.<Op>,
+ * application/x-amz-json-1.1; errors `{"__type": "<Code>", "message": "..."}` with HTTP 400),
+ * for the operations the service, its instances and the tests call. Shapes, limits and error
+ * codes follow the API reference (https://docs.aws.amazon.com/systems-manager/latest/APIReference/)
+ * and the research notes (/tmp/research/aws-facts.md §3-§5, from botocore's ssm service model).
+ *
+ * Identity (from the SigV4 Authorization header's access key id):
+ * - an instance of the fleet (its agent and its `aws` sign with key id = instance id) may call
+ *   GetParameter/GetParameters on the parameters of its own environment only (names under
+ *   `/<its environment tag>/`), mirroring the per-environment instance policy the stack outputs;
+ * - ADMIN_ACCESS_KEY_ID (tests, `npm run local`) may do anything;
+ * - anything else is the service (a Lambda role): everything except reading a value
+ *   (GetParameter*), which no function role may do (AccessDeniedException).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Fleet, Instance } from './fleet.ts';
+import {
+  ACCOUNT_ID,
+  ADMIN_ACCESS_KEY_ID,
+  decodeToken,
+  encodeToken,
+  type Reply,
+  type Request,
+  ServiceError,
+  type ServiceFaults,
+  shouldThrottle,
+} from './http.ts';
+import {
+  type CommandDocument,
+  parseCommandDocument,
+  type ResolvedParameters,
+  SsmServiceError,
+  validateDocumentDefaults,
+  validateSendCommandParameters,
+} from './ssm-document.ts';
+
+type Json = Record<string, any>;
+
+export interface ParameterVersion {
+  Name: string;
+  Type: 'String' | 'StringList' | 'SecureString';
+  Value: string;
+  Version: number;
+  LastModifiedDate: Date;
+  LastModifiedUser: string;
+  Description?: string;
+  KeyId?: string;
+  AllowedPattern?: string;
+  DataType: string;
+  Tier: 'Standard';
+  Labels: string[];
+}
+
+export type InvocationStatus =
+  | 'Pending'
+  | 'InProgress'
+  | 'Delayed'
+  | 'Success'
+  | 'Cancelled'
+  | 'TimedOut'
+  | 'Failed'
+  | 'Cancelling';
+
+export interface InvocationState {
+  commandId: string;
+  instanceId: string;
+  requestedDateTime: Date;
+  status: InvocationStatus;
+  /** StatusDetails, the API's spelling without spaces (e.g. DeliveryTimedOut), as the CLI shows it. */
+  statusDetails: string;
+  responseCode: number;
+  pluginName: string;
+  executionStart?: Date;
+  executionEnd?: Date;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CommandState {
+  commandId: string;
+  documentName: string;
+  document: CommandDocument;
+  parameters: Record<string, string[]>;
+  resolved: ResolvedParameters;
+  comment: string;
+  requestedDateTime: Date;
+  expiresAfter: Date;
+  instanceIds: string[];
+  maxConcurrency: string;
+  maxErrors: string;
+  timeoutSeconds: number;
+  cloudWatchOutputConfig: Json;
+  status: string;
+  statusDetails: string;
+  invocations: Map<string, InvocationState>;
+}
+
+export interface SsmEvent {
+  detailType: string;
+  resources: string[];
+  detail: Json;
+}
+
+export interface SsmOptions {
+  region: string;
+  fleet: Fleet;
+  /** The environment of an instance (its environment tag), for the GetParameter policy. */
+  environmentOf: (instance: Instance) => string | undefined;
+  /** Emits an event on the default bus (Parameter Store Change, Run Command status changes). */
+  emit: (event: SsmEvent) => void;
+}
+
+const TERMINAL_DETAILS = new Set([
+  'Success',
+  'Failed',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+  'Undeliverable',
+  'Terminated',
+  'Cancelled',
+  'InvalidPlatform',
+  'AccessDenied',
+]);
+
+const INSTANCE_ID = /(^i-(\w{8}|\w{17})$)|(^mi-\w{17}$)/;
+const MAX_CONCURRENCY = /^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$/;
+const MAX_ERRORS = /^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$/;
+const DOCUMENT_NAME = /^[a-zA-Z0-9_\-.:/]{3,128}$/;
+const PARAMETER_NAME_CHARS = /^[a-zA-Z0-9_.\-/]+$/;
+
+const epoch = (date: Date) => date.getTime() / 1000;
+
+function validation(errors: string[]): ServiceError {
+  const count = errors.length;
+  return new ServiceError(
+    'ValidationException',
+    `${count} validation error${count === 1 ? '' : 's'} detected: ${errors.join('; ')}`,
+  );
+}
+
+function checkMaxResults(value: unknown, min: number, max: number, errors: string[]): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || value < min) {
+    errors.push(
+      `Value '${String(value)}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to ${min}`,
+    );
+  } else if (value > max) {
+    errors.push(
+      `Value '${value}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to ${max}`,
+    );
+  }
+}
+
+/** Pages `items` by MaxResults/NextToken; `fingerprint` ties a token to its query. */
+function page<T>(
+  items: T[],
+  input: Json,
+  defaultSize: number,
+  fingerprint: string,
+): { items: T[]; next?: string } {
+  let offset = 0;
+  if (input.NextToken !== undefined) {
+    const decoded = decodeToken(String(input.NextToken), fingerprint);
+    if (decoded === undefined)
+      throw new ServiceError('InvalidNextToken', "The specified token isn't valid.");
+    offset = decoded;
+  }
+  const size = typeof input.MaxResults === 'number' ? input.MaxResults : defaultSize;
+  const slice = items.slice(offset, offset + size);
+  const nextOffset = offset + size;
+  return nextOffset < items.length
+    ? { items: slice, next: encodeToken(nextOffset, fingerprint) }
+    : { items: slice };
+}
+
+export class SsmService {
+  readonly parameters = new Map<string, ParameterVersion[]>();
+  readonly documents = new Map<
+    string,
+    { document: CommandDocument; content: string; created: Date }
+  >();
+  readonly commands = new Map<string, CommandState>();
+  faults: ServiceFaults = {};
+  /** Called once per accepted SendCommand: the agent side takes it from here. */
+  onSendCommand: (command: CommandState) => void = () => undefined;
+  private readonly options: SsmOptions;
+
+  constructor(options: SsmOptions) {
+    this.options = options;
+  }
+
+  // ---- Documents (from AWS::SSM::Document resources) ----------------------------------------
+
+  registerDocument(name: string, content: unknown): void {
+    const text = typeof content === 'string' ? content : JSON.stringify(content);
+    const document = parseCommandDocument(text);
+    validateDocumentDefaults(document);
+    this.documents.set(name, { document, content: text, created: new Date() });
+  }
+
+  // ---- Parameters -------------------------------------------------------------------------
+
+  /** PutParameter as the admin would; returns the new version. Throws ServiceError like the API. */
+  putParameter(input: Json, user = 'arn:aws:iam::123456789012:user/local-admin'): number {
+    const name = String(input.Name ?? '');
+    this.checkParameterName(name);
+    if (typeof input.Value !== 'string')
+      throw validation([
+        "Value null at 'value' failed to satisfy constraint: Member must not be null",
+      ]);
+    const value = input.Value as string;
+    if (value.length === 0)
+      throw validation([
+        "Value at 'value' failed to satisfy constraint: Member must have length greater than or equal to 1",
+      ]);
+    // Standard tier: at most 4 KB (https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html).
+    if (Buffer.byteLength(value) > 4096) {
+      throw validation([
+        "Value at 'value' failed to satisfy constraint: Member must have length less than or equal to 4096",
+      ]);
+    }
+    if (input.Tier !== undefined && input.Tier !== 'Standard') {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud models the Standard tier only.',
+      );
+    }
+    const versions = this.parameters.get(name);
+    const type = input.Type ?? versions?.at(-1)?.Type;
+    if (type === undefined)
+      throw new ServiceError(
+        'ValidationException',
+        'A parameter type is required when you create a parameter.',
+      );
+    if (!['String', 'StringList', 'SecureString'].includes(type)) {
+      throw validation([
+        `Value '${type}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]`,
+      ]);
+    }
+    if (versions && input.Overwrite !== true) {
+      throw new ServiceError(
+        'ParameterAlreadyExists',
+        'The parameter already exists. To overwrite this value, set the overwrite option in the request to true.',
+      );
+    }
+    if (
+      versions &&
+      input.Type !== undefined &&
+      input.Type !== versions.at(-1)?.Type &&
+      type === 'SecureString'
+    ) {
+      // Changing to SecureString is allowed; nothing else to check locally.
+    }
+    const pattern = input.AllowedPattern ?? versions?.at(-1)?.AllowedPattern;
+    if (pattern !== undefined && !new RegExp(pattern).test(value)) {
+      throw new ServiceError(
+        'ParameterPatternMismatchException',
+        `Parameter value, cannot be validated against allowedPattern: ${pattern}`,
+      );
+    }
+    const previous = versions?.at(-1);
+    const version: ParameterVersion = {
+      Name: name,
+      Type: type,
+      Value: value,
+      Version: (previous?.Version ?? 0) + 1,
+      LastModifiedDate: new Date(),
+      LastModifiedUser: user,
+      ...((input.Description ?? previous?.Description)
+        ? { Description: input.Description ?? previous?.Description }
+        : {}),
+      ...(type === 'SecureString'
+        ? { KeyId: input.KeyId ?? previous?.KeyId ?? 'alias/aws/ssm' }
+        : {}),
+      ...(pattern === undefined ? {} : { AllowedPattern: pattern }),
+      DataType: input.DataType ?? 'text',
+      Tier: 'Standard',
+      Labels: [],
+    };
+    const list = versions ?? [];
+    list.push(version);
+    // Parameter Store keeps the last 100 versions (sysman-paramstore-versions.html).
+    if (list.length > 100) list.shift();
+    this.parameters.set(name, list);
+    // Parameter Store Change event (sysman-paramstore-cwe.html), research notes §1.
+    this.emitParameterChange(previous ? 'Update' : 'Create', version);
+    return version.Version;
+  }
+
+  /** DeleteParameter; throws ParameterNotFound. */
+  deleteParameter(name: string): void {
+    const versions = this.parameters.get(name);
+    if (!versions) throw new ServiceError('ParameterNotFound', '');
+    this.parameters.delete(name);
+    this.emitParameterChange('Delete', versions.at(-1) as ParameterVersion);
+  }
+
+  /** The current version of a parameter (for tests), or undefined. */
+  currentParameter(name: string): ParameterVersion | undefined {
+    return this.parameters.get(name)?.at(-1);
+  }
+
+  private emitParameterChange(operation: string, version: ParameterVersion): void {
+    this.options.emit({
+      detailType: 'Parameter Store Change',
+      resources: [this.parameterArn(version.Name)],
+      detail: {
+        operation,
+        name: version.Name,
+        type: version.Type,
+        description: version.Description ?? '',
+      },
+    });
+  }
+
+  parameterArn(name: string): string {
+    return `arn:aws:ssm:${this.options.region}:${ACCOUNT_ID}:parameter/${name.replace(/^\//, '')}`;
+  }
+
+  private checkParameterName(name: string): void {
+    if (name.length < 1 || name.length > 2048) {
+      throw validation([
+        `Value '${name}' at 'name' failed to satisfy constraint: Member must have length between 1 and 2048`,
+      ]);
+    }
+    // https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html
+    if (!PARAMETER_NAME_CHARS.test(name)) {
+      throw new ServiceError(
+        'ValidationException',
+        'Parameter name: can\'t be prefixed with "aws" or "ssm" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol "/". Valid example: /get/parameters2-/by1./path0_.',
+      );
+    }
+    if (/^\/?(aws|ssm)/i.test(name)) {
+      throw new ServiceError(
+        'ValidationException',
+        `No access to reserved parameter name: ${name}.`,
+      );
+    }
+    if (name.includes('/') && !name.startsWith('/')) {
+      throw new ServiceError(
+        'ValidationException',
+        'Parameter name must be a fully qualified name.',
+      );
+    }
+    if (name.split('/').length - 1 > 15) {
+      throw new ServiceError(
+        'HierarchyLevelLimitExceededException',
+        'A hierarchy can have a maximum of 15 levels.',
+      );
+    }
+  }
+
+  // ---- Wire ---------------------------------------------------------------------------------
+
+  async handle(request: Request): Promise<Reply> {
+    const target = String(request.headers['x-amz-target'] ?? '');
+    const operation = target.startsWith('AmazonSSM.') ? target.slice('AmazonSSM.'.length) : '';
+    try {
+      // Throttling: HTTP 400 ThrottlingException "Rate exceeded" (research notes §4).
+      if (shouldThrottle(this.faults))
+        throw new ServiceError('ThrottlingException', 'Rate exceeded');
+      const input = (request.body ? JSON.parse(request.body) : {}) as Json;
+      this.authorize(operation, input, request.accessKeyId);
+      const output = this.call(operation, input, request.accessKeyId);
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/x-amz-json-1.1' },
+        body: JSON.stringify(output),
+      };
+    } catch (error) {
+      if (error instanceof ServiceError || error instanceof SsmServiceError) {
+        const status = error instanceof ServiceError ? error.status : 400;
+        const body: Json = { __type: error.code };
+        if (error.message !== '') body.message = error.message;
+        return {
+          status,
+          headers: { 'content-type': 'application/x-amz-json-1.1' },
+          body: JSON.stringify(body),
+        };
+      }
+      throw error;
+    }
+  }
+
+  private authorize(operation: string, input: Json, accessKeyId: string): void {
+    if (accessKeyId === ADMIN_ACCESS_KEY_ID) return;
+    const readsValue = /^GetParameter/.test(operation);
+    const instance = this.options.fleet.find(accessKeyId);
+    const name = String(
+      input.Name ?? (input.Names as string[] | undefined)?.[0] ?? input.Path ?? '',
+    );
+    const resource = this.parameterArn(name.replace(/:[^/]*$/, ''));
+    if (instance) {
+      const environment = this.options.environmentOf(instance);
+      const names: string[] = operation === 'GetParameters' ? (input.Names ?? []) : [name];
+      const own = (candidate: string) =>
+        environment !== undefined && candidate.startsWith(`/${environment}/`);
+      if ((operation === 'GetParameter' || operation === 'GetParameters') && names.every(own))
+        return;
+      const role = `${environment ?? 'untagged'}-instance-role`;
+      throw accessDenied(
+        `arn:aws:sts::${ACCOUNT_ID}:assumed-role/${role}/${instance.id}`,
+        operation,
+        readsValue ? resource : '*',
+      );
+    }
+    if (readsValue) {
+      const session = accessKeyId.replace(/^ASIA-LOCAL-/, '') || 'anonymous';
+      throw accessDenied(
+        `arn:aws:sts::${ACCOUNT_ID}:assumed-role/${session}-role/${session}`,
+        operation,
+        resource,
+      );
+    }
+  }
+
+  private call(operation: string, input: Json, caller: string): Json {
+    switch (operation) {
+      case 'PutParameter': {
+        const user =
+          caller === ADMIN_ACCESS_KEY_ID
+            ? `arn:aws:iam::${ACCOUNT_ID}:user/local-admin`
+            : `arn:aws:sts::${ACCOUNT_ID}:assumed-role/${caller}`;
+        return { Version: this.putParameter(input, user), Tier: 'Standard' };
+      }
+      case 'GetParameter':
+        return {
+          Parameter: this.getParameter(String(input.Name ?? ''), input.WithDecryption === true),
+        };
+      case 'GetParameters': {
+        const Parameters: Json[] = [];
+        const InvalidParameters: string[] = [];
+        for (const name of (input.Names ?? []) as string[]) {
+          try {
+            Parameters.push(this.getParameter(name, input.WithDecryption === true));
+          } catch {
+            InvalidParameters.push(name);
+          }
+        }
+        return { Parameters, InvalidParameters };
+      }
+      case 'DeleteParameter':
+        this.deleteParameter(String(input.Name ?? ''));
+        return {};
+      case 'DescribeParameters':
+        return this.describeParameters(input);
+      case 'GetParameterHistory':
+        return this.getParameterHistory(input);
+      case 'SendCommand':
+        return { Command: this.commandWire(this.sendCommand(input)) };
+      case 'ListCommands':
+        return this.listCommands(input);
+      case 'ListCommandInvocations':
+        return this.listCommandInvocations(input);
+      case 'GetCommandInvocation':
+        return this.getCommandInvocation(input);
+      case 'DescribeInstanceInformation':
+        return this.describeInstanceInformation(input);
+      default:
+        throw new ServiceError(
+          'UnknownOperationException',
+          `The local cloud does not implement SSM ${operation || '(no X-Amz-Target)'}.`,
+        );
+    }
+  }
+
+  private getParameter(nameWithSelector: string, withDecryption: boolean): Json {
+    const [name, selector] = splitSelector(nameWithSelector);
+    const versions = this.parameters.get(name);
+    if (!versions) throw new ServiceError('ParameterNotFound', '');
+    let version = versions.at(-1) as ParameterVersion;
+    if (selector !== undefined) {
+      const found = /^[0-9]+$/.test(selector)
+        ? versions.find((candidate) => candidate.Version === Number(selector))
+        : versions.find((candidate) => candidate.Labels.includes(selector));
+      if (!found) {
+        throw new ServiceError(
+          'ParameterVersionNotFound',
+          `Systems Manager could not find version ${selector} of ${name}. Verify the version and try again.`,
+        );
+      }
+      version = found;
+    }
+    return {
+      Name: name,
+      Type: version.Type,
+      Value:
+        version.Type === 'SecureString' && !withDecryption ? ciphertext(version) : version.Value,
+      Version: version.Version,
+      ...(selector === undefined ? {} : { Selector: `:${selector}` }),
+      LastModifiedDate: epoch(version.LastModifiedDate),
+      ARN: this.parameterArn(name),
+      DataType: version.DataType,
+    };
+  }
+
+  private metadata(version: ParameterVersion): Json {
+    return {
+      Name: version.Name,
+      ARN: this.parameterArn(version.Name),
+      Type: version.Type,
+      ...(version.KeyId ? { KeyId: version.KeyId } : {}),
+      LastModifiedDate: epoch(version.LastModifiedDate),
+      LastModifiedUser: version.LastModifiedUser,
+      ...(version.Description ? { Description: version.Description } : {}),
+      ...(version.AllowedPattern ? { AllowedPattern: version.AllowedPattern } : {}),
+      Version: version.Version,
+      Tier: version.Tier,
+      Policies: [],
+      DataType: version.DataType,
+    };
+  }
+
+  private describeParameters(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 50, errors);
+    if (errors.length > 0) throw validation(errors);
+    const filters = (input.ParameterFilters ?? []) as Array<{
+      Key: string;
+      Option?: string;
+      Values?: string[];
+    }>;
+    let items = [...this.parameters.values()].map(
+      (versions) => versions.at(-1) as ParameterVersion,
+    );
+    for (const filter of filters) {
+      const option = filter.Option ?? 'Equals';
+      const values = filter.Values ?? [];
+      if (values.length < 1 || values.length > 50)
+        throw validation([
+          "Value at 'parameterFilters.1.member.values' failed to satisfy constraint: Member must have length between 1 and 50",
+        ]);
+      const field = (version: ParameterVersion): string | undefined => {
+        switch (filter.Key) {
+          case 'Name':
+            return version.Name;
+          case 'Type':
+            return version.Type;
+          case 'KeyId':
+            return version.KeyId;
+          case 'Tier':
+            return version.Tier;
+          case 'DataType':
+            return version.DataType;
+          default:
+            return undefined;
+        }
+      };
+      if (filter.Key === 'Path') {
+        items = items.filter((version) =>
+          values.some((path) => {
+            const prefix = path.endsWith('/') ? path : `${path}/`;
+            if (!version.Name.startsWith(prefix)) return false;
+            return option === 'Recursive' || !version.Name.slice(prefix.length).includes('/');
+          }),
+        );
+        continue;
+      }
+      if (!['Name', 'Type', 'KeyId', 'Tier', 'DataType'].includes(filter.Key)) {
+        throw new ServiceError(
+          'InvalidFilterKey',
+          `The following filter key is not valid: ${filter.Key}.`,
+        );
+      }
+      if (
+        !['Equals', 'BeginsWith', 'Contains'].includes(option) ||
+        (option === 'Contains' && filter.Key !== 'Name')
+      ) {
+        throw new ServiceError(
+          'InvalidFilterOption',
+          `The filter option is not valid. Valid options are Equals and BeginsWith. For Path filter, valid options are Recursive and OneLevel.`,
+        );
+      }
+      items = items.filter((version) => {
+        const actual = field(version);
+        if (actual === undefined) return false;
+        return values.some((value) =>
+          option === 'Equals'
+            ? actual === value
+            : option === 'BeginsWith'
+              ? actual.startsWith(value)
+              : actual.includes(value),
+        );
+      });
+    }
+    items.sort((a, b) => a.Name.localeCompare(b.Name));
+    const { items: pageItems, next } = page(
+      items,
+      input,
+      10,
+      `describe-parameters:${JSON.stringify(filters)}`,
+    );
+    return {
+      Parameters: pageItems.map((version) => this.metadata(version)),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  private getParameterHistory(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 50, errors);
+    if (errors.length > 0) throw validation(errors);
+    const name = String(input.Name ?? '');
+    const versions = this.parameters.get(name);
+    if (!versions) throw new ServiceError('ParameterNotFound', '');
+    const { items, next } = page(versions, input, 50, `history:${name}`);
+    return {
+      Parameters: items.map((version) => ({
+        ...this.metadata(version),
+        Value:
+          version.Type === 'SecureString' && input.WithDecryption !== true
+            ? ciphertext(version)
+            : version.Value,
+        Labels: version.Labels,
+      })),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  // ---- Run Command --------------------------------------------------------------------------
+
+  private documentByName(nameOrArn: string): { name: string; document: CommandDocument } {
+    const name = nameOrArn.startsWith('arn:')
+      ? nameOrArn.slice(nameOrArn.indexOf('document/') + 'document/'.length)
+      : nameOrArn;
+    const entry = this.documents.get(name);
+    // InvalidDocument: "The specified SSM document doesn't exist." (API_SendCommand.html, Errors)
+    if (!entry)
+      throw new ServiceError('InvalidDocument', `Document with name ${name} does not exist.`);
+    return { name, document: entry.document };
+  }
+
+  /** SendCommand with the checks SSM makes before accepting it (research notes §4). */
+  sendCommand(input: Json): CommandState {
+    const errors: string[] = [];
+    const documentName = input.DocumentName;
+    if (typeof documentName !== 'string')
+      errors.push(
+        "Value null at 'documentName' failed to satisfy constraint: Member must not be null",
+      );
+    else if (!DOCUMENT_NAME.test(documentName)) {
+      errors.push(
+        `Value '${documentName}' at 'documentName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9_\\-.:/]{3,128}$`,
+      );
+    }
+    const instanceIds = (input.InstanceIds ?? []) as string[];
+    if (instanceIds.length > 50) {
+      errors.push(
+        `Value '[${instanceIds.join(', ')}]' at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50`,
+      );
+    }
+    if (instanceIds.some((id) => typeof id !== 'string' || !INSTANCE_ID.test(id))) {
+      errors.push(
+        `Value '[${instanceIds.join(', ')}]' at 'instanceIds' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 20, Member must have length greater than or equal to 10, Member must satisfy regular expression pattern: (^i-(\\w{8}|\\w{17})$)|(^mi-\\w{17}$)]`,
+      );
+    }
+    if (input.Comment !== undefined && String(input.Comment).length > 100) {
+      errors.push(
+        `Value '${input.Comment}' at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100`,
+      );
+    }
+    if (
+      input.TimeoutSeconds !== undefined &&
+      (typeof input.TimeoutSeconds !== 'number' ||
+        input.TimeoutSeconds < 30 ||
+        input.TimeoutSeconds > 2592000)
+    ) {
+      errors.push(
+        `Value '${input.TimeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value ${input.TimeoutSeconds < 30 ? 'greater than or equal to 30' : 'less than or equal to 2592000'}`,
+      );
+    }
+    if (input.MaxConcurrency !== undefined && !MAX_CONCURRENCY.test(String(input.MaxConcurrency))) {
+      errors.push(
+        `Value '${input.MaxConcurrency}' at 'maxConcurrency' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$`,
+      );
+    }
+    if (input.MaxErrors !== undefined && !MAX_ERRORS.test(String(input.MaxErrors))) {
+      errors.push(
+        `Value '${input.MaxErrors}' at 'maxErrors' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$`,
+      );
+    }
+    if (errors.length > 0) throw validation(errors);
+    if (input.Targets !== undefined && (input.Targets as unknown[]).length > 0) {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud implements SendCommand with InstanceIds only, not Targets.',
+      );
+    }
+    if (instanceIds.length === 0) {
+      throw new ServiceError('ValidationException', 'InstanceIds or Targets must be specified.');
+    }
+    const { name, document } = this.documentByName(documentName as string);
+    if (
+      input.DocumentVersion !== undefined &&
+      !['$LATEST', '$DEFAULT', '1'].includes(String(input.DocumentVersion))
+    ) {
+      throw new ServiceError(
+        'InvalidDocumentVersion',
+        'The document version is not valid or does not exist.',
+      );
+    }
+    if (new Set(instanceIds).size !== instanceIds.length) {
+      throw new ServiceError('DuplicateInstanceId', 'Duplicate instance IDs are not allowed.');
+    }
+    // Valid states: Running, Pending, Stopped, Stopping, and the agent registered (InvalidInstanceId doc).
+    const invalid = instanceIds.filter((id) => {
+      const instance = this.options.fleet.find(id);
+      return (
+        !instance?.managed || instance.state === 'terminated' || instance.state === 'shutting-down'
+      );
+    });
+    if (invalid.length > 0) {
+      throw new ServiceError(
+        'InvalidInstanceId',
+        `Instances [[${invalid.join(', ')}]] not in a valid state for account ${ACCOUNT_ID}`,
+      );
+    }
+    const parameters = (input.Parameters ?? {}) as Record<string, string[]>;
+    const resolved = validateSendCommandParameters(document, parameters);
+    const now = new Date();
+    const timeoutSeconds = typeof input.TimeoutSeconds === 'number' ? input.TimeoutSeconds : 3600;
+    const stepTimeout = Math.max(
+      ...document.mainSteps.map((step) => Number(step.inputs.timeoutSeconds ?? 3600)),
+    );
+    const command: CommandState = {
+      commandId: randomUUID(),
+      documentName: name,
+      document,
+      parameters: Object.fromEntries(
+        Object.entries(resolved).map(([key, value]) => [
+          key,
+          Array.isArray(value) ? value : [value],
+        ]),
+      ),
+      resolved,
+      comment: String(input.Comment ?? ''),
+      requestedDateTime: now,
+      // ExpiresAfter: delivery timeout + execution timeout (research notes §2.3 "Total timeout").
+      expiresAfter: new Date(now.getTime() + (timeoutSeconds + stepTimeout) * 1000),
+      instanceIds: [...instanceIds],
+      maxConcurrency: String(input.MaxConcurrency ?? '50'),
+      maxErrors: String(input.MaxErrors ?? '0'),
+      timeoutSeconds,
+      cloudWatchOutputConfig: {
+        CloudWatchLogGroupName: input.CloudWatchOutputConfig?.CloudWatchLogGroupName ?? '',
+        CloudWatchOutputEnabled: input.CloudWatchOutputConfig?.CloudWatchOutputEnabled === true,
+      },
+      status: 'Pending',
+      statusDetails: 'Pending',
+      invocations: new Map(),
+    };
+    const stepName = document.mainSteps[0]?.name ?? 'aws:runShellScript';
+    for (const instanceId of instanceIds) {
+      command.invocations.set(instanceId, {
+        commandId: command.commandId,
+        instanceId,
+        requestedDateTime: now,
+        status: 'Pending',
+        statusDetails: 'Pending',
+        responseCode: -1,
+        pluginName: stepName,
+        stdout: '',
+        stderr: '',
+      });
+    }
+    this.commands.set(command.commandId, command);
+    this.emitCommandStatus(command);
+    for (const invocation of command.invocations.values())
+      this.emitInvocationStatus(command, invocation);
+    this.onSendCommand(command);
+    return command;
+  }
+
+  /** Moves an invocation to a new status (the agent calls this) and emits the events AWS emits. */
+  updateInvocation(
+    command: CommandState,
+    instanceId: string,
+    patch: Partial<InvocationState>,
+  ): void {
+    const invocation = command.invocations.get(instanceId);
+    if (!invocation || TERMINAL_DETAILS.has(invocation.statusDetails)) return;
+    const before = invocation.statusDetails;
+    Object.assign(invocation, patch);
+    if (invocation.statusDetails !== before) this.emitInvocationStatus(command, invocation);
+    this.refreshCommandStatus(command);
+  }
+
+  isTerminal(invocation: InvocationState): boolean {
+    return TERMINAL_DETAILS.has(invocation.statusDetails);
+  }
+
+  private refreshCommandStatus(command: CommandState): void {
+    const invocations = [...command.invocations.values()];
+    const before = `${command.status}/${command.statusDetails}`;
+    const terminal = invocations.filter((invocation) => this.isTerminal(invocation));
+    if (terminal.length < invocations.length) {
+      const started = invocations.some((invocation) => invocation.status !== 'Pending');
+      command.status = started ? 'InProgress' : 'Pending';
+      command.statusDetails = command.status;
+    } else {
+      // Command statuses (research notes §2.3): Success when all succeeded; Failed when errors
+      // reached MaxErrors (or all undeliverable); otherwise Incomplete (Status Failed: the
+      // CommandStatus enum has no Incomplete; the exact mapping is UNCONFIRMED).
+      const counts = this.counts(command);
+      const details = invocations.map((invocation) => invocation.statusDetails);
+      if (details.every((detail) => detail === 'Success')) {
+        command.status = 'Success';
+        command.statusDetails = 'Success';
+      } else if (details.every((detail) => detail === 'DeliveryTimedOut')) {
+        command.status = 'TimedOut';
+        command.statusDetails = 'DeliveryTimedOut';
+      } else if (
+        counts.ErrorCount > maxErrorsOf(command) ||
+        details.every((detail) => detail === 'Undeliverable')
+      ) {
+        command.status = 'Failed';
+        command.statusDetails = 'Failed';
+      } else {
+        command.status = 'Failed';
+        command.statusDetails = 'Incomplete';
+      }
+    }
+    if (`${command.status}/${command.statusDetails}` !== before) this.emitCommandStatus(command);
+  }
+
+  counts(command: CommandState): {
+    CompletedCount: number;
+    ErrorCount: number;
+    DeliveryTimedOutCount: number;
+  } {
+    const invocations = [...command.invocations.values()];
+    return {
+      CompletedCount: invocations.filter((invocation) => this.isTerminal(invocation)).length,
+      ErrorCount: invocations.filter((invocation) =>
+        ['Failed', 'ExecutionTimedOut'].includes(invocation.statusDetails),
+      ).length,
+      DeliveryTimedOutCount: invocations.filter(
+        (invocation) => invocation.statusDetails === 'DeliveryTimedOut',
+      ).length,
+    };
+  }
+
+  private emitInvocationStatus(command: CommandState, invocation: InvocationState): void {
+    // "EC2 Command Invocation Status-change Notification" (research notes §2.1); `status` carries
+    // the API Status enum (research notes §2.2: most likely, UNCONFIRMED).
+    this.options.emit({
+      detailType: 'EC2 Command Invocation Status-change Notification',
+      resources: [
+        `arn:aws:ec2:${this.options.region}:${ACCOUNT_ID}:instance/${invocation.instanceId}`,
+      ],
+      detail: {
+        'command-id': command.commandId,
+        'document-name': command.documentName,
+        'instance-id': invocation.instanceId,
+        'requested-date-time': command.requestedDateTime.toISOString(),
+        status: invocation.status,
+      },
+    });
+  }
+
+  private emitCommandStatus(command: CommandState): void {
+    this.options.emit({
+      detailType: 'EC2 Command Status-change Notification',
+      resources: command.instanceIds.map(
+        (id) => `arn:aws:ec2:${this.options.region}:${ACCOUNT_ID}:instance/${id}`,
+      ),
+      detail: {
+        'command-id': command.commandId,
+        'document-name': command.documentName,
+        'expire-after': command.expiresAfter.toISOString(),
+        parameters: command.parameters,
+        'requested-date-time': command.requestedDateTime.toISOString(),
+        status: command.status,
+      },
+    });
+  }
+
+  private commandWire(command: CommandState): Json {
+    return {
+      CommandId: command.commandId,
+      DocumentName: command.documentName,
+      DocumentVersion: '$DEFAULT',
+      Comment: command.comment,
+      ExpiresAfter: epoch(command.expiresAfter),
+      Parameters: command.parameters,
+      InstanceIds: command.instanceIds,
+      Targets: [],
+      RequestedDateTime: epoch(command.requestedDateTime),
+      Status: command.status,
+      StatusDetails: command.statusDetails,
+      OutputS3Region: this.options.region,
+      OutputS3BucketName: '',
+      OutputS3KeyPrefix: '',
+      MaxConcurrency: command.maxConcurrency,
+      MaxErrors: command.maxErrors,
+      TargetCount: command.instanceIds.length,
+      ...this.counts(command),
+      ServiceRole: '',
+      NotificationConfig: { NotificationArn: '', NotificationEvents: [], NotificationType: '' },
+      CloudWatchOutputConfig: command.cloudWatchOutputConfig,
+      TimeoutSeconds: command.timeoutSeconds,
+    };
+  }
+
+  private listCommands(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 50, errors);
+    if (errors.length > 0) throw validation(errors);
+    let commands = [...this.commands.values()].reverse();
+    if (input.CommandId !== undefined) {
+      commands = commands.filter((command) => command.commandId === input.CommandId);
+      if (commands.length === 0) throw new ServiceError('InvalidCommandId', '');
+    }
+    if (input.InstanceId !== undefined)
+      commands = commands.filter((command) => command.invocations.has(input.InstanceId));
+    commands = applyCommandFilters(
+      commands,
+      input.Filters,
+      (command) => command.statusDetails,
+      (command) => command.requestedDateTime,
+      (command) => command.documentName,
+    );
+    const { items, next } = page(
+      commands,
+      input,
+      50,
+      `list-commands:${JSON.stringify([input.CommandId, input.InstanceId, input.Filters])}`,
+    );
+    return {
+      Commands: items.map((command) => this.commandWire(command)),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  private listCommandInvocations(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 50, errors);
+    if (errors.length > 0) throw validation(errors);
+    let commands = [...this.commands.values()].reverse();
+    if (input.CommandId !== undefined) {
+      commands = commands.filter((command) => command.commandId === input.CommandId);
+      if (commands.length === 0) throw new ServiceError('InvalidCommandId', '');
+    }
+    let pairs = commands.flatMap((command) =>
+      [...command.invocations.values()].map((invocation) => ({ command, invocation })),
+    );
+    if (input.InstanceId !== undefined)
+      pairs = pairs.filter(({ invocation }) => invocation.instanceId === input.InstanceId);
+    pairs = applyCommandFilters(
+      pairs,
+      input.Filters,
+      (pair) => pair.invocation.statusDetails,
+      (pair) => pair.command.requestedDateTime,
+      (pair) => pair.command.documentName,
+    );
+    const { items, next } = page(
+      pairs,
+      input,
+      50,
+      `list-invocations:${JSON.stringify([input.CommandId, input.InstanceId, input.Filters])}`,
+    );
+    return {
+      CommandInvocations: items.map(({ command, invocation }) =>
+        this.invocationWire(command, invocation, input.Details === true),
+      ),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  private invocationWire(
+    command: CommandState,
+    invocation: InvocationState,
+    details: boolean,
+  ): Json {
+    const instance = this.options.fleet.find(invocation.instanceId);
+    return {
+      CommandId: command.commandId,
+      InstanceId: invocation.instanceId,
+      InstanceName: instance
+        ? `ip-${instance.privateIp.replace(/\./g, '-')}.${this.options.region}.compute.internal`
+        : '',
+      Comment: command.comment,
+      DocumentName: command.documentName,
+      DocumentVersion: '$DEFAULT',
+      RequestedDateTime: epoch(invocation.requestedDateTime),
+      Status: invocation.status,
+      StatusDetails: invocation.statusDetails,
+      StandardOutputUrl: '',
+      StandardErrorUrl: '',
+      CommandPlugins: details
+        ? [
+            {
+              Name: invocation.pluginName,
+              Status: pluginStatus(invocation),
+              StatusDetails: invocation.statusDetails,
+              ResponseCode: invocation.responseCode,
+              ...(invocation.executionStart
+                ? { ResponseStartDateTime: epoch(invocation.executionStart) }
+                : {}),
+              ...(invocation.executionEnd
+                ? { ResponseFinishDateTime: epoch(invocation.executionEnd) }
+                : {}),
+              // Output: at most 2,500 characters (CommandPlugin.Output in the API model).
+              Output: pluginOutput(invocation),
+              StandardOutputUrl: '',
+              StandardErrorUrl: '',
+              OutputS3Region: this.options.region,
+              OutputS3BucketName: '',
+              OutputS3KeyPrefix: '',
+            },
+          ]
+        : [],
+      ServiceRole: '',
+      NotificationConfig: { NotificationArn: '', NotificationEvents: [], NotificationType: '' },
+      CloudWatchOutputConfig: command.cloudWatchOutputConfig,
+    };
+  }
+
+  private getCommandInvocation(input: Json): Json {
+    const errors: string[] = [];
+    if (typeof input.CommandId !== 'string' || input.CommandId.length !== 36) {
+      errors.push(
+        `Value '${String(input.CommandId)}' at 'commandId' failed to satisfy constraint: Member must have length equal to 36`,
+      );
+    }
+    if (typeof input.InstanceId !== 'string' || !INSTANCE_ID.test(input.InstanceId)) {
+      errors.push(
+        `Value '${String(input.InstanceId)}' at 'instanceId' failed to satisfy constraint: Member must satisfy regular expression pattern: (^i-(\\w{8}|\\w{17})$)|(^mi-\\w{17}$)`,
+      );
+    }
+    if (errors.length > 0) throw validation(errors);
+    const command = this.commands.get(input.CommandId);
+    const invocation = command?.invocations.get(input.InstanceId);
+    if (!command || !invocation) throw new ServiceError('InvocationDoesNotExist', '');
+    if (input.PluginName !== undefined && input.PluginName !== invocation.pluginName) {
+      throw new ServiceError('InvalidPluginName', "The plugin name isn't valid.");
+    }
+    const finished = this.isTerminal(invocation);
+    return {
+      CommandId: command.commandId,
+      InstanceId: invocation.instanceId,
+      Comment: command.comment,
+      DocumentName: command.documentName,
+      DocumentVersion: '$DEFAULT',
+      PluginName: invocation.pluginName,
+      ResponseCode: invocation.responseCode,
+      // "If the plugin hasn't started to run, the string is empty."
+      ExecutionStartDateTime: invocation.executionStart?.toISOString() ?? '',
+      ExecutionElapsedTime: invocation.executionStart
+        ? elapsed(
+            (invocation.executionEnd ?? new Date()).getTime() - invocation.executionStart.getTime(),
+          )
+        : '',
+      ExecutionEndDateTime: invocation.executionEnd?.toISOString() ?? '',
+      Status: invocation.status,
+      StatusDetails: invocation.statusDetails,
+      // First 24,000 / 8,000 characters; empty until the plugin finished.
+      StandardOutputContent: finished ? invocation.stdout.slice(0, 24000) : '',
+      StandardOutputUrl: '',
+      StandardErrorContent: finished ? invocation.stderr.slice(0, 8000) : '',
+      StandardErrorUrl: '',
+      CloudWatchOutputConfig: command.cloudWatchOutputConfig,
+    };
+  }
+
+  private describeInstanceInformation(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 5, 50, errors);
+    const filters = (input.Filters ?? []) as Array<{ Key: string; Values: string[] }>;
+    const legacy = (input.InstanceInformationFilterList ?? []) as Array<{
+      key: string;
+      valueSet: string[];
+    }>;
+    for (const [index, filter] of [
+      ...filters.map((f) => f.Values),
+      ...legacy.map((f) => f.valueSet),
+    ].entries()) {
+      if (!Array.isArray(filter) || filter.length < 1 || filter.length > 100) {
+        errors.push(
+          `Value at 'filters.${index + 1}.member.values' failed to satisfy constraint: Member must have length between 1 and 100`,
+        );
+      }
+    }
+    if (errors.length > 0) throw validation(errors);
+    if (filters.length > 0 && legacy.length > 0) {
+      throw new ServiceError(
+        'InvalidInstanceInformationFilterValue',
+        'InstanceInformationFilterList and Filters cannot be used together.',
+      );
+    }
+    // "does not return information for nodes that are either Stopped or Terminated".
+    let instances = this.options.fleet
+      .list()
+      .filter(
+        (instance) =>
+          instance.managed &&
+          !['stopped', 'stopping', 'terminated', 'shutting-down'].includes(instance.state),
+      );
+    const all = [
+      ...filters.map((f) => ({ key: f.Key, values: f.Values })),
+      ...legacy.map((f) => ({ key: f.key, values: f.valueSet })),
+    ];
+    for (const { key, values } of all) {
+      switch (key) {
+        case 'InstanceIds': {
+          const malformed = values.filter((id) => !INSTANCE_ID.test(id));
+          if (malformed.length > 0)
+            throw new ServiceError(
+              'InvalidInstanceId',
+              `The following instance ids are not valid: ${malformed.join(', ')}`,
+            );
+          instances = instances.filter((instance) => values.includes(instance.id));
+          break;
+        }
+        case 'PingStatus':
+          instances = instances.filter((instance) => values.includes(instance.pingStatus));
+          break;
+        case 'PlatformTypes':
+        case 'PlatformType':
+          instances = instances.filter(() => values.includes('Linux'));
+          break;
+        case 'ResourceType':
+          instances = instances.filter(() => values.includes('EC2Instance'));
+          break;
+        default:
+          if (key.startsWith('tag:')) {
+            const tag = key.slice(4);
+            instances = instances.filter((instance) =>
+              values.includes(instance.tags[tag] ?? '\u0000'),
+            );
+          } else if (key === 'tag-key') {
+            instances = instances.filter((instance) =>
+              values.some((value) => value in instance.tags),
+            );
+          } else {
+            throw new ServiceError(
+              'InvalidFilterKey',
+              `The specified filter key isn't valid: ${key}`,
+            );
+          }
+      }
+    }
+    instances.sort((a, b) => a.id.localeCompare(b.id));
+    const { items, next } = page(
+      instances,
+      input,
+      10,
+      `describe-instance-information:${JSON.stringify(all)}`,
+    );
+    return {
+      InstanceInformationList: items.map((instance) => ({
+        InstanceId: instance.id,
+        PingStatus: instance.pingStatus,
+        LastPingDateTime: epoch(instance.lastPing),
+        AgentVersion: '3.3.2746.0',
+        IsLatestVersion: false,
+        PlatformType: 'Linux',
+        PlatformName: 'Amazon Linux',
+        PlatformVersion: '2023',
+        ResourceType: 'EC2Instance',
+        IPAddress: instance.privateIp,
+        ComputerName: `ip-${instance.privateIp.replace(/\./g, '-')}.${this.options.region}.compute.internal`,
+        IamRole: `${this.options.environmentOf(instance) ?? 'untagged'}-instance-role`,
+        RegistrationDate: epoch(instance.registeredAt),
+        SourceId: instance.id,
+        SourceType: 'AWS::EC2::Instance',
+      })),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+}
+
+function accessDenied(principal: string, operation: string, resource: string): ServiceError {
+  return new ServiceError(
+    'AccessDeniedException',
+    `User: ${principal} is not authorized to perform: ssm:${operation} on resource: ${resource} because no identity-based policy allows the ssm:${operation} action`,
+  );
+}
+
+function splitSelector(name: string): [string, string | undefined] {
+  const at = name.lastIndexOf(':');
+  if (at <= 0) return [name, undefined];
+  return [name.slice(0, at), name.slice(at + 1)];
+}
+
+function ciphertext(version: ParameterVersion): string {
+  // What SSM returns for a SecureString without WithDecryption: the encrypted blob, base64.
+  return `AQICAH${Buffer.from(`local-cloud:${version.Name}:${version.Version}`).toString('base64')}`;
+}
+
+function maxErrorsOf(command: CommandState): number {
+  const targets = command.instanceIds.length;
+  return command.maxErrors.endsWith('%')
+    ? Math.floor((Number(command.maxErrors.slice(0, -1)) / 100) * targets)
+    : Number(command.maxErrors);
+}
+
+/** MaxConcurrency as a number of instances (a percentage rounds up, at least 1). */
+export function maxConcurrencyOf(command: CommandState): number {
+  const targets = command.instanceIds.length;
+  if (command.maxConcurrency.endsWith('%')) {
+    return Math.max(1, Math.ceil((Number(command.maxConcurrency.slice(0, -1)) / 100) * targets));
+  }
+  return Number(command.maxConcurrency);
+}
+
+export { maxErrorsOf };
+
+function pluginStatus(invocation: InvocationState): string {
+  // CommandPluginStatus: Pending | InProgress | Success | TimedOut | Cancelled | Failed.
+  if (invocation.status === 'Delayed') return 'Pending';
+  if (invocation.status === 'Cancelling') return 'InProgress';
+  return invocation.status;
+}
+
+const TRUNCATED = '\n---Output truncated---';
+
+function pluginOutput(invocation: InvocationState): string {
+  // The agent joins stdout and stderr with an error marker and keeps 2,500 characters.
+  const combined = invocation.stderr
+    ? `${invocation.stdout}\n----------ERROR-------\n${invocation.stderr}`
+    : invocation.stdout;
+  return combined.length <= 2500
+    ? combined
+    : combined.slice(0, 2500 - TRUNCATED.length) + TRUNCATED;
+}
+
+function elapsed(ms: number): string {
+  // The API's ExecutionElapsedTime format, e.g. "PT0.123S".
+  return `PT${(ms / 1000).toFixed(3)}S`;
+}
+
+function applyCommandFilters<T>(
+  items: T[],
+  filters: Array<{ key: string; value: string }> | undefined,
+  statusOf: (item: T) => string,
+  dateOf: (item: T) => Date,
+  documentOf: (item: T) => string,
+): T[] {
+  let out = items;
+  for (const filter of filters ?? []) {
+    switch (filter.key) {
+      case 'Status':
+        out = out.filter((item) => {
+          const status = statusOf(item);
+          return (
+            status === filter.value || (filter.value === 'TimedOut' && status.endsWith('TimedOut'))
+          );
+        });
+        break;
+      case 'DocumentName':
+        out = out.filter((item) => documentOf(item) === filter.value);
+        break;
+      case 'InvokedAfter':
+        out = out.filter((item) => dateOf(item) >= new Date(filter.value));
+        break;
+      case 'InvokedBefore':
+        out = out.filter((item) => dateOf(item) <= new Date(filter.value));
+        break;
+      default:
+        throw new ServiceError('InvalidFilterKey', `The specified key isn't valid: ${filter.key}`);
+    }
+  }
+  return out;
+}
