@@ -23,10 +23,22 @@ export interface FanOutRequest {
   files: FileTarget[];
   /** The parameter version when the rollout started (instances always fetch the latest). */
   version?: number;
-  /** Restrict to these instances of the environment. */
+  /** Restrict to these instances of the environment; each must be a running member of it. */
   instanceIds?: string[];
   /** Resolve and report, but record nothing and send nothing. */
   dryRun?: boolean;
+}
+
+/** Some requested instances are not running instances of the environment; nothing was sent. */
+export class InstancesNotInEnvironmentError extends Error {
+  override name = 'InstancesNotInEnvironmentError';
+  readonly instanceIds: string[];
+  constructor(environment: string, instanceIds: string[]) {
+    super(
+      `not running instances of ${environment} (tag and state checked): ${instanceIds.join(', ')}`,
+    );
+    this.instanceIds = instanceIds;
+  }
 }
 
 export interface FanOutDeps extends SettlementDeps {
@@ -61,8 +73,9 @@ export interface RolloutSummary {
  * recording each command as it goes, and settle at once if nothing is left pending.
  * Run again with the same rollout id, it resumes: only targets no command covers are sent.
  * Chunks SSM refused (after the SDK's retries) are reported in `failedChunks` and their targets
- * retried later like any failed attempt; throws if the instances cannot be resolved or the
- * store cannot be written.
+ * retried later like any failed attempt. Throws InstancesNotInEnvironmentError (before anything
+ * is recorded or sent) when a requested instance is not in the environment, and the SDK error
+ * if the instances cannot be resolved or the store cannot be written.
  */
 export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
   const targets = await resolveTargets(deps, {
@@ -70,6 +83,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     environment: request.environment,
     ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
   });
+  if (request.instanceIds !== undefined) {
+    const found = new Set([...targets.reachable, ...targets.unreachable.map((u) => u.instanceId)]);
+    const missing = request.instanceIds.filter((id) => !found.has(id));
+    if (missing.length > 0) throw new InstancesNotInEnvironmentError(request.environment, missing);
+  }
   const summary: RolloutSummary = {
     rolloutId: request.rolloutId,
     trigger: request.trigger,

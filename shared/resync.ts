@@ -1,0 +1,92 @@
+import { filesForEnvironment, filesForParameter, mappedParameterNames } from './config.ts';
+import { type FanOutDeps, fanOut, InstancesNotInEnvironmentError } from './fanout.ts';
+import { currentVersion } from './parameters.ts';
+import { describeIssues } from './parse.ts';
+import { logger } from './powertools.ts';
+import { newRolloutId } from './rollout-id.ts';
+import { ResyncRequestSchema } from './schemas/requests.ts';
+
+/** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
+export interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+const refuse = (status: number, error: string): Answer => ({ status, body: { error } });
+
+/**
+ * A manual re-sync by `principal` (an IAM ARN): push one mapped parameter, or every file of an
+ * environment, to all or some of its instances, through the same fan-out as a Parameter Store
+ * change. Only mapped parameters, only to their mapped paths: the caller chooses no path, owner,
+ * mode or command. Bad input is a 400/404 naming the problem, with nothing recorded or sent.
+ * Throws only for AWS failures.
+ */
+export async function resync(deps: FanOutDeps, input: unknown, principal: string): Promise<Answer> {
+  const parsed = ResyncRequestSchema.safeParse(input);
+  if (!parsed.success) return refuse(400, `invalid request: ${describeIssues(parsed.error)}`);
+  const request = parsed.data;
+  logger.info('resync requested', { principal, request });
+
+  const files =
+    request.parameter !== undefined
+      ? filesForParameter(deps.config, request.parameter)
+      : filesForEnvironment(deps.config, request.environment ?? '');
+  const environment = files[0]?.environment;
+  if (environment === undefined) {
+    return request.parameter !== undefined
+      ? refuse(
+          404,
+          `parameter ${request.parameter} is not mapped in custom.fanout; mapped: ${mappedParameterNames(deps.config).join(', ')}`,
+        )
+      : refuse(
+          404,
+          `environment ${request.environment} is not configured; configured: ${deps.config.environments.join(', ')}`,
+        );
+  }
+  const version =
+    request.parameter === undefined ? undefined : await currentVersion(deps.ssm, request.parameter);
+  const rolloutId = newRolloutId(new Date());
+  try {
+    const summary = await fanOut(deps, {
+      rolloutId,
+      trigger: { type: 'resync', principal },
+      environment,
+      files,
+      ...(version === undefined ? {} : { version }),
+      ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
+      ...(request.dryRun === true ? { dryRun: true } : {}),
+    });
+    const stage = deps.stage === undefined ? '' : ` --stage ${deps.stage}`;
+    logger.info(request.dryRun === true ? 'resync dry run' : 'resync sent', {
+      principal,
+      rolloutId,
+      environment,
+      targeted: summary.targeted.length,
+      unreachable: summary.unreachable.length,
+    });
+    return {
+      status: request.dryRun === true ? 200 : 202,
+      body: {
+        ...(request.dryRun === true ? { dryRun: true } : { rolloutId }),
+        requestedBy: principal,
+        environment,
+        parameters: summary.parameters,
+        ...(version === undefined ? {} : { version }),
+        targeted: summary.targeted,
+        unreachable: summary.unreachable,
+        ...(request.dryRun === true
+          ? {}
+          : {
+              commandIds: summary.commands.map((c) => c.commandId),
+              follow: {
+                cli: `npx serverless invoke -f status${stage} --data '${JSON.stringify({ rolloutId })}'`,
+                http: `GET /rollouts/${rolloutId}`,
+              },
+            }),
+      },
+    };
+  } catch (error) {
+    if (error instanceof InstancesNotInEnvironmentError) return refuse(400, error.message);
+    throw error;
+  }
+}

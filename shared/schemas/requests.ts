@@ -1,0 +1,44 @@
+import * as z from 'zod';
+
+const instanceId = z
+  .string()
+  .regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id like i-0123456789abcdef0');
+
+/** A manual re-sync: one mapped parameter, or every file of one environment. */
+export const ResyncRequestSchema = z
+  .strictObject({
+    parameter: z.string().min(1).max(2048).optional(),
+    environment: z.string().min(1).max(63).optional(),
+    instanceIds: z.array(instanceId).min(1).max(100).optional(),
+    dryRun: z.boolean().optional(),
+  })
+  .refine((r) => (r.parameter === undefined) !== (r.environment === undefined), {
+    message: 'give exactly one of parameter or environment',
+    path: ['parameter'],
+  });
+
+export type ResyncRequest = z.infer<typeof ResyncRequestSchema>;
+
+/** The on-call view of one rollout. */
+export const RolloutRequestSchema = z.strictObject({
+  rolloutId: z
+    .string()
+    .regex(
+      /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$/,
+      'must be a rollout id like 20261123T161300Z-3f9a1c2b',
+    ),
+});
+
+/** The newest rollouts of a parameter or an environment. */
+export const RolloutListRequestSchema = z
+  .strictObject({
+    parameter: z.string().min(1).max(2048).optional(),
+    environment: z.string().min(1).max(63).optional(),
+    limit: z.coerce.number().int().min(1).max(50).default(10),
+  })
+  .refine((r) => r.parameter !== undefined || r.environment !== undefined, {
+    message: 'give a rolloutId, a parameter or an environment',
+    path: ['parameter'],
+  });
+
+export type RolloutListRequest = z.infer<typeof RolloutListRequestSchema>;

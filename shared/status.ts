@@ -1,0 +1,174 @@
+import type { Counts, LastError, Rollout, RolloutStore, Target, TargetStatus } from './rollouts.ts';
+import type { RolloutListRequest } from './schemas/requests.ts';
+
+export interface InstanceView {
+  instanceId: string;
+  parameter: string;
+  path: string;
+  status: TargetStatus;
+  attempts: number;
+  versionWritten?: number;
+  reason?: string;
+  lastError?: LastError;
+  /** The command of the latest attempt; its output is in the command output log group. */
+  commandId?: string;
+}
+
+export interface RolloutView {
+  rolloutId: string;
+  trigger: Rollout['trigger'];
+  environment: string;
+  parameters: string[];
+  version?: number;
+  state: Rollout['state'];
+  createdAt: string;
+  settledAt?: string;
+  counts: Counts;
+  instances: InstanceView[];
+}
+
+/** One rollout with every instance, or undefined if there is no such rollout. Throws the SDK error. */
+export async function rolloutView(
+  store: RolloutStore,
+  rolloutId: string,
+): Promise<RolloutView | undefined> {
+  const loaded = await store.load(rolloutId);
+  if (loaded === undefined) return undefined;
+  const { rollout, targets, commands } = loaded;
+  const firstCommand = new Map<string, string>();
+  for (const command of commands.filter((c) => c.attempt === 1)) {
+    for (const id of command.instanceIds)
+      firstCommand.set(`${id}#${command.parameter}`, command.commandId);
+  }
+  return {
+    rolloutId: rollout.rolloutId,
+    trigger: rollout.trigger,
+    environment: rollout.environment,
+    parameters: rollout.parameters,
+    ...(rollout.version === undefined ? {} : { version: rollout.version }),
+    state: rollout.state,
+    createdAt: rollout.createdAt,
+    ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),
+    counts: rollout.counts,
+    instances: targets.map((t) =>
+      instanceView(t, firstCommand.get(`${t.instanceId}#${t.parameter}`)),
+    ),
+  };
+}
+
+function instanceView(target: Target, firstCommandId: string | undefined): InstanceView {
+  const commandId = target.commandIds.at(-1) ?? firstCommandId;
+  return {
+    instanceId: target.instanceId,
+    parameter: target.parameter,
+    path: target.path,
+    status: target.status,
+    attempts: target.attempt,
+    ...(target.versionWritten === undefined ? {} : { versionWritten: target.versionWritten }),
+    ...(target.reason === undefined ? {} : { reason: target.reason }),
+    ...(target.lastError === undefined ? {} : { lastError: target.lastError }),
+    ...(commandId === undefined ? {} : { commandId }),
+  };
+}
+
+/** The newest rollouts of a parameter or environment, newest first, without their instances. */
+export async function recentRollouts(
+  store: RolloutStore,
+  request: RolloutListRequest,
+): Promise<Rollout[]> {
+  const by =
+    request.parameter !== undefined
+      ? { parameter: request.parameter }
+      : { environment: request.environment ?? '' };
+  return store.getRollouts(await store.recentRolloutIds(by, request.limit));
+}
+
+/** A rollout as a compact table for a terminal, one string per line. Never throws. */
+export function rolloutTable(view: RolloutView): string[] {
+  const c = view.counts;
+  const rows = view.instances.map((i) => [
+    i.instanceId,
+    i.status,
+    String(i.attempts),
+    i.versionWritten === undefined ? '-' : `v${i.versionWritten}`,
+    i.commandId ?? '-',
+    i.reason ?? errorText(i.lastError),
+    view.parameters.length > 1 ? i.parameter : '',
+  ]);
+  return [
+    `rollout ${view.rolloutId}  ${view.state}  ${triggerText(view.trigger)}`,
+    `${view.environment}  ${view.parameters.join(', ')}  version ${view.version ?? '?'}  started ${view.createdAt}${view.settledAt ? `  settled ${view.settledAt}` : ''}`,
+    `${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, ${c.pending} pending (of ${c.total}; ${c.retries} retries)`,
+    ...columns([
+      [
+        'INSTANCE',
+        'STATE',
+        'TRIES',
+        'WROTE',
+        'COMMAND',
+        'LAST ERROR',
+        view.parameters.length > 1 ? 'PARAMETER' : '',
+      ],
+      ...rows,
+    ]),
+  ];
+}
+
+/** Rollouts as one line each. Never throws. */
+export function rolloutListTable(rollouts: Rollout[]): string[] {
+  return columns([
+    [
+      'ROLLOUT',
+      'STATE',
+      'ENVIRONMENT',
+      'VERSION',
+      'OK',
+      'FAILED',
+      'UNREACHABLE',
+      'PENDING',
+      'TRIGGER',
+    ],
+    ...rollouts.map((r) => [
+      r.rolloutId,
+      r.state,
+      r.environment,
+      r.version === undefined ? '-' : `v${r.version}`,
+      String(r.counts.success + r.counts.unchanged),
+      String(r.counts.failed),
+      String(r.counts.unreachable),
+      String(r.counts.pending),
+      triggerText(r.trigger),
+    ]),
+  ]);
+}
+
+function errorText(error: LastError | undefined): string {
+  if (error === undefined) return '';
+  const exit =
+    error.exitCode === undefined
+      ? ''
+      : ` exit ${error.exitCode}${error.meaning ? ` ${error.meaning}` : ''}`;
+  return `${error.status}${exit}${error.stderr ? `: ${error.stderr}` : ''}`;
+}
+
+function triggerText(trigger: Rollout['trigger']): string {
+  switch (trigger.type) {
+    case 'event':
+      return 'parameter change';
+    case 'resync':
+      return `resync by ${trigger.principal}`;
+    case 'bootstrap':
+      return `bootstrap of ${trigger.instanceId}`;
+  }
+}
+
+function columns(rows: string[][]): string[] {
+  const widths =
+    rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+  return rows.map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+}

@@ -1,0 +1,205 @@
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  DescribeInstanceInformationCommand,
+  DescribeParametersCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RolloutStore } from '../../shared/rollouts.ts';
+import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
+import { startRolloutStore } from '../support/rollouts.ts';
+
+const ssmMock = mockClient(SSMClient);
+const ec2Mock = mockClient(EC2Client);
+const sqsMock = mockClient(SQSClient);
+const snsMock = mockClient(SNSClient);
+
+let local: Awaited<ReturnType<typeof startRolloutStore>>;
+let store: RolloutStore;
+let resync: typeof import('../../functions/resync.ts');
+
+beforeAll(async () => {
+  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
+  store = local.store;
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
+  resync = await import('../../functions/resync.ts');
+});
+afterAll(() => local.close());
+
+const prod = instanceIds(3);
+const dev = instanceIds(2, 100);
+const JANE = 'arn:aws:sts::123456789012:assumed-role/oncall/jane';
+
+beforeEach(() => {
+  ec2Mock.on(DescribeInstancesCommand).callsFake(({ Filters }) => {
+    const env = Filters.find((f: any) => f.Name === 'tag:Environment')?.Values[0];
+    const only = Filters.find((f: any) => f.Name === 'instance-id')?.Values;
+    const fleet = env === 'prod' ? prod : env === 'dev' ? dev : [];
+    const ids = fleet.filter((id) => only === undefined || only.includes(id));
+    return { Reservations: [{ Instances: ids.map((InstanceId) => ({ InstanceId })) }] };
+  });
+  ssmMock.on(DescribeInstanceInformationCommand).callsFake(({ Filters }) => ({
+    InstanceInformationList: Filters[0].Values.map((InstanceId: string) => ({
+      InstanceId,
+      PingStatus: 'Online',
+    })),
+  }));
+  ssmMock
+    .on(DescribeParametersCommand)
+    .resolves({ Parameters: [{ Name: '/prod/env.php', Version: 9 }] });
+  ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-resync' } });
+  sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  snsMock.on(PublishCommand).resolves({ MessageId: 'm' });
+});
+afterEach(() => {
+  ssmMock.reset();
+  ec2Mock.reset();
+  sqsMock.reset();
+  snsMock.reset();
+});
+
+/** The HTTP API fixture with another body. */
+function post(body: unknown, raw = false) {
+  const event = loadEvent<any>('http/resync');
+  event.body = raw ? body : JSON.stringify(body);
+  return event;
+}
+const call = (event: unknown) => resync.handler(event, lambdaContext()) as Promise<any>;
+const sent = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+
+describe('resync over HTTP', () => {
+  it('starts a rollout, answers 202 at once, and records who asked', async () => {
+    // Act
+    const response = await call(loadEvent('http/resync'));
+    // Assert
+    expect(response.statusCode).toBe(202);
+    const body = JSON.parse(response.body);
+    expect(body).toMatchObject({
+      rolloutId: expect.stringMatching(/^\d{8}T\d{6}Z-[0-9a-f]{8}$/),
+      requestedBy: JANE,
+      environment: 'prod',
+      parameters: ['/prod/env.php'],
+      version: 9,
+      targeted: prod,
+      unreachable: [],
+      commandIds: ['cmd-resync'],
+      follow: { http: `GET /rollouts/${body.rolloutId}` },
+    });
+    expect(sent()).toHaveLength(1);
+    expect((await store.getRollout(body.rolloutId))?.trigger).toEqual({
+      type: 'resync',
+      principal: JANE,
+    });
+  });
+
+  it('pushes every mapped file of an environment', async () => {
+    const response = await call(post({ environment: 'dev' }));
+    expect(response.statusCode).toBe(202);
+    expect(sent()).toEqual([
+      expect.objectContaining({
+        InstanceIds: dev,
+        Parameters: expect.objectContaining({ ParameterName: ['/dev/env.php'] }),
+      }),
+    ]);
+  });
+
+  it('sends only to the listed instances of the environment', async () => {
+    const response = await call(post({ parameter: '/prod/env.php', instanceIds: [prod[1]] }));
+    expect(response.statusCode).toBe(202);
+    expect(sent().map((s) => s.InstanceIds)).toEqual([[prod[1]]]);
+  });
+
+  it('refuses an instance of another environment, naming it, and sends nothing', async () => {
+    const response = await call(
+      post({ parameter: '/prod/env.php', instanceIds: [prod[0], dev[0]] }),
+    );
+    expect(response.statusCode).toBe(400);
+    expect(JSON.parse(response.body).error).toContain(dev[0]);
+    expect(sent()).toEqual([]);
+  });
+
+  it('resolves and answers a dry run without recording or sending anything', async () => {
+    const before = await store.recentRolloutIds({ parameter: '/prod/env.php' }, 50);
+    const response = await call(post({ parameter: '/prod/env.php', dryRun: true }));
+    expect(response.statusCode).toBe(200);
+    expect(JSON.parse(response.body)).toMatchObject({ dryRun: true, targeted: prod });
+    expect(JSON.parse(response.body)).not.toHaveProperty('rolloutId');
+    expect(sent()).toEqual([]);
+    expect(await store.recentRolloutIds({ parameter: '/prod/env.php' }, 50)).toEqual(before);
+  });
+
+  it.each([
+    ['a body that is not JSON', post('{"parameter":', true), 400, 'body is not JSON'],
+    ['an empty body', post('', true), 400, 'body is empty'],
+    [
+      'a huge body',
+      post(JSON.stringify({ parameter: 'x'.repeat(20_000) }), true),
+      413,
+      'larger than',
+    ],
+    ['a parameter of the wrong type', post({ parameter: 42 }), 400, 'parameter:'],
+    ['dryRun as a string', post({ parameter: '/prod/env.php', dryRun: 'yes' }), 400, 'dryRun:'],
+    ['an extra field', post({ parameter: '/prod/env.php', path: '/etc/shadow' }), 400, 'path'],
+    [
+      'a command smuggled in',
+      post({ parameter: '/prod/env.php', commands: ['reboot'] }),
+      400,
+      'commands',
+    ],
+    [
+      'both parameter and environment',
+      post({ parameter: '/prod/env.php', environment: 'prod' }),
+      400,
+      'exactly one',
+    ],
+    ['neither parameter nor environment', post({}), 400, 'exactly one'],
+    [
+      'a malformed instance id',
+      post({ parameter: '/prod/env.php', instanceIds: ['i-1; reboot'] }),
+      400,
+      'instanceIds.0:',
+    ],
+    ['an unmapped parameter', post({ parameter: '/prod/other' }), 404, '/prod/other is not mapped'],
+    [
+      'an unknown environment',
+      post({ environment: 'qa' }),
+      404,
+      'environment qa is not configured',
+    ],
+  ])('refuses %s with %i and a message, sending nothing', async (_, event, status, message) => {
+    const response = await call(event);
+    expect(response.statusCode).toBe(status);
+    expect(JSON.parse(response.body).error).toContain(message);
+    expect(sent()).toEqual([]);
+    expect(sqsMock.calls()).toHaveLength(0);
+  });
+});
+
+describe('resync by direct invoke', () => {
+  it('answers the body itself and records the invoke as the trigger', async () => {
+    const body = await call(loadEvent('invoke/resync-parameter'));
+    expect(body).toMatchObject({
+      environment: 'prod',
+      targeted: prod,
+      requestedBy: expect.stringContaining('direct invoke'),
+    });
+    expect(sent()).toHaveLength(1);
+  });
+
+  it('answers a bad request with its status and error instead of failing the invocation', async () => {
+    await expect(call({ parameter: '/nope' })).resolves.toMatchObject({
+      status: 404,
+      error: expect.stringContaining('/nope'),
+    });
+  });
+
+  it('runs the dry-run fixture without sending', async () => {
+    const body = await call(loadEvent('invoke/resync-environment-dry-run'));
+    expect(body).toMatchObject({ dryRun: true, environment: 'prod' });
+    expect(sent()).toEqual([]);
+  });
+});

@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RolloutStore } from '../../shared/rollouts.ts';
+import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
+import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
+
+let local: Awaited<ReturnType<typeof startRolloutStore>>;
+let store: RolloutStore;
+let status: typeof import('../../functions/status.ts');
+
+beforeAll(async () => {
+  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
+  store = local.store;
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
+  status = await import('../../functions/status.ts');
+});
+afterAll(() => local.close());
+
+const parameter = '/prod/env.php';
+const path = '/var/www/html/env.php';
+const [a, b, c] = instanceIds(3);
+
+/** A rollout of a, b (pending) and c (unreachable), its first command recorded. */
+async function rollout() {
+  const rolloutId = nextRolloutId();
+  await store.create(
+    {
+      rolloutId,
+      trigger: { type: 'resync', principal: 'arn:aws:iam::123456789012:user/jane' },
+      environment: 'prod',
+      parameters: [parameter],
+      files: [{ parameter, path }],
+      version: 4,
+    },
+    [
+      { instanceId: a!, parameter, path, status: 'Pending' },
+      { instanceId: b!, parameter, path, status: 'Pending' },
+      { instanceId: c!, parameter, path, status: 'Unreachable', reason: 'NotManagedBySSM' },
+    ],
+  );
+  await store.recordCommand(rolloutId, {
+    commandId: 'cmd-first',
+    parameter,
+    attempt: 1,
+    instanceIds: [a!, b!],
+  });
+  return rolloutId;
+}
+
+function get(id: string) {
+  const event = loadEvent<any>('http/rollout');
+  event.pathParameters = { id };
+  event.rawPath = `/rollouts/${id}`;
+  return status.handler(event, lambdaContext()) as Promise<any>;
+}
+const json = (response: any) => JSON.parse(response.body);
+
+describe('status', () => {
+  it('shows a rollout in progress with every instance, its state and its command', async () => {
+    const rolloutId = await rollout();
+    const response = await get(rolloutId);
+    expect(response.statusCode).toBe(200);
+    expect(json(response)).toMatchObject({
+      rolloutId,
+      trigger: { type: 'resync', principal: 'arn:aws:iam::123456789012:user/jane' },
+      environment: 'prod',
+      version: 4,
+      state: 'InProgress',
+      counts: { total: 3, pending: 2, unreachable: 1 },
+      instances: [
+        { instanceId: a, status: 'Pending', attempts: 1, commandId: 'cmd-first' },
+        { instanceId: b, status: 'Pending', attempts: 1, commandId: 'cmd-first' },
+        { instanceId: c, status: 'Unreachable', reason: 'NotManagedBySSM' },
+      ],
+    });
+  });
+
+  it('shows a settled rollout with the version each instance wrote and why one failed', async () => {
+    // Arrange
+    const rolloutId = await rollout();
+    await store.apply(rolloutId, [
+      { instanceId: a!, parameter, fromAttempt: 1, to: 'Success', versionWritten: 4 },
+      {
+        instanceId: b!,
+        parameter,
+        fromAttempt: 1,
+        to: 'Retry',
+        lastError: { status: 'Failed', exitCode: 75, meaning: 'FetchFailed' },
+      },
+    ]);
+    await store.recordAttemptCommand(rolloutId, b!, parameter, 2, 'cmd-retry');
+    await store.apply(rolloutId, [
+      {
+        instanceId: b!,
+        parameter,
+        fromAttempt: 2,
+        commandId: 'cmd-retry',
+        to: 'Failed',
+        lastError: {
+          status: 'Failed',
+          exitCode: 65,
+          meaning: 'ContentInvalid',
+          stderr: 'secrets-fanout: error: not dotenv: line 2',
+        },
+      },
+    ]);
+    await store.settle(rolloutId);
+    // Act
+    const view = json(await get(rolloutId));
+    const table: string[] = (await status.handler({ rolloutId }, lambdaContext())) as any;
+    // Assert
+    expect(view).toMatchObject({
+      state: 'Settled',
+      settledAt: expect.any(String),
+      counts: { success: 1, failed: 1, unreachable: 1, pending: 0, retries: 1 },
+    });
+    expect(view.instances[0]).toMatchObject({
+      instanceId: a,
+      status: 'Success',
+      versionWritten: 4,
+      commandId: 'cmd-first',
+    });
+    expect(view.instances[1]).toMatchObject({
+      instanceId: b,
+      status: 'Failed',
+      attempts: 2,
+      commandId: 'cmd-retry',
+      lastError: { exitCode: 65 },
+    });
+    expect(table[0]).toBe(
+      `rollout ${rolloutId}  Settled  resync by arn:aws:iam::123456789012:user/jane`,
+    );
+    expect(table[2]).toBe(
+      '1 updated, 0 unchanged, 1 failed, 1 unreachable, 0 superseded, 0 pending (of 3; 1 retries)',
+    );
+    expect(table.find((line) => line.startsWith(b!))).toMatch(
+      /Failed\s+2\s+-\s+cmd-retry\s+Failed exit 65 ContentInvalid: secrets-fanout: error: not dotenv: line 2/,
+    );
+    expect(table.find((line) => line.startsWith(a!))).toMatch(/Success\s+1\s+v4\s+cmd-first/);
+  });
+
+  it('lists the newest rollouts of a parameter, newest first, limited', async () => {
+    const first = await rollout();
+    const second = await rollout();
+    const event = loadEvent<any>('http/rollouts');
+    event.queryStringParameters = { parameter, limit: '2' };
+    const body = json(await status.handler(event, lambdaContext()));
+    expect(body.rollouts.map((r: { rolloutId: string }) => r.rolloutId)).toEqual([second, first]);
+  });
+
+  it.each([
+    ['an unknown rollout', () => get('20991231T235959Z-00000000'), 404, 'no rollout'],
+    ['a malformed id', () => get('../../etc'), 400, 'rolloutId'],
+    [
+      'a list without a parameter or environment',
+      () =>
+        status.handler(
+          { ...loadEvent<any>('http/rollouts'), queryStringParameters: {} },
+          lambdaContext(),
+        ),
+      400,
+      'give a rolloutId',
+    ],
+    [
+      'a limit out of range',
+      () =>
+        status.handler(
+          {
+            ...loadEvent<any>('http/rollouts'),
+            queryStringParameters: { parameter, limit: '5000' },
+          },
+          lambdaContext(),
+        ),
+      400,
+      'limit',
+    ],
+  ])('answers %s with %s', async (_, request, code, message) => {
+    const response: any = await request();
+    expect(response.statusCode).toBe(code);
+    expect(json(response).error).toContain(message);
+  });
+});
