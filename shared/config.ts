@@ -114,6 +114,14 @@ const RetrySchema = z.strictObject({
   baseDelaySeconds: z.number().int().min(1).max(900).default(30),
 });
 
+// New instances: how long the service may take to deliver every file before it gives up on a
+// launch lifecycle action, and what it then tells Auto Scaling. Keep timeoutSeconds below the
+// hook's HeartbeatTimeout, or Auto Scaling applies the hook's DefaultResult first.
+const BootstrapSchema = z.strictObject({
+  timeoutSeconds: z.number().int().min(60).max(7000).default(540),
+  onTimeout: z.enum(['abandon', 'continue']).default('abandon'),
+});
+
 export const FanoutConfigSchema = z
   .strictObject({
     tagKey: tagKey.default('Environment'),
@@ -121,6 +129,7 @@ export const FanoutConfigSchema = z
     files: z.array(FileMappingSchema).min(1).max(20),
     rollout: RolloutSchema.default(RolloutSchema.parse({})),
     retry: RetrySchema.default(RetrySchema.parse({})),
+    bootstrap: BootstrapSchema.default(BootstrapSchema.parse({})),
   })
   .superRefine((config, ctx) => {
     const seenEnvironments = new Set<string>();

@@ -29,6 +29,14 @@ export interface FanOutRequest {
   dryRun?: boolean;
 }
 
+/** Another run of the same rollout holds the sending lease; retry later (it resumes then). */
+export class RolloutBusyError extends Error {
+  override name = 'RolloutBusyError';
+  constructor(rolloutId: string) {
+    super(`rollout ${rolloutId} is being sent by another run; retry once it is done`);
+  }
+}
+
 /** Some requested instances are not running instances of the environment; nothing was sent. */
 export class InstancesNotInEnvironmentError extends Error {
   override name = 'InstancesNotInEnvironmentError';
@@ -71,7 +79,9 @@ export interface RolloutSummary {
  * The one fan-out path shared by propagate, resync and bootstrap: resolve the environment's
  * instances, record the rollout and its targets, send every file to the reachable instances
  * recording each command as it goes, and settle at once if nothing is left pending.
- * Run again with the same rollout id, it resumes: only targets no command covers are sent.
+ * Run again with the same rollout id, it resumes once the first run has finished sending or its
+ * lease has run out (a crash): only targets no command covers are sent. While another run holds
+ * the lease it throws RolloutBusyError, so the event is retried instead of dropped.
  * Chunks SSM refused (after the SDK's retries) are reported in `failedChunks` and their targets
  * retried later like any failed attempt. Throws InstancesNotInEnvironmentError (before anything
  * is recorded or sent) when a requested instance is not in the environment, and the SDK error
@@ -114,9 +124,15 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     },
     newTargets(request.files, targets.reachable, targets.unreachable),
   );
-  const toSend = created
-    ? new Map(request.files.map((file) => [file.parameter, targets.reachable]))
-    : await unsentTargets(deps.store, request.rolloutId, summary);
+  let toSend: Map<string, string[]>;
+  if (created) {
+    toSend = new Map(request.files.map((file) => [file.parameter, targets.reachable]));
+  } else if (await deps.store.takeOverSending(request.rolloutId)) {
+    toSend = await unsentTargets(deps.store, request.rolloutId, summary);
+  } else {
+    // Another run of this rollout is sending right now; try again once it is done.
+    throw new RolloutBusyError(request.rolloutId);
+  }
 
   for (const file of request.files) {
     const instanceIds = toSend.get(file.parameter) ?? [];
@@ -146,6 +162,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     }
     await deps.store.apply(request.rolloutId, transitions);
   }
+  await deps.store.releaseSending(request.rolloutId);
   await settleAndAlert(deps, request.rolloutId);
   return summary;
 }

@@ -16,3 +16,11 @@ export function newRolloutId(at: Date, seed?: string): string {
       : createHash('sha256').update(seed).digest('hex').slice(0, 8);
   return `${stamp}-${suffix}`;
 }
+
+/** The smallest id a rollout created at or after `at` can have: for "rollouts since launch". */
+export function rolloutIdFloor(at: Date): string {
+  return at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
+}

@@ -22,6 +22,7 @@ import type { Trigger } from './fanout.ts';
  *                        sk = C#<commandId>              one SendCommand (≤50 instances)
  *   pk = P#<parameter>   sk = <rolloutId>                rollouts of a parameter
  *   pk = E#<environment> sk = <rolloutId>                rollouts of an environment
+ *   pk = B#<instanceId>  sk = <launch time>              how a new instance's bootstrap ended
  *
  * Writes per target in the happy path: the target's creation and its terminal update. Target
  * updates are conditional on the attempt they answer, so duplicate or late status events can
@@ -129,6 +130,8 @@ const TARGETS_PER_TRANSACTION = 99;
 const BATCH_WRITE_SIZE = 25;
 const BATCH_GET_SIZE = 100;
 const MAX_CONFLICT_RETRIES = 5;
+// Longer than any function that sends may run (60 s timeout), so a live sender is never raced.
+const SENDING_LEASE_SECONDS = 120;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const rolloutKey = (rolloutId: string) => ({ pk: `R#${rolloutId}`, sk: '#ROLLOUT' });
@@ -221,6 +224,7 @@ export class RolloutStore {
             state: 'InProgress',
             alert: 'None',
             ...counterAttributes(counts),
+            sendingUntil: this.leaseEnd(),
             expiresAt,
           },
           ConditionExpression: 'attribute_not_exists(pk)',
@@ -231,6 +235,46 @@ export class RolloutStore {
       if ((error as Error).name === 'ConditionalCheckFailedException') return false;
       throw error;
     }
+  }
+
+  /**
+   * The creator of a rollout holds a lease on sending its first attempts. Another run of the
+   * same rollout (a redelivered event, or a second event for one new instance) may take over
+   * only once that lease has run out, so two runs never send the same targets at once.
+   * True if the caller now holds the lease. Throws the SDK error.
+   */
+  async takeOverSending(rolloutId: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: rolloutKey(rolloutId),
+          UpdateExpression: 'SET sendingUntil = :until',
+          ConditionExpression:
+            'attribute_exists(pk) AND (attribute_not_exists(sendingUntil) OR sendingUntil < :now)',
+          ExpressionAttributeValues: {
+            ':until': this.leaseEnd(),
+            ':now': this.now().toISOString(),
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
+  /** Gives up the sending lease once every first attempt is sent and recorded. */
+  async releaseSending(rolloutId: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: rolloutKey(rolloutId),
+        UpdateExpression: 'REMOVE sendingUntil',
+        ConditionExpression: 'attribute_exists(pk)',
+      }),
+    );
   }
 
   /** Records a command sent to some targets of one file. Throws the SDK error. */
@@ -558,6 +602,53 @@ export class RolloutStore {
     return undefined;
   }
 
+  /**
+   * The newest rollout since `floor` (a rollout id or a rolloutIdFloor) that targets this
+   * instance with this parameter, and its target; undefined if none does.
+   */
+  async latestTargetSince(
+    parameter: string,
+    instanceId: string,
+    floor: string,
+  ): Promise<{ rolloutId: string; target: Target } | undefined> {
+    for (const rolloutId of await this.recentRolloutIds({ parameter }, 25, floor)) {
+      const target = await this.getTarget(rolloutId, instanceId, parameter);
+      if (target !== undefined) return { rolloutId, target };
+    }
+    return undefined;
+  }
+
+  /**
+   * Records how the bootstrap of one launch of an instance ended. True for exactly one caller:
+   * the one that completes the lifecycle action and alerts. Throws the SDK error.
+   */
+  async claimBootstrapOutcome(
+    instanceId: string,
+    launch: string,
+    outcome: string,
+  ): Promise<boolean> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: {
+            pk: `B#${instanceId}`,
+            sk: launch,
+            type: 'bootstrap',
+            outcome,
+            at: this.now().toISOString(),
+            expiresAt: this.expiry(),
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
   private transitionUpdate(rolloutId: string, t: Transition) {
     const names: Record<string, string> = { '#status': 'status' };
     const values: Record<string, unknown> = {
@@ -643,6 +734,10 @@ export class RolloutStore {
         }
       }
     }
+  }
+
+  private leaseEnd(): string {
+    return new Date(this.now().getTime() + SENDING_LEASE_SECONDS * 1000).toISOString();
   }
 
   private expiry(): number {

@@ -111,6 +111,11 @@ module.exports = {
     return names;
   },
 
+  /** The tag key that places an instance in an environment. */
+  async tagKey({ resolveVariable }) {
+    return (await validated(resolveVariable)).tagKey;
+  },
+
   /**
    * ssm:SendCommand on EC2 instances whose environment tag is one of ours. SSM evaluates the
    * instance's tags with ssm:resourceTag/<key>
@@ -125,6 +130,26 @@ module.exports = {
       Resource: sub('arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*'),
       Condition: {
         StringEquals: { [`ssm:resourceTag/${config.tagKey}`]: config.environments },
+      },
+    };
+  },
+
+  /**
+   * autoscaling:CompleteLifecycleAction only on groups carrying our tag key with one of our
+   * environments (a group's tags, with PropagateAtLaunch, are also its instances' tags).
+   * https://docs.aws.amazon.com/autoscaling/ec2/userguide/control-access-using-iam.html
+   */
+  async completeLifecycleOnTaggedGroups({ resolveVariable }) {
+    const config = await validated(resolveVariable);
+    return {
+      Sid: 'CompleteLifecycleOnOurGroupsOnly',
+      Effect: 'Allow',
+      Action: 'autoscaling:CompleteLifecycleAction',
+      Resource: sub(
+        'arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/*',
+      ),
+      Condition: {
+        StringEquals: { [`aws:ResourceTag/${config.tagKey}`]: config.environments },
       },
     };
   },

@@ -45,6 +45,7 @@ describe('parseConfig', () => {
       ],
       rollout: { maxConcurrency: '25%', maxErrors: '10%', timeoutSeconds: 600, chunksInFlight: 4 },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
+      bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon' },
     });
   });
 
@@ -75,6 +76,8 @@ describe('parseConfig', () => {
     ['rollout.timeoutSeconds', (c: any) => (c.rollout.timeoutSeconds = 10), '30'],
     ['retry.baseDelaySeconds', (c: any) => (c.retry.baseDelaySeconds = 901), '900'],
     ['retry.maxAttempts', (c: any) => (c.retry.maxAttempts = 0), '1'],
+    ['bootstrap.onTimeout', (c: any) => (c.bootstrap = { onTimeout: 'retry' }), 'abandon'],
+    ['bootstrap.timeoutSeconds', (c: any) => (c.bootstrap = { timeoutSeconds: 10 }), '60'],
   ])('refuses a bad %s, naming the field', (field, breakIt, hint) => {
     // Arrange
     const raw = clone();

@@ -219,3 +219,90 @@ describe('RolloutStore', () => {
     expect((await store.getRollouts(ids)).map((r) => r.rolloutId)).toEqual([second, first]);
   });
 });
+
+describe('the sending lease', () => {
+  it('keeps a second run of a rollout from sending while the first may still be', async () => {
+    const rolloutId = await newRollout(instanceIds(1));
+    expect(await store.takeOverSending(rolloutId)).toBe(false);
+  });
+
+  it('lets one of several later runs take over once the lease has run out', async () => {
+    const rolloutId = await newRollout(instanceIds(1));
+    const { RolloutStore } = await import('../../shared/rollouts.ts');
+    const later = new RolloutStore(local.db, 'rollouts', () => new Date(Date.now() + 5 * 60_000));
+    const takers = await Promise.all(
+      Array.from({ length: 4 }, () => later.takeOverSending(rolloutId)),
+    );
+    expect(takers.filter(Boolean)).toHaveLength(1);
+  });
+});
+
+describe('fanOut run twice at once', () => {
+  it('sends each target once: the second run is told to come back later', async () => {
+    // Arrange: two runs of one rollout (say a lifecycle event and a state change for one
+    // new instance) whose sends overlap
+    const { EC2Client, DescribeInstancesCommand } = await import('@aws-sdk/client-ec2');
+    const { SSMClient, SendCommandCommand, DescribeInstanceInformationCommand } = await import(
+      '@aws-sdk/client-ssm'
+    );
+    const { mockClient } = await import('aws-sdk-client-mock');
+    const { fanOut, RolloutBusyError } = await import('../../shared/fanout.ts');
+    const { parseConfig } = await import('../../shared/config.ts');
+    const { testConfigInput } = await import('../support/fixtures.ts');
+    const [id] = instanceIds(1);
+    const ec2Mock = mockClient(EC2Client);
+    const ssmMock = mockClient(SSMClient);
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolves({ Reservations: [{ Instances: [{ InstanceId: id }] }] });
+    ssmMock
+      .on(DescribeInstanceInformationCommand)
+      .resolves({ InstanceInformationList: [{ InstanceId: id, PingStatus: 'Online' }] });
+    ssmMock.on(SendCommandCommand).callsFake(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { Command: { CommandId: 'cmd-1' } };
+    });
+    const deps = {
+      ec2: new EC2Client({}),
+      ssm: new SSMClient({}),
+      sqs: { send: async () => ({}) },
+      sns: { send: async () => ({}) },
+      store,
+      config: parseConfig(testConfigInput),
+      documentName: 'doc',
+      retryQueueUrl: 'q',
+    } as any;
+    const request = {
+      rolloutId: nextRolloutId(),
+      trigger: { type: 'bootstrap' as const, instanceId: id! },
+      environment: 'prod',
+      files: [
+        {
+          environment: 'prod',
+          parameter,
+          path,
+          owner: 'root',
+          group: 'root',
+          mode: '0400',
+          format: 'raw' as const,
+          backups: 3,
+        },
+      ],
+      instanceIds: [id!],
+    };
+    try {
+      // Act
+      const results = await Promise.allSettled([fanOut(deps, request), fanOut(deps, request)]);
+      // Assert
+      expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
+      const rejected = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+      expect(rejected).toEqual([expect.any(RolloutBusyError)]);
+      // Once the first run is done, a later run resumes and finds nothing left to send.
+      await expect(fanOut(deps, request)).resolves.toMatchObject({ resumed: true, commands: [] });
+      expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
+    } finally {
+      ec2Mock.restore();
+      ssmMock.restore();
+    }
+  });
+});

@@ -34,9 +34,9 @@ const functionRoles = () =>
     return { id, roleId, role: resources[roleId]! };
   });
 
-describe('propagate rule', () => {
+describe('event rules', () => {
   it('matches Parameter Store changes of exactly the mapped parameter names', () => {
-    const [[, rule]] = ofType('AWS::Events::Rule') as [[string, Resource]];
+    const [, rule] = ofType('AWS::Events::Rule').find(([id]) => id.includes('propagate'))!;
     expect(rule.Properties.EventPattern).toEqual({
       source: ['aws.ssm'],
       'detail-type': ['Parameter Store Change'],
@@ -89,6 +89,46 @@ describe('IAM', () => {
       }),
     ]);
     for (const statement of sendCommand) expect(actionsOf(statement)).toEqual(['ssm:SendCommand']);
+  });
+
+  it('lets only the bootstrap function complete lifecycle actions, on groups of our environments', () => {
+    const holders = functionRoles().filter(({ role }) =>
+      statementsOf(role).some((s) => actionsOf(s).includes('autoscaling:CompleteLifecycleAction')),
+    );
+    expect(holders.map((h) => h.id)).toEqual(['BootstrapLambdaFunction']);
+    const statement = statementsOf(holders[0]!.role).find((s) =>
+      actionsOf(s).includes('autoscaling:CompleteLifecycleAction'),
+    );
+    expect(statement?.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/Environment': ['dev', 'staging', 'prod'] },
+    });
+  });
+
+  it('routes new instances to the bootstrap queue: lifecycle, running, and tagged later', () => {
+    const patterns = ['LaunchLifecycleRule', 'InstanceRunningRule', 'InstanceTaggedRule'].map(
+      (id) => resources[id]!.Properties.EventPattern,
+    );
+    expect(patterns).toEqual([
+      {
+        source: ['aws.autoscaling'],
+        'detail-type': ['EC2 Instance-launch Lifecycle Action'],
+        detail: { LifecycleTransition: ['autoscaling:EC2_INSTANCE_LAUNCHING'] },
+      },
+      {
+        source: ['aws.ec2'],
+        'detail-type': ['EC2 Instance State-change Notification'],
+        detail: { state: ['running'] },
+      },
+      {
+        source: ['aws.tag'],
+        'detail-type': ['Tag Change on Resource'],
+        detail: {
+          service: ['ec2'],
+          'resource-type': ['instance'],
+          'changed-tag-keys': ['Environment'],
+        },
+      },
+    ]);
   });
 
   it('uses "*" only for actions that support no resource-level permissions', () => {

@@ -1,0 +1,95 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
+import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type BootstrapCheck, checkBootstrap, firstCheck } from '../shared/bootstrap.ts';
+import { autoscaling } from '../shared/clients/autoscaling.ts';
+import { documents } from '../shared/clients/dynamodb.ts';
+import { ec2 } from '../shared/clients/ec2.ts';
+import { sns } from '../shared/clients/sns.ts';
+import { sqs } from '../shared/clients/sqs.ts';
+import { ssm } from '../shared/clients/ssm.ts';
+import { loadConfig, requireEnv } from '../shared/config.ts';
+import { parseOrThrow } from '../shared/parse.ts';
+import { logger, metrics, tracer } from '../shared/powertools.ts';
+import { RolloutStore } from '../shared/rollouts.ts';
+import {
+  BootstrapCheckSchema,
+  InstanceStateEventSchema,
+  LaunchLifecycleEventSchema,
+  TagChangeEventSchema,
+} from '../shared/schemas/instance-events.ts';
+
+const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
+const deps = {
+  ec2,
+  ssm,
+  sqs,
+  sns,
+  autoscaling,
+  config: loadConfig(),
+  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
+  documentName: requireEnv('DOCUMENT_NAME'),
+  outputLogGroup: requireEnv('COMMAND_OUTPUT_LOG_GROUP'),
+  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
+  bootstrapQueueUrl: requireEnv('BOOTSTRAP_QUEUE_URL'),
+  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
+  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
+};
+const processor = new BatchProcessor(EventType.SQS);
+
+/** What a message on the bootstrap queue asks for, as the check to run now. */
+function checkFor(body: Record<string, unknown>): BootstrapCheck {
+  switch (body['detail-type']) {
+    case 'EC2 Instance-launch Lifecycle Action': {
+      const event = parseOrThrow(LaunchLifecycleEventSchema, body, 'lifecycle event');
+      const d = event.detail;
+      return firstCheck(deps, d.EC2InstanceId, new Date(event.time), {
+        groupName: d.AutoScalingGroupName,
+        hookName: d.LifecycleHookName,
+        token: d.LifecycleActionToken,
+      });
+    }
+    case 'EC2 Instance State-change Notification': {
+      const event = parseOrThrow(InstanceStateEventSchema, body, 'state-change event');
+      return firstCheck(deps, event.detail['instance-id'], new Date(event.time));
+    }
+    case 'Tag Change on Resource': {
+      const event = parseOrThrow(TagChangeEventSchema, body, 'tag change event');
+      const instanceId = event.resources[0]?.split('/').at(-1) ?? '';
+      return firstCheck(deps, instanceId, new Date(event.time));
+    }
+    default:
+      return parseOrThrow(BootstrapCheckSchema, body, 'bootstrap check');
+  }
+}
+
+async function bootstrapRecord(record: SQSRecord): Promise<void> {
+  const check = checkFor(JSON.parse(record.body));
+  logger.appendKeys({ instanceId: check.instanceId });
+  const result = await checkBootstrap(deps, check);
+  logger.info('bootstrap checked', {
+    result,
+    checks: check.checks,
+    lifecycle: check.lifecycle !== undefined,
+  });
+}
+
+/**
+ * New instances get their files: launch lifecycle actions, instances entering `running`, and
+ * instances tagged later arrive here through the bootstrap queue, as do the delayed re-checks
+ * of bootstraps waiting for SSM or for their files.
+ */
+export const lambdaHandler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
+  processPartialResponse(event, bootstrapRecord, processor, {
+    context,
+    throwOnFullBatchFailure: false,
+  });
+
+export const handler = middy<SQSEvent, SQSBatchResponse>()
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(logMetrics(metrics))
+  .handler(lambdaHandler);

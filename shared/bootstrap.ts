@@ -1,0 +1,265 @@
+import {
+  type AutoScalingClient,
+  CompleteLifecycleActionCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { sendAlert } from './alerts.ts';
+import { filesForEnvironment } from './config.ts';
+import { type FanOutDeps, fanOut, RolloutBusyError } from './fanout.ts';
+import { resolveTargets } from './fleet.ts';
+import { logger } from './powertools.ts';
+import { newRolloutId, rolloutIdFloor } from './rollout-id.ts';
+import type { Target } from './rollouts.ts';
+import type { BootstrapCheck, LifecycleAction } from './schemas/instance-events.ts';
+
+export type { BootstrapCheck };
+
+export interface BootstrapDeps extends FanOutDeps {
+  autoscaling: AutoScalingClient;
+  /** The bootstrap queue, where checks wait (SQS DelaySeconds) instead of a Lambda sleeping. */
+  bootstrapQueueUrl: string;
+  now?: () => Date;
+}
+
+export type BootstrapResult =
+  | 'ignored'
+  | 'gone'
+  | 'waiting-for-ssm'
+  | 'sent'
+  | 'waiting-for-files'
+  | 'continued'
+  | 'gave-up'
+  | 'already-done';
+
+const DELIVERED = new Set<Target['status']>(['Success', 'Unchanged']);
+const NOT_DELIVERED = new Set<Target['status']>(['Failed', 'Unreachable']);
+
+/** The first check of a new or newly running instance, due at once; gives up after the budget. */
+export function firstCheck(
+  deps: BootstrapDeps,
+  instanceId: string,
+  at: Date,
+  lifecycle?: LifecycleAction,
+): BootstrapCheck {
+  const deadline = new Date(at.getTime() + deps.config.bootstrap.timeoutSeconds * 1000);
+  return {
+    kind: 'bootstrap-check',
+    instanceId,
+    ...(lifecycle === undefined ? {} : { lifecycle }),
+    deadline: deadline.toISOString(),
+    checks: 0,
+  };
+}
+
+/**
+ * One step of bringing a new instance its files: find its environment from its tags, wait
+ * (by re-queueing this check with a delay) until SSM reports it Online, send every mapped file
+ * no rollout since its launch already covers — one bootstrap rollout per instance launch, with
+ * an id derived from it, so the lifecycle and state-change paths meet in the same rollout — and,
+ * for a launch lifecycle action, complete it with CONTINUE once every file is in place, or as
+ * configured (ABANDON by default) when a file cannot be delivered or the budget runs out,
+ * alerting once. Instances of unconfigured environments are ignored. Throws SDK errors.
+ */
+export async function checkBootstrap(
+  deps: BootstrapDeps,
+  check: BootstrapCheck,
+): Promise<BootstrapResult> {
+  const now = deps.now?.() ?? new Date();
+  const instance = await describeInstance(deps, check.instanceId);
+  if (instance === undefined || !['pending', 'running'].includes(instance.state)) {
+    logger.info('bootstrap stopped: the instance is not running', {
+      instanceId: check.instanceId,
+      state: instance?.state,
+    });
+    return 'gone';
+  }
+  const environment = instance.tags.get(deps.config.tagKey);
+  if (environment === undefined || !deps.config.environments.includes(environment)) {
+    logger.debug('instance is not in a configured environment; nothing to deliver', {
+      instanceId: check.instanceId,
+      tag: environment,
+    });
+    if (check.lifecycle !== undefined)
+      await complete(deps, check, instance.launch, 'CONTINUE', 'not-ours');
+    return 'ignored';
+  }
+  const launch = instance.launch;
+  const files = filesForEnvironment(deps.config, environment);
+  const latest = await Promise.all(
+    files.map((file) => deps.store.latestTargetSince(file.parameter, check.instanceId, launch)),
+  );
+  const expired = now.getTime() >= Date.parse(check.deadline);
+
+  const uncovered = files.filter((_, index) => latest[index] === undefined);
+  if (uncovered.length > 0) {
+    if (instance.state !== 'running' || !(await isOnline(deps, environment, check.instanceId))) {
+      if (expired)
+        return giveUp(deps, check, instance.launch, environment, 'it never came online in SSM');
+      await requeue(deps, check, now, Math.min(30, 5 * 2 ** check.checks));
+      return 'waiting-for-ssm';
+    }
+    const rolloutId = newRolloutId(instance.launchTime, `bootstrap:${check.instanceId}`);
+    try {
+      await fanOut(deps, {
+        rolloutId,
+        trigger: { type: 'bootstrap', instanceId: check.instanceId },
+        environment,
+        files: uncovered,
+        instanceIds: [check.instanceId],
+      });
+    } catch (error) {
+      if (!(error instanceof RolloutBusyError)) throw error;
+      // The other path for this launch (lifecycle or state change) is sending right now.
+      if (check.lifecycle === undefined) return 'already-done';
+      await requeue(deps, check, now, 10);
+      return 'waiting-for-files';
+    }
+    logger.info('bootstrap sent', {
+      rolloutId,
+      instanceId: check.instanceId,
+      environment,
+      files: uncovered.length,
+    });
+    if (check.lifecycle !== undefined) await requeue(deps, check, now, 10);
+    return 'sent';
+  }
+
+  if (check.lifecycle === undefined) return 'already-done';
+  const statuses = latest.map((found) => found?.target.status);
+  if (statuses.every((status) => status !== undefined && DELIVERED.has(status))) {
+    return (await complete(deps, check, instance.launch, 'CONTINUE', 'delivered'))
+      ? 'continued'
+      : 'already-done';
+  }
+  if (statuses.some((status) => status !== undefined && NOT_DELIVERED.has(status))) {
+    // The rollout that failed has alerted on its own; only the lifecycle result is left.
+    const result = deps.config.bootstrap.onTimeout === 'continue' ? 'CONTINUE' : 'ABANDON';
+    await complete(deps, check, instance.launch, result, 'not-delivered');
+    return 'gave-up';
+  }
+  if (expired)
+    return giveUp(
+      deps,
+      check,
+      instance.launch,
+      environment,
+      'its files were not all delivered in time',
+    );
+  await requeue(deps, check, now, 10);
+  return 'waiting-for-files';
+}
+
+async function giveUp(
+  deps: BootstrapDeps,
+  check: BootstrapCheck,
+  launch: string,
+  environment: string,
+  why: string,
+): Promise<BootstrapResult> {
+  const result = deps.config.bootstrap.onTimeout === 'continue' ? 'CONTINUE' : 'ABANDON';
+  const won =
+    check.lifecycle === undefined
+      ? await deps.store.claimBootstrapOutcome(check.instanceId, launch, 'timed-out')
+      : await complete(deps, check, launch, result, 'timed-out');
+  if (won) {
+    const lifecycle = check.lifecycle;
+    await sendAlert(deps.sns, deps.alertsTopicArn, {
+      subject: `secrets-fanout: new ${environment} instance ${check.instanceId} did not get its files`,
+      lines: [
+        `Instance ${check.instanceId} (${environment}) did not get its secrets files within ${deps.config.bootstrap.timeoutSeconds} s: ${why}.`,
+        lifecycle === undefined
+          ? 'It is running without them; the service keeps nothing pending for it.'
+          : `Auto Scaling group ${lifecycle.groupName}, hook ${lifecycle.hookName}: completed with ${result}${result === 'ABANDON' ? ' (the group replaces the instance)' : ' (it joins the load balancer without them)'}.`,
+        'Check the SSM agent and the instance role, then re-sync:',
+        `  npx serverless invoke -f resync${deps.stage === undefined ? '' : ` --stage ${deps.stage}`} --data '${JSON.stringify({ environment, instanceIds: [check.instanceId] })}'`,
+      ],
+      attributes: { kind: 'bootstrap-timed-out', instanceId: check.instanceId, environment },
+    });
+  }
+  return 'gave-up';
+}
+
+/** Completes the lifecycle action once per launch; false if someone already did. */
+async function complete(
+  deps: BootstrapDeps,
+  check: BootstrapCheck,
+  launch: string,
+  result: 'CONTINUE' | 'ABANDON',
+  outcome: string,
+): Promise<boolean> {
+  const lifecycle = check.lifecycle;
+  if (lifecycle === undefined) return false;
+  if (!(await deps.store.claimBootstrapOutcome(check.instanceId, launch, `${outcome}:${result}`)))
+    return false;
+  try {
+    await deps.autoscaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: lifecycle.groupName,
+        LifecycleHookName: lifecycle.hookName,
+        LifecycleActionToken: lifecycle.token,
+        InstanceId: check.instanceId,
+        LifecycleActionResult: result,
+      }),
+    );
+  } catch (error) {
+    // The action already ended (its heartbeat timed out, or someone completed it by hand).
+    if ((error as Error).name !== 'ValidationError') throw error;
+    logger.warn('lifecycle action was no longer active', {
+      instanceId: check.instanceId,
+      error: error as Error,
+    });
+  }
+  logger.info('lifecycle action completed', {
+    instanceId: check.instanceId,
+    result,
+    outcome,
+    group: lifecycle.groupName,
+  });
+  return true;
+}
+
+async function requeue(
+  deps: BootstrapDeps,
+  check: BootstrapCheck,
+  now: Date,
+  seconds: number,
+): Promise<void> {
+  const untilDeadline = Math.ceil((Date.parse(check.deadline) - now.getTime()) / 1000) + 1;
+  const delay = Math.max(1, Math.min(seconds, untilDeadline, 900));
+  await deps.sqs.send(
+    new SendMessageCommand({
+      QueueUrl: deps.bootstrapQueueUrl,
+      MessageBody: JSON.stringify({ ...check, checks: check.checks + 1 } satisfies BootstrapCheck),
+      DelaySeconds: delay,
+    }),
+  );
+}
+
+async function isOnline(
+  deps: BootstrapDeps,
+  environment: string,
+  instanceId: string,
+): Promise<boolean> {
+  const targets = await resolveTargets(deps, {
+    tagKey: deps.config.tagKey,
+    environment,
+    instanceIds: [instanceId],
+  });
+  return targets.reachable.includes(instanceId);
+}
+
+async function describeInstance(deps: BootstrapDeps, instanceId: string) {
+  const { Reservations } = await deps.ec2.send(
+    new DescribeInstancesCommand({ Filters: [{ Name: 'instance-id', Values: [instanceId] }] }),
+  );
+  const instance = Reservations?.[0]?.Instances?.[0];
+  if (instance === undefined) return undefined;
+  const launchTime = instance.LaunchTime ?? new Date(0);
+  return {
+    state: instance.State?.Name ?? 'unknown',
+    launchTime,
+    launch: rolloutIdFloor(launchTime),
+    tags: new Map((instance.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
+  };
+}

@@ -1,0 +1,292 @@
+import { AutoScalingClient, CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  DescribeInstanceInformationCommand,
+  DescribeParametersCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type BootstrapDeps, checkBootstrap, firstCheck } from '../../shared/bootstrap.ts';
+import { parseConfig } from '../../shared/config.ts';
+import { newRolloutId } from '../../shared/rollout-id.ts';
+import type { RolloutStore } from '../../shared/rollouts.ts';
+import { lambdaContext, loadEvent, testConfigInput } from '../support/fixtures.ts';
+import { startRolloutStore } from '../support/rollouts.ts';
+import { sqsBatch } from '../support/status-events.ts';
+
+const ec2Mock = mockClient(EC2Client);
+const ssmMock = mockClient(SSMClient);
+const sqsMock = mockClient(SQSClient);
+const snsMock = mockClient(SNSClient);
+const asgMock = mockClient(AutoScalingClient);
+
+let local: Awaited<ReturnType<typeof startRolloutStore>>;
+let store: RolloutStore;
+let bootstrap: typeof import('../../functions/bootstrap.ts');
+beforeAll(async () => {
+  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
+  store = local.store;
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
+  bootstrap = await import('../../functions/bootstrap.ts');
+});
+afterAll(() => local.close());
+
+const parameter = '/prod/env.php';
+let launchSeconds = 0;
+/** The instance under test: a fresh id and launch time per test, so tests share no rollouts. */
+let instance: { id: string; launch: Date; env: string; state: string; online: boolean };
+
+beforeEach(() => {
+  launchSeconds += 1;
+  instance = {
+    id: `i-${(0xb00 + launchSeconds).toString(16).padStart(17, '0')}`,
+    launch: new Date(Date.UTC(2026, 10, 23, 16, 20, launchSeconds)),
+    env: 'prod',
+    state: 'running',
+    online: true,
+  };
+  ec2Mock.on(DescribeInstancesCommand).callsFake(({ Filters }) => {
+    const ids: string[] = Filters.find((f: any) => f.Name === 'instance-id')?.Values ?? [];
+    const env = Filters.find((f: any) => f.Name === 'tag:Environment')?.Values?.[0];
+    const matches = ids.includes(instance.id) && (env === undefined || env === instance.env);
+    return {
+      Reservations: matches
+        ? [
+            {
+              Instances: [
+                {
+                  InstanceId: instance.id,
+                  LaunchTime: instance.launch,
+                  State: { Name: instance.state },
+                  Tags: [{ Key: 'Environment', Value: instance.env }],
+                },
+              ],
+            },
+          ]
+        : [],
+    };
+  });
+  ssmMock.on(DescribeInstanceInformationCommand).callsFake(() => ({
+    InstanceInformationList: instance.online
+      ? [{ InstanceId: instance.id, PingStatus: 'Online' }]
+      : [],
+  }));
+  ssmMock.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: parameter, Version: 3 }] });
+  ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-boot' } });
+  sqsMock.on(SendMessageCommand).resolves({});
+  sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  snsMock.on(PublishCommand).resolves({ MessageId: 'm' });
+  asgMock.on(CompleteLifecycleActionCommand).resolves({});
+});
+afterEach(() => {
+  for (const mock of [ec2Mock, ssmMock, sqsMock, snsMock, asgMock]) mock.reset();
+});
+
+function deps(
+  bootstrapConfig: Record<string, unknown> = {},
+  now = new Date(instance.launch.getTime() + 5_000),
+): BootstrapDeps {
+  return {
+    ec2: new EC2Client({}),
+    ssm: new SSMClient({}),
+    sqs: new SQSClient({}),
+    sns: new SNSClient({}),
+    autoscaling: new AutoScalingClient({}),
+    store,
+    config: parseConfig({ ...structuredClone(testConfigInput), bootstrap: bootstrapConfig }),
+    documentName: 'doc',
+    retryQueueUrl: 'retry-queue',
+    bootstrapQueueUrl: 'bootstrap-queue',
+    alertsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:alerts',
+    now: () => now,
+  };
+}
+const lifecycle = { groupName: 'prod-web', hookName: 'secrets-fanout', token: 'tok-1' };
+const sends = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+const requeued = () => sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+const completions = () =>
+  asgMock.commandCalls(CompleteLifecycleActionCommand).map((c) => c.args[0].input);
+const bootstrapRolloutId = () => newRolloutId(instance.launch, `bootstrap:${instance.id}`);
+
+describe('bootstrap of a new instance in a launch lifecycle hook', () => {
+  it('sends every mapped file once SSM reports it Online, then waits for them', async () => {
+    const d = deps();
+    const result = await checkBootstrap(d, firstCheck(d, instance.id, instance.launch, lifecycle));
+    expect(result).toBe('sent');
+    expect(sends()).toEqual([
+      expect.objectContaining({
+        InstanceIds: [instance.id],
+        Parameters: expect.objectContaining({ ParameterName: [parameter] }),
+      }),
+    ]);
+    expect(await store.getRollout(bootstrapRolloutId())).toMatchObject({
+      trigger: { type: 'bootstrap', instanceId: instance.id },
+    });
+    expect(requeued()).toEqual([
+      expect.objectContaining({ QueueUrl: 'bootstrap-queue', DelaySeconds: 10 }),
+    ]);
+    expect(completions()).toEqual([]);
+  });
+
+  it('completes the lifecycle action with CONTINUE only once the files are in place', async () => {
+    // Arrange: the files were sent, the first re-check finds them pending
+    const d = deps();
+    const check = firstCheck(d, instance.id, instance.launch, lifecycle);
+    await checkBootstrap(d, check);
+    expect(await checkBootstrap(d, { ...check, checks: 1 })).toBe('waiting-for-files');
+    expect(completions()).toEqual([]);
+    // Act: the instance reports success, and the next check runs (twice, as SQS may deliver it)
+    await store.apply(bootstrapRolloutId(), [
+      { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Success' },
+    ]);
+    const results = [
+      await checkBootstrap(d, { ...check, checks: 2 }),
+      await checkBootstrap(d, { ...check, checks: 2 }),
+    ];
+    // Assert
+    expect(results).toEqual(['continued', 'already-done']);
+    expect(completions()).toEqual([
+      {
+        AutoScalingGroupName: 'prod-web',
+        LifecycleHookName: 'secrets-fanout',
+        LifecycleActionToken: 'tok-1',
+        InstanceId: instance.id,
+        LifecycleActionResult: 'CONTINUE',
+      },
+    ]);
+  });
+
+  it('waits for SSM with a bounded backoff through the queue, never by sleeping', async () => {
+    instance.online = false;
+    const d = deps();
+    const check = firstCheck(d, instance.id, instance.launch, lifecycle);
+    for (let checks = 0; checks < 5; checks++) {
+      expect(await checkBootstrap(d, { ...check, checks })).toBe('waiting-for-ssm');
+    }
+    expect(requeued().map((m) => m.DelaySeconds)).toEqual([5, 10, 20, 30, 30]);
+    expect(JSON.parse(requeued()[4]!.MessageBody!)).toMatchObject({
+      kind: 'bootstrap-check',
+      checks: 5,
+      lifecycle,
+    });
+    expect(sends()).toEqual([]);
+  });
+
+  it.each([
+    ['abandon', 'ABANDON', 'the group replaces the instance'],
+    ['continue', 'CONTINUE', 'joins the load balancer without them'],
+  ])(
+    'on timeout completes with the configured result (%s) and alerts once',
+    async (onTimeout, result, text) => {
+      // Arrange: the budget is spent and the instance never came online
+      instance.online = false;
+      const check = firstCheck(deps({ onTimeout }), instance.id, instance.launch, lifecycle);
+      const late = deps({ onTimeout }, new Date(Date.parse(check.deadline) + 1_000));
+      // Act: the last check, delivered twice
+      const results = [await checkBootstrap(late, check), await checkBootstrap(late, check)];
+      // Assert
+      expect(results).toEqual(['gave-up', 'gave-up']);
+      expect(completions()).toEqual([expect.objectContaining({ LifecycleActionResult: result })]);
+      const alerts = snsMock.commandCalls(PublishCommand).map((c) => c.args[0].input);
+      expect(alerts).toHaveLength(1);
+      expect(alerts[0]?.Message).toContain(text);
+      expect(alerts[0]?.Message).toContain('never came online');
+    },
+  );
+
+  it('gives up at once with the configured result when a file cannot be delivered', async () => {
+    const d = deps();
+    const check = firstCheck(d, instance.id, instance.launch, lifecycle);
+    await checkBootstrap(d, check);
+    await store.apply(bootstrapRolloutId(), [
+      { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Failed' },
+    ]);
+    expect(await checkBootstrap(d, { ...check, checks: 1 })).toBe('gave-up');
+    expect(completions()).toEqual([expect.objectContaining({ LifecycleActionResult: 'ABANDON' })]);
+  });
+
+  it('lets an instance of an unconfigured environment go, with CONTINUE and no files', async () => {
+    instance.env = 'qa';
+    const d = deps();
+    expect(await checkBootstrap(d, firstCheck(d, instance.id, instance.launch, lifecycle))).toBe(
+      'ignored',
+    );
+    expect(sends()).toEqual([]);
+    expect(completions()).toEqual([expect.objectContaining({ LifecycleActionResult: 'CONTINUE' })]);
+  });
+});
+
+describe('bootstrap without a lifecycle hook', () => {
+  it('sends the files to an instance that starts running, once', async () => {
+    const d = deps();
+    expect(await checkBootstrap(d, firstCheck(d, instance.id, instance.launch))).toBe('sent');
+    expect(await checkBootstrap(d, firstCheck(d, instance.id, instance.launch))).toBe(
+      'already-done',
+    );
+    expect(sends()).toHaveLength(1);
+    expect(requeued()).toEqual([]);
+  });
+
+  it('ignores an instance of an unconfigured environment', async () => {
+    instance.env = 'qa';
+    const d = deps();
+    expect(await checkBootstrap(d, firstCheck(d, instance.id, instance.launch))).toBe('ignored');
+    expect(sends()).toEqual([]);
+  });
+
+  it('sends nothing a normal rollout since the launch already sent, and waits for that one', async () => {
+    // Arrange: a parameter change reached the instance right after it came online
+    const normal = newRolloutId(new Date(instance.launch.getTime() + 2_000), 'event');
+    await store.create(
+      {
+        rolloutId: normal,
+        trigger: { type: 'event', eventId: 'e' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path: '/var/www/html/env.php' }],
+      },
+      [{ instanceId: instance.id, parameter, path: '/var/www/html/env.php', status: 'Pending' }],
+    );
+    const d = deps();
+    const check = firstCheck(d, instance.id, instance.launch, lifecycle);
+    // Act
+    const first = await checkBootstrap(d, check);
+    await store.apply(normal, [
+      { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Success' },
+    ]);
+    const second = await checkBootstrap(d, { ...check, checks: 1 });
+    // Assert
+    expect([first, second]).toEqual(['waiting-for-files', 'continued']);
+    expect(sends()).toEqual([]);
+  });
+});
+
+describe('bootstrap handler', () => {
+  it('meets the lifecycle and state-change paths in one rollout: one send', async () => {
+    const launch = loadEvent<any>('bootstrap/launch-lifecycle');
+    launch.detail.EC2InstanceId = instance.id;
+    launch.time = new Date(instance.launch.getTime() + 1_000).toISOString().replace(/\.\d{3}/, '');
+    const running = loadEvent<any>('bootstrap/instance-running');
+    running.detail['instance-id'] = instance.id;
+    const response = await bootstrap.handler(sqsBatch([launch, running]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(sends()).toHaveLength(1);
+  });
+
+  it('takes the instance id of a tag change from its ARN', async () => {
+    const tagged = loadEvent<any>('bootstrap/instance-tagged');
+    tagged.resources = [`arn:aws:ec2:eu-west-1:123456789012:instance/${instance.id}`];
+    await bootstrap.handler(sqsBatch([tagged]), lambdaContext());
+    expect(sends()).toEqual([expect.objectContaining({ InstanceIds: [instance.id] })]);
+  });
+
+  it('reports a message it cannot read as a batch failure', async () => {
+    const batch = sqsBatch([{ kind: 'bootstrap-check', instanceId: 'nope' }]);
+    const response = await bootstrap.handler(batch, lambdaContext());
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+  });
+});
