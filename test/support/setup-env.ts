@@ -15,7 +15,8 @@ Object.assign(process.env, {
   IDEMPOTENCY_TABLE: 'secrets-fanout-test-idempotency',
   ROLLOUTS_TABLE: 'secrets-fanout-test-rollouts',
   RETRY_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-retries',
-  BOOTSTRAP_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-bootstrap',
+  BOOTSTRAP_QUEUE_URL:
+    'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-bootstrap',
   STAGE: 'test',
   ALERTS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:secrets-fanout-test-alerts',
 });
