@@ -5,7 +5,7 @@ import { documents } from '../shared/clients/dynamodb.ts';
 import { requireEnv } from '../shared/config.ts';
 import { isHttpRequest, respond } from '../shared/http.ts';
 import { describeIssues } from '../shared/parse.ts';
-import { logger, tracer } from '../shared/powertools.ts';
+import { correlate, logger, tracer } from '../shared/powertools.ts';
 import { RolloutStore } from '../shared/rollouts.ts';
 import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/schemas/requests.ts';
 import { recentRollouts, rolloutListTable, rolloutTable, rolloutView } from '../shared/status.ts';
@@ -23,6 +23,7 @@ async function lookUp(input: unknown): Promise<Answer> {
   if (typeof input === 'object' && input !== null && 'rolloutId' in input) {
     const parsed = RolloutRequestSchema.safeParse(input);
     if (!parsed.success) return invalid(parsed.error);
+    correlate({ rolloutId: parsed.data.rolloutId });
     const view = await rolloutView(store, parsed.data.rolloutId);
     if (view === undefined) {
       return { status: 404, body: { error: `no rollout ${parsed.data.rolloutId}` } };

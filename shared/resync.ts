@@ -2,7 +2,7 @@ import { filesForEnvironment, filesForParameter, mappedParameterNames } from './
 import { type FanOutDeps, fanOut, InstancesNotInEnvironmentError } from './fanout.ts';
 import { currentVersion } from './parameters.ts';
 import { describeIssues } from './parse.ts';
-import { logger } from './powertools.ts';
+import { correlate, logger } from './powertools.ts';
 import { newRolloutId } from './rollout-id.ts';
 import { ResyncRequestSchema } from './schemas/requests.ts';
 
@@ -46,6 +46,12 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
   const version =
     request.parameter === undefined ? undefined : await currentVersion(deps.ssm, request.parameter);
   const rolloutId = newRolloutId(new Date());
+  correlate({
+    rolloutId,
+    environment,
+    ...(request.parameter === undefined ? {} : { parameter: request.parameter }),
+    ...(version === undefined ? {} : { version }),
+  });
   try {
     const summary = await fanOut(deps, {
       rolloutId,

@@ -138,6 +138,35 @@ describe('status', () => {
     expect(table.find((line) => line.startsWith(a!))).toMatch(/Success\s+1\s+v4\s+cmd-first/);
   });
 
+  it('shows a rollout that settled clean', async () => {
+    const rolloutId = nextRolloutId();
+    await store.create(
+      {
+        rolloutId,
+        trigger: { type: 'event', eventId: 'e' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+        version: 5,
+      },
+      [{ instanceId: a!, parameter, path, status: 'Pending' }],
+    );
+    await store.apply(rolloutId, [
+      { instanceId: a!, parameter, fromAttempt: 1, to: 'Unchanged', versionWritten: 5 },
+    ]);
+    await store.settle(rolloutId);
+    const view = json(await get(rolloutId));
+    expect(view).toMatchObject({
+      state: 'Settled',
+      counts: { unchanged: 1, failed: 0, unreachable: 0, pending: 0 },
+    });
+    expect(view.instances).toEqual([
+      expect.objectContaining({ status: 'Unchanged', versionWritten: 5 }),
+    ]);
+    const table: string[] = (await status.handler({ rolloutId }, lambdaContext())) as any;
+    expect(table[0]).toBe(`rollout ${rolloutId}  Settled  parameter change`);
+  });
+
   it('lists the newest rollouts of a parameter, newest first, limited', async () => {
     const first = await rollout();
     const second = await rollout();
