@@ -1,5 +1,6 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
@@ -70,6 +71,7 @@ async function bootstrapRecord(record: SQSRecord): Promise<void> {
   const check = checkFor(JSON.parse(record.body));
   logger.appendKeys({ instanceId: check.instanceId });
   const result = await checkBootstrap(deps, check);
+  metrics.addMetric('BootstrapChecks', MetricUnit.Count, 1);
   logger.info('bootstrap checked', {
     result,
     checks: check.checks,

@@ -52,6 +52,7 @@ export type PropagateResult =
  */
 export const lambdaHandler = async (event: ParameterChangeEvent): Promise<PropagateResult> => {
   const { operation, name } = event.detail;
+  metrics.addMetric('ParameterChangeEvents', MetricUnit.Count, 1);
   const files = filesForParameter(config, name);
   const environment = files[0]?.environment;
   correlate({ parameter: name, ...(environment === undefined ? {} : { environment }) });

@@ -1,4 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
@@ -40,6 +41,7 @@ const DIRECT_INVOKE = 'direct invoke (caller: CloudTrail lambda:Invoke data even
 export const lambdaHandler = async (
   event: unknown,
 ): Promise<APIGatewayProxyStructuredResultV2 | Record<string, unknown>> => {
+  metrics.addMetric('ResyncRequests', MetricUnit.Count, 1);
   if (!isHttpRequest(event)) {
     const answer = await resync(deps, event, DIRECT_INVOKE);
     return answer.status >= 400 ? { status: answer.status, ...answer.body } : answer.body;

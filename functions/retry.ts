@@ -1,5 +1,6 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
@@ -41,6 +42,7 @@ async function retryRecord(record: SQSRecord): Promise<void> {
     parameter: message.parameter,
   });
   const result = await retryTarget(deps, message);
+  metrics.addMetric(`Retries${result[0]?.toUpperCase()}${result.slice(1)}`, MetricUnit.Count, 1);
   logger.info('retry handled', { attempt: message.attempt, result });
 }
 

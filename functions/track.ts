@@ -1,5 +1,6 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
@@ -58,6 +59,7 @@ export const lambdaHandler = async (
       invalid.set(record.messageId, error as Error);
     }
   }
+  metrics.addMetric('StatusEventsReceived', MetricUnit.Count, event.Records.length);
   const toRetry = await trackStatusEvents(deps, messages);
   return processPartialResponse(
     event,
