@@ -7,15 +7,10 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type BootstrapCheck, checkBootstrap, firstCheck } from '../shared/bootstrap.ts';
 import { autoscaling } from '../shared/clients/autoscaling.ts';
-import { documents } from '../shared/clients/dynamodb.ts';
-import { ec2 } from '../shared/clients/ec2.ts';
-import { sns } from '../shared/clients/sns.ts';
-import { sqs } from '../shared/clients/sqs.ts';
-import { ssm } from '../shared/clients/ssm.ts';
-import { loadConfig, requireEnv } from '../shared/config.ts';
+import { requireEnv } from '../shared/config.ts';
+import { fanOutDepsFromEnv } from '../shared/deps.ts';
 import { parseOrThrow } from '../shared/parse.ts';
 import { logger, metrics, tracer } from '../shared/powertools.ts';
-import { RolloutStore } from '../shared/rollouts.ts';
 import {
   BootstrapCheckSchema,
   InstanceStateEventSchema,
@@ -23,21 +18,10 @@ import {
   TagChangeEventSchema,
 } from '../shared/schemas/instance-events.ts';
 
-const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
 const deps = {
-  ec2,
-  ssm,
-  sqs,
-  sns,
+  ...fanOutDepsFromEnv(),
   autoscaling,
-  config: loadConfig(),
-  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
-  documentName: requireEnv('DOCUMENT_NAME'),
-  outputLogGroup: requireEnv('COMMAND_OUTPUT_LOG_GROUP'),
-  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
   bootstrapQueueUrl: requireEnv('BOOTSTRAP_QUEUE_URL'),
-  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
-  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
 };
 const processor = new BatchProcessor(EventType.SQS);
 
@@ -69,13 +53,14 @@ function checkFor(body: Record<string, unknown>): BootstrapCheck {
 
 async function bootstrapRecord(record: SQSRecord): Promise<void> {
   const check = checkFor(JSON.parse(record.body));
-  logger.appendKeys({ instanceId: check.instanceId });
   const result = await checkBootstrap(deps, check);
   metrics.addMetric('BootstrapChecks', MetricUnit.Count, 1);
+  // Keys on the line itself: records of a batch run concurrently, so appended keys would mix.
   logger.info('bootstrap checked', {
+    instanceId: check.instanceId,
     result,
     checks: check.checks,
-    lifecycle: check.lifecycle !== undefined,
+    lifecycle: check.lifecycle?.groupName,
   });
 }
 

@@ -5,12 +5,8 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import { parameterNotPushedAlert, sendAlert } from '../shared/alerts.ts';
-import { documents } from '../shared/clients/dynamodb.ts';
-import { ec2 } from '../shared/clients/ec2.ts';
-import { sns } from '../shared/clients/sns.ts';
-import { sqs } from '../shared/clients/sqs.ts';
-import { ssm } from '../shared/clients/ssm.ts';
-import { filesForParameter, loadConfig, requireEnv } from '../shared/config.ts';
+import { filesForParameter, requireEnv } from '../shared/config.ts';
+import { fanOutDepsFromEnv } from '../shared/deps.ts';
 import { fanOut, type RolloutSummary } from '../shared/fanout.ts';
 import { idempotentOn } from '../shared/idempotency.ts';
 import { currentVersion } from '../shared/parameters.ts';
@@ -18,7 +14,6 @@ import { parseEvent } from '../shared/parse.ts';
 import { correlate, logger, metrics, tracer } from '../shared/powertools.ts';
 import { newRolloutId } from '../shared/rollout-id.ts';
 import { type RolloutReport, summarise } from '../shared/rollout-report.ts';
-import { RolloutStore } from '../shared/rollouts.ts';
 import {
   CONTENT_OPERATIONS,
   type ParameterChangeEvent,
@@ -26,21 +21,8 @@ import {
 } from '../shared/schemas/parameter-change.ts';
 
 // Read and checked once per container: a bad deployment fails at cold start, loudly.
-const config = loadConfig();
-const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
-const deps = {
-  ec2,
-  ssm,
-  sns,
-  config,
-  sqs,
-  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
-  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
-  documentName: requireEnv('DOCUMENT_NAME'),
-  outputLogGroup: requireEnv('COMMAND_OUTPUT_LOG_GROUP'),
-  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
-  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
-};
+const deps = fanOutDepsFromEnv();
+const { config } = deps;
 
 export type PropagateResult =
   | { status: 'sent'; rollout: RolloutReport }
@@ -64,14 +46,14 @@ export const lambdaHandler = async (event: ParameterChangeEvent): Promise<Propag
   }
   if (!CONTENT_OPERATIONS.has(operation)) {
     await sendAlert(
-      sns,
-      alertsTopicArn,
+      deps.sns,
+      deps.alertsTopicArn,
       parameterNotPushedAlert({ operation, parameter: name, environment, eventId: event.id }),
     );
     return { status: 'skipped', parameter: name, operation, reason: 'not-a-content-change' };
   }
 
-  const version = await currentVersion(ssm, name);
+  const version = await currentVersion(deps.ssm, name);
   if (version === undefined) {
     // Right after a Create the metadata may lag; instances fetch the latest value anyway.
     logger.warn('parameter metadata not found; sending anyway, instances fetch the latest');
