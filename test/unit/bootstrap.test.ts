@@ -13,9 +13,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type BootstrapDeps, checkBootstrap, firstCheck } from '../../shared/bootstrap.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { newRolloutId } from '../../shared/rollout-id.ts';
-import type { RolloutStore } from '../../shared/rollouts.ts';
 import { lambdaContext, loadEvent, testConfigInput } from '../support/fixtures.ts';
-import { startRolloutStore } from '../support/rollouts.ts';
+import { withRolloutsTable } from '../support/handlers.ts';
 import { sqsBatch } from '../support/status-events.ts';
 
 const ec2Mock = mockClient(EC2Client);
@@ -24,16 +23,7 @@ const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 const asgMock = mockClient(AutoScalingClient);
 
-let local: Awaited<ReturnType<typeof startRolloutStore>>;
-let store: RolloutStore;
-let bootstrap: typeof import('../../functions/bootstrap.ts');
-beforeAll(async () => {
-  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
-  store = local.store;
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
-  bootstrap = await import('../../functions/bootstrap.ts');
-});
-afterAll(() => local.close());
+const table = withRolloutsTable(() => import('../../functions/bootstrap.ts'));
 
 const parameter = '/prod/env.php';
 let launchSeconds = 0;
@@ -96,7 +86,7 @@ function deps(
     sqs: new SQSClient({}),
     sns: new SNSClient({}),
     autoscaling: new AutoScalingClient({}),
-    store,
+    store: table.store,
     config: parseConfig({ ...structuredClone(testConfigInput), bootstrap: bootstrapConfig }),
     documentName: 'doc',
     retryQueueUrl: 'retry-queue',
@@ -123,7 +113,7 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
         Parameters: expect.objectContaining({ ParameterName: [parameter] }),
       }),
     ]);
-    expect(await store.getRollout(bootstrapRolloutId())).toMatchObject({
+    expect(await table.store.getRollout(bootstrapRolloutId())).toMatchObject({
       trigger: { type: 'bootstrap', instanceId: instance.id },
     });
     expect(requeued()).toEqual([
@@ -140,7 +130,7 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
     expect(await checkBootstrap(d, { ...check, checks: 1 })).toBe('waiting-for-files');
     expect(completions()).toEqual([]);
     // Act: the instance reports success, and the next check runs (twice, as SQS may deliver it)
-    await store.apply(bootstrapRolloutId(), [
+    await table.store.apply(bootstrapRolloutId(), [
       { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Success' },
     ]);
     const results = [
@@ -202,7 +192,7 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
     const d = deps();
     const check = firstCheck(d, instance.id, instance.launch, lifecycle);
     await checkBootstrap(d, check);
-    await store.apply(bootstrapRolloutId(), [
+    await table.store.apply(bootstrapRolloutId(), [
       { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Failed' },
     ]);
     expect(await checkBootstrap(d, { ...check, checks: 1 })).toBe('gave-up');
@@ -241,7 +231,7 @@ describe('bootstrap without a lifecycle hook', () => {
   it('sends nothing a normal rollout since the launch already sent, and waits for that one', async () => {
     // Arrange: a parameter change reached the instance right after it came online
     const normal = newRolloutId(new Date(instance.launch.getTime() + 2_000), 'event');
-    await store.create(
+    await table.store.create(
       {
         rolloutId: normal,
         trigger: { type: 'event', eventId: 'e' },
@@ -255,7 +245,7 @@ describe('bootstrap without a lifecycle hook', () => {
     const check = firstCheck(d, instance.id, instance.launch, lifecycle);
     // Act
     const first = await checkBootstrap(d, check);
-    await store.apply(normal, [
+    await table.store.apply(normal, [
       { instanceId: instance.id, parameter, fromAttempt: 1, to: 'Success' },
     ]);
     const second = await checkBootstrap(d, { ...check, checks: 1 });
@@ -272,7 +262,7 @@ describe('bootstrap handler', () => {
     launch.time = new Date(instance.launch.getTime() + 1_000).toISOString().replace(/\.\d{3}/, '');
     const running = loadEvent<any>('bootstrap/instance-running');
     running.detail['instance-id'] = instance.id;
-    const response = await bootstrap.handler(sqsBatch([launch, running]), lambdaContext());
+    const response = await table.handler.handler(sqsBatch([launch, running]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(sends()).toHaveLength(1);
   });
@@ -280,13 +270,13 @@ describe('bootstrap handler', () => {
   it('takes the instance id of a tag change from its ARN', async () => {
     const tagged = loadEvent<any>('bootstrap/instance-tagged');
     tagged.resources = [`arn:aws:ec2:eu-west-1:123456789012:instance/${instance.id}`];
-    await bootstrap.handler(sqsBatch([tagged]), lambdaContext());
+    await table.handler.handler(sqsBatch([tagged]), lambdaContext());
     expect(sends()).toEqual([expect.objectContaining({ InstanceIds: [instance.id] })]);
   });
 
   it('reports a message it cannot read as a batch failure', async () => {
     const batch = sqsBatch([{ kind: 'bootstrap-check', instanceId: 'nope' }]);
-    const response = await bootstrap.handler(batch, lambdaContext());
+    const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
   });
 });

@@ -9,26 +9,15 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RolloutStore } from '../../shared/rollouts.ts';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
-import { startRolloutStore } from '../support/rollouts.ts';
+import { withRolloutsTable } from '../support/handlers.ts';
 
 const ssmMock = mockClient(SSMClient);
 const ec2Mock = mockClient(EC2Client);
 const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 
-let local: Awaited<ReturnType<typeof startRolloutStore>>;
-let store: RolloutStore;
-let resync: typeof import('../../functions/resync.ts');
-
-beforeAll(async () => {
-  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
-  store = local.store;
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
-  resync = await import('../../functions/resync.ts');
-});
-afterAll(() => local.close());
+const table = withRolloutsTable(() => import('../../functions/resync.ts'));
 
 const prod = instanceIds(3);
 const dev = instanceIds(2, 100);
@@ -68,7 +57,7 @@ function post(body: unknown, raw = false) {
   event.body = raw ? body : JSON.stringify(body);
   return event;
 }
-const call = (event: unknown) => resync.handler(event, lambdaContext()) as Promise<any>;
+const call = (event: unknown) => table.handler.handler(event, lambdaContext()) as Promise<any>;
 const sent = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
 
 describe('resync over HTTP', () => {
@@ -90,7 +79,7 @@ describe('resync over HTTP', () => {
       follow: { http: `GET /rollouts/${body.rolloutId}` },
     });
     expect(sent()).toHaveLength(1);
-    expect((await store.getRollout(body.rolloutId))?.trigger).toEqual({
+    expect((await table.store.getRollout(body.rolloutId))?.trigger).toEqual({
       type: 'resync',
       principal: JANE,
     });
@@ -123,13 +112,13 @@ describe('resync over HTTP', () => {
   });
 
   it('resolves and answers a dry run without recording or sending anything', async () => {
-    const before = await store.recentRolloutIds({ parameter: '/prod/env.php' }, 50);
+    const before = await table.store.recentRolloutIds({ parameter: '/prod/env.php' }, 50);
     const response = await call(post({ parameter: '/prod/env.php', dryRun: true }));
     expect(response.statusCode).toBe(200);
     expect(JSON.parse(response.body)).toMatchObject({ dryRun: true, targeted: prod });
     expect(JSON.parse(response.body)).not.toHaveProperty('rolloutId');
     expect(sent()).toEqual([]);
-    expect(await store.recentRolloutIds({ parameter: '/prod/env.php' }, 50)).toEqual(before);
+    expect(await table.store.recentRolloutIds({ parameter: '/prod/env.php' }, 50)).toEqual(before);
   });
 
   it.each([

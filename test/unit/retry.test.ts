@@ -8,9 +8,9 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RolloutStore } from '../../shared/rollouts.ts';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
-import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
+import { withRolloutsTable } from '../support/handlers.ts';
+import { nextRolloutId } from '../support/rollouts.ts';
 import { sqsBatch } from '../support/status-events.ts';
 
 const ssmMock = mockClient(SSMClient);
@@ -18,17 +18,7 @@ const ec2Mock = mockClient(EC2Client);
 const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 
-let local: Awaited<ReturnType<typeof startRolloutStore>>;
-let store: RolloutStore;
-let retry: typeof import('../../functions/retry.ts');
-
-beforeAll(async () => {
-  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
-  store = local.store;
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
-  retry = await import('../../functions/retry.ts');
-});
-afterAll(() => local.close());
+const table = withRolloutsTable(() => import('../../functions/retry.ts'));
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
@@ -71,7 +61,7 @@ afterEach(() => {
 /** A rollout whose only target failed its first attempt and waits for attempt 2. */
 async function waitingForRetry(instanceId: string) {
   const rolloutId = nextRolloutId();
-  await store.create(
+  await table.store.create(
     {
       rolloutId,
       trigger: { type: 'event', eventId: 'e' },
@@ -81,7 +71,7 @@ async function waitingForRetry(instanceId: string) {
     },
     [{ instanceId, parameter, path, status: 'Pending' }],
   );
-  await store.apply(rolloutId, [{ instanceId, parameter, fromAttempt: 1, to: 'Retry' }]);
+  await table.store.apply(rolloutId, [{ instanceId, parameter, fromAttempt: 1, to: 'Retry' }]);
   return rolloutId;
 }
 const retryBatch = (rolloutId: string, instanceId: string, attempt = 2) =>
@@ -94,7 +84,7 @@ describe('retry', () => {
     running.add(id!);
     const rolloutId = await waitingForRetry(id!);
     // Act
-    const response = await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    const response = await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     // Assert
     expect(response.batchItemFailures).toEqual([]);
     const sent = ssmMock.commandCalls(SendCommandCommand);
@@ -104,7 +94,7 @@ describe('retry', () => {
       Parameters: { ParameterName: [parameter], DestinationPath: [path] },
       Comment: `secrets-fanout rollout ${rolloutId}`,
     });
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       attempt: 2,
       commandId: 'cmd-retry-1',
     });
@@ -114,8 +104,8 @@ describe('retry', () => {
     const [id] = instanceIds(1);
     running.add(id!);
     const rolloutId = await waitingForRetry(id!);
-    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
-    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
   });
 
@@ -124,7 +114,7 @@ describe('retry', () => {
     const [id] = instanceIds(1);
     running.add(id!);
     const rolloutId = await waitingForRetry(id!);
-    await store.create(
+    await table.store.create(
       {
         rolloutId: nextRolloutId(),
         trigger: { type: 'event', eventId: 'e2' },
@@ -135,21 +125,24 @@ describe('retry', () => {
       [{ instanceId: id!, parameter, path, status: 'Pending' }],
     );
     // Act
-    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     // Assert
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Superseded',
     });
-    expect(await store.getRollout(rolloutId)).toMatchObject({ state: 'Settled', alert: 'None' });
+    expect(await table.store.getRollout(rolloutId)).toMatchObject({
+      state: 'Settled',
+      alert: 'None',
+    });
   });
 
   it('marks an instance that is no longer running unreachable, and alerts', async () => {
     const [id] = instanceIds(1);
     const rolloutId = await waitingForRetry(id!);
-    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Unreachable',
       reason: 'NotRunningInEnvironment',
     });
@@ -161,13 +154,13 @@ describe('retry', () => {
     running.add(id!);
     offline.add(id!);
     const rolloutId = await waitingForRetry(id!);
-    await retry.handler(retryBatch(rolloutId, id!), lambdaContext());
+    await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
     const queued = sqsMock
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? []);
     expect(JSON.parse(queued[0]!.MessageBody!)).toMatchObject({ attempt: 3 });
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Pending',
       attempt: 3,
       lastError: { status: 'Unreachable: ConnectionLost' },
@@ -178,12 +171,14 @@ describe('retry', () => {
     const [id] = instanceIds(1);
     running.add(id!);
     const rolloutId = await waitingForRetry(id!);
-    await store.apply(rolloutId, [{ instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' }]);
+    await table.store.apply(rolloutId, [
+      { instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' },
+    ]);
     ssmMock
       .on(SendCommandCommand)
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-    await retry.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    await table.handler.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Failed',
       lastError: {
         status: 'SendCommandFailed (after 3 attempts)',
@@ -195,7 +190,7 @@ describe('retry', () => {
 
   it('refuses a malformed message as a batch failure', async () => {
     const batch = sqsBatch([{ rolloutId: 'x', attempt: 'two' }]);
-    const response = await retry.handler(batch, lambdaContext());
+    const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
   });
 });

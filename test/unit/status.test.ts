@@ -1,19 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RolloutStore } from '../../shared/rollouts.ts';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
-import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
+import { withRolloutsTable } from '../support/handlers.ts';
+import { nextRolloutId } from '../support/rollouts.ts';
 
-let local: Awaited<ReturnType<typeof startRolloutStore>>;
-let store: RolloutStore;
-let status: typeof import('../../functions/status.ts');
-
-beforeAll(async () => {
-  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
-  store = local.store;
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
-  status = await import('../../functions/status.ts');
-});
-afterAll(() => local.close());
+const table = withRolloutsTable(() => import('../../functions/status.ts'));
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
@@ -22,7 +12,7 @@ const [a, b, c] = instanceIds(3);
 /** A rollout of a, b (pending) and c (unreachable), its first command recorded. */
 async function rollout() {
   const rolloutId = nextRolloutId();
-  await store.create(
+  await table.store.create(
     {
       rolloutId,
       trigger: { type: 'resync', principal: 'arn:aws:iam::123456789012:user/jane' },
@@ -37,7 +27,7 @@ async function rollout() {
       { instanceId: c!, parameter, path, status: 'Unreachable', reason: 'NotManagedBySSM' },
     ],
   );
-  await store.recordCommand(rolloutId, {
+  await table.store.recordCommand(rolloutId, {
     commandId: 'cmd-first',
     parameter,
     attempt: 1,
@@ -50,7 +40,7 @@ function get(id: string) {
   const event = loadEvent<any>('http/rollout');
   event.pathParameters = { id };
   event.rawPath = `/rollouts/${id}`;
-  return status.handler(event, lambdaContext()) as Promise<any>;
+  return table.handler.handler(event, lambdaContext()) as Promise<any>;
 }
 const json = (response: any) => JSON.parse(response.body);
 
@@ -77,7 +67,7 @@ describe('status', () => {
   it('shows a settled rollout with the version each instance wrote and why one failed', async () => {
     // Arrange
     const rolloutId = await rollout();
-    await store.apply(rolloutId, [
+    await table.store.apply(rolloutId, [
       { instanceId: a!, parameter, fromAttempt: 1, to: 'Success', versionWritten: 4 },
       {
         instanceId: b!,
@@ -87,8 +77,8 @@ describe('status', () => {
         lastError: { status: 'Failed', exitCode: 75, meaning: 'FetchFailed' },
       },
     ]);
-    await store.recordAttemptCommand(rolloutId, b!, parameter, 2, 'cmd-retry');
-    await store.apply(rolloutId, [
+    await table.store.recordAttemptCommand(rolloutId, b!, parameter, 2, 'cmd-retry');
+    await table.store.apply(rolloutId, [
       {
         instanceId: b!,
         parameter,
@@ -103,10 +93,10 @@ describe('status', () => {
         },
       },
     ]);
-    await store.settle(rolloutId);
+    await table.store.settle(rolloutId);
     // Act
     const view = json(await get(rolloutId));
-    const table: string[] = (await status.handler({ rolloutId }, lambdaContext())) as any;
+    const lines: string[] = (await table.handler.handler({ rolloutId }, lambdaContext())) as any;
     // Assert
     expect(view).toMatchObject({
       state: 'Settled',
@@ -126,21 +116,21 @@ describe('status', () => {
       commandId: 'cmd-retry',
       lastError: { exitCode: 65 },
     });
-    expect(table[0]).toBe(
+    expect(lines[0]).toBe(
       `rollout ${rolloutId}  Settled  resync by arn:aws:iam::123456789012:user/jane`,
     );
-    expect(table[2]).toBe(
+    expect(lines[2]).toBe(
       '1 updated, 0 unchanged, 1 failed, 1 unreachable, 0 superseded, 0 pending (of 3; 1 retries)',
     );
-    expect(table.find((line) => line.startsWith(b!))).toMatch(
+    expect(lines.find((line) => line.startsWith(b!))).toMatch(
       /Failed\s+2\s+-\s+cmd-retry\s+Failed exit 65 ContentInvalid: secrets-fanout: error: not dotenv: line 2/,
     );
-    expect(table.find((line) => line.startsWith(a!))).toMatch(/Success\s+1\s+v4\s+cmd-first/);
+    expect(lines.find((line) => line.startsWith(a!))).toMatch(/Success\s+1\s+v4\s+cmd-first/);
   });
 
   it('shows a rollout that settled clean', async () => {
     const rolloutId = nextRolloutId();
-    await store.create(
+    await table.store.create(
       {
         rolloutId,
         trigger: { type: 'event', eventId: 'e' },
@@ -151,10 +141,10 @@ describe('status', () => {
       },
       [{ instanceId: a!, parameter, path, status: 'Pending' }],
     );
-    await store.apply(rolloutId, [
+    await table.store.apply(rolloutId, [
       { instanceId: a!, parameter, fromAttempt: 1, to: 'Unchanged', versionWritten: 5 },
     ]);
-    await store.settle(rolloutId);
+    await table.store.settle(rolloutId);
     const view = json(await get(rolloutId));
     expect(view).toMatchObject({
       state: 'Settled',
@@ -163,8 +153,8 @@ describe('status', () => {
     expect(view.instances).toEqual([
       expect.objectContaining({ status: 'Unchanged', versionWritten: 5 }),
     ]);
-    const table: string[] = (await status.handler({ rolloutId }, lambdaContext())) as any;
-    expect(table[0]).toBe(`rollout ${rolloutId}  Settled  parameter change`);
+    const lines: string[] = (await table.handler.handler({ rolloutId }, lambdaContext())) as any;
+    expect(lines[0]).toBe(`rollout ${rolloutId}  Settled  parameter change`);
   });
 
   it('lists the newest rollouts of a parameter, newest first, limited', async () => {
@@ -172,7 +162,7 @@ describe('status', () => {
     const second = await rollout();
     const event = loadEvent<any>('http/rollouts');
     event.queryStringParameters = { parameter, limit: '2' };
-    const body = json(await status.handler(event, lambdaContext()));
+    const body = json(await table.handler.handler(event, lambdaContext()));
     expect(body.rollouts.map((r: { rolloutId: string }) => r.rolloutId)).toEqual([second, first]);
   });
 
@@ -182,7 +172,7 @@ describe('status', () => {
     [
       'a list without a parameter or environment',
       () =>
-        status.handler(
+        table.handler.handler(
           { ...loadEvent<any>('http/rollouts'), queryStringParameters: {} },
           lambdaContext(),
         ),
@@ -192,7 +182,7 @@ describe('status', () => {
     [
       'a limit out of range',
       () =>
-        status.handler(
+        table.handler.handler(
           {
             ...loadEvent<any>('http/rollouts'),
             queryStringParameters: { parameter, limit: '5000' },

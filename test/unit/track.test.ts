@@ -10,9 +10,9 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
-import type { RolloutStore } from '../../shared/rollouts.ts';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
-import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
+import { withRolloutsTable } from '../support/handlers.ts';
+import { nextRolloutId } from '../support/rollouts.ts';
 import { sqsBatch, statusEvent } from '../support/status-events.ts';
 
 // The rollouts table is a real DynamoDB (dynalite); Run Command, EC2, SQS and SNS are mocked.
@@ -21,17 +21,7 @@ const ec2Mock = mockClient(EC2Client);
 const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 
-let local: Awaited<ReturnType<typeof startRolloutStore>>;
-let store: RolloutStore;
-let track: typeof import('../../functions/track.ts');
-
-beforeAll(async () => {
-  local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
-  store = local.store;
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
-  track = await import('../../functions/track.ts');
-});
-afterAll(() => local.close());
+const table = withRolloutsTable(() => import('../../functions/track.ts'));
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
@@ -103,7 +93,7 @@ let commandSequence = 0;
 /** A rollout sent to `ids` as one command; returns its id and the command id. */
 async function sentRollout(ids: string[], attempt = 1) {
   const rolloutId = nextRolloutId();
-  await store.create(
+  await table.store.create(
     {
       rolloutId,
       trigger: { type: 'event', eventId: 'e' },
@@ -116,7 +106,7 @@ async function sentRollout(ids: string[], attempt = 1) {
   );
   const commandId = `0000000${++commandSequence}-aaaa-bbbb-cccc-000000000000`.slice(-36);
   commentOf.set(commandId, `secrets-fanout rollout ${rolloutId}`);
-  await store.recordCommand(rolloutId, { commandId, parameter, attempt, instanceIds: ids });
+  await table.store.recordCommand(rolloutId, { commandId, parameter, attempt, instanceIds: ids });
   invocations.set(commandId, new Map());
   return { rolloutId, commandId };
 }
@@ -137,7 +127,7 @@ const fetchFailed = {
 };
 
 async function deliver(commandId: string, ids: string[], status = 'Success') {
-  return track.handler(
+  return table.handler.handler(
     sqsBatch(ids.map((id) => statusEvent(commandId, id, status))),
     lambdaContext(),
   );
@@ -154,7 +144,7 @@ describe('track', () => {
     const response = await deliver(commandId, ids);
     // Assert
     expect(response.batchItemFailures).toEqual([]);
-    const loaded = await store.load(rolloutId);
+    const loaded = await table.store.load(rolloutId);
     expect(loaded?.targets.map((t) => [t.status, t.versionWritten])).toEqual(
       ids.map(() => ['Success', 7]),
     );
@@ -185,7 +175,7 @@ describe('track', () => {
     await deliver(commandId, [bad!], 'Failed');
     // Assert
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await store.getTarget(rolloutId, bad!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, bad!, parameter)).toMatchObject({
       status: 'Failed',
       lastError: {
         status: 'Failed',
@@ -204,7 +194,7 @@ describe('track', () => {
     );
     expect(alerts[0]?.Message).toContain('npx serverless invoke -f resync --stage test');
     expect(alerts[0]?.Message).toContain(`"instanceIds":["${bad}"]`);
-    expect((await store.getRollout(rolloutId))?.alert).toBe('Sent');
+    expect((await table.store.getRollout(rolloutId))?.alert).toBe('Sent');
   });
 
   it('sends one alert for a rollout whose many failures arrive in several batches', async () => {
@@ -237,11 +227,14 @@ describe('track', () => {
     expect(sqsMock.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.QueueUrl).toBe(
       process.env.RETRY_QUEUE_URL,
     );
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Pending',
       attempt: 2,
     });
-    expect((await store.getRollout(rolloutId))?.counts).toMatchObject({ pending: 1, retries: 1 });
+    expect((await table.store.getRollout(rolloutId))?.counts).toMatchObject({
+      pending: 1,
+      retries: 1,
+    });
     expect(published()).toEqual([]);
   });
 
@@ -249,17 +242,21 @@ describe('track', () => {
     // Arrange: the third and last attempt (maxAttempts 3) fails again
     const [id] = instanceIds(1);
     const { rolloutId } = await sentRollout([id!]);
-    await store.apply(rolloutId, [{ instanceId: id!, parameter, fromAttempt: 1, to: 'Retry' }]);
-    await store.apply(rolloutId, [{ instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' }]);
+    await table.store.apply(rolloutId, [
+      { instanceId: id!, parameter, fromAttempt: 1, to: 'Retry' },
+    ]);
+    await table.store.apply(rolloutId, [
+      { instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' },
+    ]);
     const last = 'ffffffff-aaaa-bbbb-cccc-000000000003';
     commentOf.set(last, `secrets-fanout rollout ${rolloutId}`);
-    await store.recordAttemptCommand(rolloutId, id!, parameter, 3, last);
+    await table.store.recordAttemptCommand(rolloutId, id!, parameter, 3, last);
     invocations.set(last, new Map([[id!, fetchFailed]]));
     // Act
     await deliver(last, [id!], 'Failed');
     // Assert
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Failed',
       lastError: { status: 'Failed (after 3 attempts)', meaning: 'FetchFailed' },
     });
@@ -272,7 +269,10 @@ describe('track', () => {
     invocations.get(commandId)!.set(id!, updated);
     await deliver(commandId, [id!, id!]);
     await deliver(commandId, [id!]);
-    expect((await store.getRollout(rolloutId))?.counts).toMatchObject({ success: 1, pending: 1 });
+    expect((await table.store.getRollout(rolloutId))?.counts).toMatchObject({
+      success: 1,
+      pending: 1,
+    });
   });
 
   it('marks a terminated instance unreachable instead of retrying it', async () => {
@@ -284,7 +284,7 @@ describe('track', () => {
     ec2States.set(id!, 'terminated');
     await deliver(commandId, [id!], 'Failed');
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       status: 'Unreachable',
       reason: 'InstanceTerminated',
     });
@@ -297,9 +297,9 @@ describe('track', () => {
       .get(commandId)!
       .set(id!, { exitCode: -1, status: 'InProgress', details: 'In Progress' });
     const batch = sqsBatch([statusEvent(commandId, id!)]);
-    const response = await track.handler(batch, lambdaContext());
+    const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
-    expect((await store.getTarget(rolloutId, id!, parameter))?.status).toBe('Pending');
+    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Pending');
   });
 
   it('reports a malformed message as a batch failure and still processes the rest', async () => {
@@ -307,9 +307,9 @@ describe('track', () => {
     const { rolloutId, commandId } = await sentRollout([id!]);
     invocations.get(commandId)!.set(id!, updated);
     const batch = sqsBatch(['{"not":"an event"}', statusEvent(commandId, id!)]);
-    const response = await track.handler(batch, lambdaContext());
+    const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
-    expect((await store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
+    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
   });
 
   it('ignores status events of commands that are not ours', async () => {
@@ -324,7 +324,7 @@ describe('track', () => {
     // Arrange: a rollout whose command record is missing
     const [id] = instanceIds(1);
     const rolloutId = nextRolloutId();
-    await store.create(
+    await table.store.create(
       {
         rolloutId,
         trigger: { type: 'event', eventId: 'e' },
@@ -343,6 +343,6 @@ describe('track', () => {
     // Act
     await deliver(unrecorded, [id!]);
     // Assert
-    expect((await store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
+    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
   });
 });

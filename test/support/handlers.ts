@@ -1,0 +1,25 @@
+import { afterAll, beforeAll } from 'vitest';
+import type { RolloutStore } from '../../shared/rollouts.ts';
+import { startRolloutStore } from './rollouts.ts';
+
+/**
+ * For a handler test file: before all tests, start a local DynamoDB with the rollouts table,
+ * point the SDK at it and import the handler module (handlers read their config at import);
+ * stop it after all. Read `store` and `handler` inside tests.
+ */
+export function withRolloutsTable<M>(importHandler: () => Promise<M>): {
+  store: RolloutStore;
+  handler: M;
+} {
+  const context = {} as { store: RolloutStore; handler: M };
+  let close: () => Promise<void> = async () => undefined;
+  beforeAll(async () => {
+    const local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
+    close = local.close;
+    context.store = local.store;
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
+    context.handler = await importHandler();
+  });
+  afterAll(() => close());
+  return context;
+}
