@@ -9,7 +9,7 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type BootstrapDeps, checkBootstrap, firstCheck } from '../../shared/bootstrap.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { newRolloutId } from '../../shared/rollout-id.ts';

@@ -8,7 +8,7 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 

@@ -7,7 +7,7 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';

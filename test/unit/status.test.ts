@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';
