@@ -196,8 +196,56 @@ describe('resources', () => {
     const keyPolicy = resources.AlertsKey!.Properties.KeyPolicy.Statement as Statement[];
     const forFunctions = keyPolicy.find((s) => s.Sid === 'FunctionsPublishThroughSnsOnly');
     expect(forFunctions?.Condition).toEqual({
-      StringEquals: { 'kms:ViaService': { 'Fn::Sub': 'sns.${AWS::Region}.amazonaws.com' } },
+      StringEquals: {
+        'kms:ViaService': { 'Fn::Sub': 'sns.${AWS::Region}.amazonaws.com' },
+        'kms:CallerAccount': { Ref: 'AWS::AccountId' },
+      },
+      ArnLike: {
+        'aws:PrincipalArn': {
+          'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-*',
+        },
+      },
     });
+  });
+
+  it('has no circular dependency between resources (CloudFormation refuses one)', () => {
+    // Ref, Fn::GetAtt, ${Name} inside Fn::Sub, and DependsOn are what CloudFormation follows.
+    const edges = new Map<string, Set<string>>();
+    const collect = (node: unknown, into: Set<string>): void => {
+      if (Array.isArray(node)) return node.forEach((n) => collect(n, into));
+      if (node === null || typeof node !== 'object') return;
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'Ref' && typeof value === 'string') into.add(value);
+        else if (key === 'Fn::GetAtt')
+          into.add(Array.isArray(value) ? value[0] : String(value).split('.')[0]);
+        else if (key === 'Fn::Sub') {
+          const text = Array.isArray(value) ? value[0] : value;
+          for (const [, name] of String(text).matchAll(/\$\{([A-Za-z0-9]+)(?:\.[^}]*)?\}/g))
+            into.add(name!);
+          collect(Array.isArray(value) ? value[1] : undefined, into);
+        } else collect(value, into);
+      }
+    };
+    for (const [id, resource] of Object.entries(resources)) {
+      const deps = new Set<string>();
+      collect((resource as any).Properties, deps);
+      for (const d of [(resource as any).DependsOn ?? []].flat()) deps.add(d);
+      edges.set(id, new Set([...deps].filter((d) => d in resources)));
+    }
+    const cycles: string[] = [];
+    const state = new Map<string, 'visiting' | 'done'>();
+    const visit = (id: string, path: string[]): void => {
+      if (state.get(id) === 'done') return;
+      if (state.get(id) === 'visiting') {
+        cycles.push([...path.slice(path.indexOf(id)), id].join(' → '));
+        return;
+      }
+      state.set(id, 'visiting');
+      for (const next of edges.get(id) ?? []) visit(next, [...path, id]);
+      state.set(id, 'done');
+    };
+    for (const id of edges.keys()) visit(id, []);
+    expect(cycles).toEqual([]);
   });
 
   it('passes the validated config and the resource names to the function', () => {
