@@ -13,6 +13,8 @@ export interface SendRequest {
   file: FileTarget;
   instanceIds: readonly string[];
   rolloutId: string;
+  /** Which attempt this is (1 for the first send); carried in the Comment. */
+  attempt?: number;
   rollout: FanoutConfig['rollout'];
   /** CloudWatch Logs group for the command output; the on-call reads stderr there. */
   outputLogGroup?: string;
@@ -57,9 +59,21 @@ export function documentParameters(file: FileTarget): Record<string, string[]> {
   return parameters;
 }
 
-/** The Comment every command of a rollout carries, so the console and ListCommands show it. */
-export function rolloutComment(rolloutId: string): string {
-  return `secrets-fanout rollout ${rolloutId}`.slice(0, MAX_COMMENT_LENGTH);
+/**
+ * The Comment every command of a rollout carries: the console and ListCommands show it, and
+ * the tracker reads the rollout and the attempt back from it (the status event has neither).
+ */
+export function rolloutComment(rolloutId: string, attempt = 1): string {
+  return `secrets-fanout rollout ${rolloutId} attempt ${attempt}`.slice(0, MAX_COMMENT_LENGTH);
+}
+
+/** The rollout id and attempt a command's Comment names, or undefined for other commands. */
+export function parseRolloutComment(
+  comment: string,
+): { rolloutId: string; attempt: number } | undefined {
+  const match = /^secrets-fanout rollout (\S+)(?: attempt ([1-9][0-9]*))?$/.exec(comment);
+  if (match === null || match[1] === undefined) return undefined;
+  return { rolloutId: match[1], attempt: Number(match[2] ?? 1) };
 }
 
 /**
@@ -143,7 +157,7 @@ async function sendCommand(
       DocumentName: request.documentName,
       InstanceIds: instanceIds,
       Parameters: documentParameters(request.file),
-      Comment: rolloutComment(request.rolloutId),
+      Comment: rolloutComment(request.rolloutId, request.attempt),
       MaxConcurrency: request.rollout.maxConcurrency,
       MaxErrors: request.rollout.maxErrors,
       TimeoutSeconds: request.rollout.timeoutSeconds,

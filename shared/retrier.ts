@@ -21,6 +21,14 @@ export interface RetrierDeps extends SettlementDeps {
   retryQueueUrl: string;
 }
 
+/** Another run holds this attempt's claim; retry the message later. */
+export class RetryBusyError extends Error {
+  override name = 'RetryBusyError';
+  constructor(rolloutId: string, instanceId: string, attempt: number) {
+    super(`attempt ${attempt} of ${instanceId} in ${rolloutId} is claimed by another run`);
+  }
+}
+
 export type RetryResult = 'sent' | 'stale' | 'superseded' | 'unreachable' | 'requeued' | 'failed';
 
 /**
@@ -39,6 +47,8 @@ export async function retryTarget(deps: RetrierDeps, message: RetryMessage): Pro
     target.attempt !== attempt ||
     target.commandId !== undefined
   ) {
+    // Settle anyway: an earlier run may have moved the target, then failed to alert.
+    await settleAndAlert(deps, rolloutId);
     return 'stale';
   }
   const base = { instanceId, parameter, fromAttempt: attempt };
@@ -92,12 +102,17 @@ export async function retryTarget(deps: RetrierDeps, message: RetryMessage): Pro
     return retryLater(deps, message, { status: `Unreachable: ${unreachable.reason}` }, finish);
   }
 
-  if (!(await deps.store.claimAttempt(rolloutId, instanceId, parameter, attempt))) return 'stale';
+  if (!(await deps.store.claimAttempt(rolloutId, instanceId, parameter, attempt))) {
+    // Another run claimed this attempt and has not recorded a command: it is sending now, or
+    // it stopped. Come back after its claim has run out (SQS redelivers this message).
+    throw new RetryBusyError(rolloutId, instanceId, attempt);
+  }
   const { sent, failed } = await sendInChunks(deps.ssm, {
     documentName: deps.documentName,
     file,
     instanceIds: [instanceId],
     rolloutId,
+    attempt,
     rollout: deps.config.rollout,
     ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
   });

@@ -492,8 +492,10 @@ export class RolloutStore {
   }
 
   /**
-   * Claims the right to send `attempt` to a target: true for exactly one caller, and only
-   * while the target is pending at that attempt with no command yet. Throws the SDK error.
+   * Claims the right to send `attempt` to a target: true for exactly one caller at a time, and
+   * only while the target is pending at that attempt with no command yet. A claim runs out
+   * after the sending lease, so a sender that stopped before recording its command does not
+   * leave the target pending forever. Throws the SDK error.
    */
   async claimAttempt(rolloutId: string, instanceId: string, parameter: string, attempt: number) {
     try {
@@ -501,11 +503,16 @@ export class RolloutStore {
         new UpdateCommand({
           TableName: this.tableName,
           Key: targetKey(rolloutId, instanceId, parameter),
-          UpdateExpression: 'SET claimedAttempt = :attempt',
+          UpdateExpression: 'SET claimedAttempt = :attempt, claimedUntil = :until',
           ConditionExpression:
-            '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedAttempt) OR claimedAttempt < :attempt)',
+            '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedAttempt) OR claimedAttempt < :attempt OR claimedUntil < :now)',
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':pending': 'Pending', ':attempt': attempt },
+          ExpressionAttributeValues: {
+            ':pending': 'Pending',
+            ':attempt': attempt,
+            ':until': this.leaseEnd(),
+            ':now': this.now().toISOString(),
+          },
         }),
       );
       return true;

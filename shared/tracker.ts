@@ -8,6 +8,7 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { chunk, mapSettled } from './chunk.ts';
+import { parseRolloutComment } from './commands.ts';
 import type { FanoutConfig } from './config.ts';
 import { classify, type InstanceState, type Invocation } from './outcomes.ts';
 import { logger, metrics } from './powertools.ts';
@@ -31,7 +32,6 @@ export interface StatusMessage {
   event: CommandInvocationEvent;
 }
 
-const COMMENT = /^secrets-fanout rollout (\S+)/;
 // Filter values per DescribeInstances filter are limited; 200 is well inside it.
 const INSTANCE_FILTER_VALUES = 200;
 
@@ -126,18 +126,19 @@ async function locate(
       });
     }
   }
-  const rolloutId = [...invocations.values()]
-    .map((inv) => COMMENT.exec(inv.comment ?? '')?.[1])
-    .find((id) => id !== undefined);
-  if (rolloutId === undefined) {
+  const ours = [...invocations.values()]
+    .map((inv) => parseRolloutComment(inv.comment ?? ''))
+    .find((parsed) => parsed !== undefined);
+  if (ours === undefined) {
     logger.warn('status events for a command that is not ours; ignored', { commandId });
     return { located: [], notReady: [] };
   }
+  const { rolloutId } = ours;
   const record = (await deps.store.getCommands([{ rolloutId, commandId }])).get(commandId) ?? {
-    // The sender stopped between SendCommand and recording it: only a first attempt can be
-    // unrecorded, and the command itself says which parameter it writes.
+    // The sender stopped (or has not yet got) between SendCommand and recording it: the
+    // command itself says which parameter it writes, and its Comment which attempt it is.
     parameter: await parameterOfCommand(deps.ssm, commandId),
-    attempt: 1,
+    attempt: ours.attempt,
   };
   const located: Located[] = [];
   const notReady: StatusMessage[] = [];

@@ -1,3 +1,4 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll } from 'vitest';
 import type { RolloutStore } from '../../shared/rollouts.ts';
 import { startRolloutStore } from './rollouts.ts';
@@ -9,14 +10,16 @@ import { startRolloutStore } from './rollouts.ts';
  */
 export function withRolloutsTable<M>(importHandler: () => Promise<M>): {
   store: RolloutStore;
+  db: DynamoDBDocumentClient;
   handler: M;
 } {
-  const context = {} as { store: RolloutStore; handler: M };
+  const context = {} as { store: RolloutStore; db: DynamoDBDocumentClient; handler: M };
   let close: () => Promise<void> = async () => undefined;
   beforeAll(async () => {
     const local = await startRolloutStore(process.env.ROLLOUTS_TABLE);
     close = local.close;
     context.store = local.store;
+    context.db = local.db;
     process.env.AWS_ENDPOINT_URL_DYNAMODB = local.endpoint;
     context.handler = await importHandler();
   });

@@ -66,7 +66,7 @@ describe('sendInChunks', () => {
         Format: ['raw'],
         Backups: ['3'],
       },
-      Comment: 'secrets-fanout rollout 20261123T161300Z-0123abcd',
+      Comment: 'secrets-fanout rollout 20261123T161300Z-0123abcd attempt 1',
       MaxConcurrency: '25%',
       MaxErrors: '10%',
       TimeoutSeconds: 600,

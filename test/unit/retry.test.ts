@@ -92,7 +92,7 @@ describe('retry', () => {
     expect(sent[0]?.args[0].input).toMatchObject({
       InstanceIds: [id],
       Parameters: { ParameterName: [parameter], DestinationPath: [path] },
-      Comment: `secrets-fanout rollout ${rolloutId}`,
+      Comment: `secrets-fanout rollout ${rolloutId} attempt 2`,
     });
     expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
       attempt: 2,
@@ -186,6 +186,27 @@ describe('retry', () => {
       },
     });
     expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('leaves an attempt another run has claimed, and takes it over once the claim runs out', async () => {
+    // Arrange: a run claimed attempt 2 and stopped before sending (a timeout, say)
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    expect(await table.store.claimAttempt(rolloutId, id!, parameter, 2)).toBe(true);
+    // Act: the redelivered message while the claim holds
+    const batch = retryBatch(rolloutId, id!);
+    const response = await table.handler.handler(batch, lambdaContext());
+    // Assert: nothing sent, the message comes back later
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    const { RolloutStore } = await import('../../shared/rollouts.ts');
+    const later = new RolloutStore(
+      table.db,
+      process.env.ROLLOUTS_TABLE!,
+      () => new Date(Date.now() + 5 * 60_000),
+    );
+    expect(await later.claimAttempt(rolloutId, id!, parameter, 2)).toBe(true);
   });
 
   it('refuses a malformed message as a batch failure', async () => {

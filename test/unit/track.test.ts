@@ -320,6 +320,28 @@ describe('track', () => {
     expect(response.batchItemFailures).toEqual([]);
   });
 
+  it('reads the attempt from the comment when a retry command was never recorded', async () => {
+    // Arrange: attempt 2 was sent, but the retrier stopped before recording its command
+    const [id] = instanceIds(1);
+    const { rolloutId } = await sentRollout([id!]);
+    await table.store.apply(rolloutId, [
+      { instanceId: id!, parameter, fromAttempt: 1, to: 'Retry' },
+    ]);
+    const unrecorded = 'efefefef-aaaa-bbbb-cccc-000000000000';
+    commentOf.set(unrecorded, `secrets-fanout rollout ${rolloutId} attempt 2`);
+    invocations.set(unrecorded, new Map([[id!, updated]]));
+    ssmMock.on(ListCommandsCommand).resolves({
+      Commands: [{ CommandId: unrecorded, Parameters: { ParameterName: [parameter] } }],
+    });
+    // Act
+    await deliver(unrecorded, [id!]);
+    // Assert
+    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+      status: 'Success',
+      attempt: 2,
+    });
+  });
+
   it('finds the parameter from the command itself when the sender stopped before recording it', async () => {
     // Arrange: a rollout whose command record is missing
     const [id] = instanceIds(1);
