@@ -26,11 +26,15 @@ const deps = {
 const processor = new BatchProcessor(EventType.SQS);
 
 /** What a message on the bootstrap queue asks for, as the check to run now. */
-function checkFor(body: Record<string, unknown>): BootstrapCheck {
+function checkFor(body: Record<string, unknown>): BootstrapCheck | undefined {
   switch (body['detail-type']) {
     case 'EC2 Instance-launch Lifecycle Action': {
       const event = parseOrThrow(LaunchLifecycleEventSchema, body, 'lifecycle event');
       const d = event.detail;
+      if (d.LifecycleHookName !== deps.config.bootstrap.lifecycleHookName) {
+        // Another hook on the group (the rule filters these; a hand-edited rule may not).
+        return undefined;
+      }
       return firstCheck(deps, d.EC2InstanceId, new Date(event.time), {
         groupName: d.AutoScalingGroupName,
         hookName: d.LifecycleHookName,
@@ -53,6 +57,10 @@ function checkFor(body: Record<string, unknown>): BootstrapCheck {
 
 async function bootstrapRecord(record: SQSRecord): Promise<void> {
   const check = checkFor(JSON.parse(record.body));
+  if (check === undefined) {
+    logger.info('lifecycle hook is not ours; left alone');
+    return;
+  }
   const result = await checkBootstrap(deps, check);
   metrics.addMetric('BootstrapChecks', MetricUnit.Count, 1);
   // Keys on the line itself: records of a batch run concurrently, so appended keys would mix.

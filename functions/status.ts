@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import { documents } from '../shared/clients/dynamodb.ts';
-import { requireEnv } from '../shared/config.ts';
+import { loadConfig, mappedParameterNames, requireEnv } from '../shared/config.ts';
 import { isHttpRequest, respond } from '../shared/http.ts';
 import { describeIssues } from '../shared/parse.ts';
 import { correlate, logger, tracer } from '../shared/powertools.ts';
@@ -11,6 +11,7 @@ import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/schema
 import { recentRollouts, rolloutListTable, rolloutTable, rolloutView } from '../shared/status.ts';
 
 const store = new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE'));
+const config = loadConfig();
 
 type Answer = { status: number; body: unknown; table?: string[] };
 
@@ -32,6 +33,16 @@ async function lookUp(input: unknown): Promise<Answer> {
   }
   const parsed = RolloutListRequestSchema.safeParse(input);
   if (!parsed.success) return invalid(parsed.error);
+  const { parameter, environment } = parsed.data;
+  if (parameter !== undefined && !mappedParameterNames(config).includes(parameter)) {
+    return {
+      status: 404,
+      body: { error: `parameter ${parameter} is not mapped in custom.fanout` },
+    };
+  }
+  if (environment !== undefined && !config.environments.includes(environment)) {
+    return { status: 404, body: { error: `environment ${environment} is not configured` } };
+  }
   const rollouts = await recentRollouts(store, parsed.data);
   return { status: 200, body: { rollouts }, table: rolloutListTable(rollouts) };
 }

@@ -34,6 +34,7 @@ export type BootstrapResult =
 
 const DELIVERED = new Set<Target['status']>(['Success', 'Unchanged']);
 const NOT_DELIVERED = new Set<Target['status']>(['Failed', 'Unreachable']);
+const NOT_COVERING = new Set<Target['status']>(['Unreachable', 'Superseded']);
 
 /** The first check of a new or newly running instance, due at once; gives up after the budget. */
 export function firstCheck(
@@ -80,8 +81,7 @@ export async function checkBootstrap(
       instanceId: check.instanceId,
       tag: environment,
     });
-    if (check.lifecycle !== undefined)
-      await complete(deps, check, instance.launch, 'CONTINUE', 'not-ours');
+    if (check.lifecycle !== undefined) await complete(deps, check, 'CONTINUE', 'not-ours');
     return 'ignored';
   }
   const launch = instance.launch;
@@ -91,7 +91,14 @@ export async function checkBootstrap(
   );
   const expired = now.getTime() >= Date.parse(check.deadline);
 
-  const uncovered = files.filter((_, index) => latest[index] === undefined);
+  // A file needs sending unless a rollout since the launch holds it in place or on its way:
+  // an Unreachable or Superseded target of another rollout (say, one that ran while the
+  // instance was booting) does not count; this launch's own bootstrap rollout always does.
+  const bootstrapRolloutId = newRolloutId(instance.launchTime, `bootstrap:${check.instanceId}`);
+  const needsSending = (found: (typeof latest)[number]) =>
+    found === undefined ||
+    (found.rolloutId !== bootstrapRolloutId && NOT_COVERING.has(found.target.status));
+  const uncovered = files.filter((_, index) => needsSending(latest[index]));
   if (uncovered.length > 0) {
     if (instance.state !== 'running' || !(await isOnline(deps, environment, check.instanceId))) {
       if (expired)
@@ -99,7 +106,7 @@ export async function checkBootstrap(
       await requeue(deps, check, now, Math.min(30, 5 * 2 ** check.checks));
       return 'waiting-for-ssm';
     }
-    const rolloutId = newRolloutId(instance.launchTime, `bootstrap:${check.instanceId}`);
+    const rolloutId = bootstrapRolloutId;
     try {
       await fanOut(deps, {
         rolloutId,
@@ -128,14 +135,12 @@ export async function checkBootstrap(
   if (check.lifecycle === undefined) return 'already-done';
   const statuses = latest.map((found) => found?.target.status);
   if (statuses.every((status) => status !== undefined && DELIVERED.has(status))) {
-    return (await complete(deps, check, instance.launch, 'CONTINUE', 'delivered'))
-      ? 'continued'
-      : 'already-done';
+    return (await complete(deps, check, 'CONTINUE', 'delivered')) ? 'continued' : 'already-done';
   }
   if (statuses.some((status) => status !== undefined && NOT_DELIVERED.has(status))) {
     // The rollout that failed has alerted on its own; only the lifecycle result is left.
     const result = deps.config.bootstrap.onTimeout === 'continue' ? 'CONTINUE' : 'ABANDON';
-    await complete(deps, check, instance.launch, result, 'not-delivered');
+    await complete(deps, check, result, 'not-delivered');
     return 'gave-up';
   }
   if (expired)
@@ -158,11 +163,10 @@ async function giveUp(
   why: string,
 ): Promise<BootstrapResult> {
   const result = deps.config.bootstrap.onTimeout === 'continue' ? 'CONTINUE' : 'ABANDON';
-  const won =
-    check.lifecycle === undefined
-      ? await deps.store.claimBootstrapOutcome(check.instanceId, launch, 'timed-out')
-      : await complete(deps, check, launch, result, 'timed-out');
-  if (won) {
+  if (check.lifecycle !== undefined) await complete(deps, check, result, 'timed-out');
+  // One alert per launch and path (a lifecycle action and a plain start are told apart).
+  const key = `${launch}#${check.lifecycle === undefined ? 'plain' : 'lifecycle'}`;
+  if (await deps.store.claimBootstrapAlert(check.instanceId, key)) {
     const lifecycle = check.lifecycle;
     await sendAlert(deps.sns, deps.alertsTopicArn, {
       subject: `secrets-fanout: new ${environment} instance ${check.instanceId} did not get its files`,
@@ -176,22 +180,24 @@ async function giveUp(
       ],
       attributes: { kind: 'bootstrap-timed-out', instanceId: check.instanceId, environment },
     });
+    await deps.store.markBootstrapAlertSent(check.instanceId, key);
   }
   return 'gave-up';
 }
 
-/** Completes the lifecycle action once per launch; false if someone already did. */
+/**
+ * Completes the lifecycle action; false if it was no longer active (completed already, by a
+ * duplicate check or by hand, or timed out). Calling it again is harmless, so nothing is
+ * claimed first: a claim taken before a call that then failed would leave it never completed.
+ */
 async function complete(
   deps: BootstrapDeps,
   check: BootstrapCheck,
-  launch: string,
   result: 'CONTINUE' | 'ABANDON',
   outcome: string,
 ): Promise<boolean> {
   const lifecycle = check.lifecycle;
   if (lifecycle === undefined) return false;
-  if (!(await deps.store.claimBootstrapOutcome(check.instanceId, launch, `${outcome}:${result}`)))
-    return false;
   try {
     await deps.autoscaling.send(
       new CompleteLifecycleActionCommand({
@@ -203,12 +209,13 @@ async function complete(
       }),
     );
   } catch (error) {
-    // The action already ended (its heartbeat timed out, or someone completed it by hand).
+    // The action already ended (its heartbeat timed out, or someone completed it already).
     if ((error as Error).name !== 'ValidationError') throw error;
-    logger.warn('lifecycle action was no longer active', {
+    logger.info('lifecycle action was no longer active', {
       instanceId: check.instanceId,
-      error: error as Error,
+      error: (error as Error).message,
     });
+    return false;
   }
   logger.info('lifecycle action completed', {
     instanceId: check.instanceId,

@@ -155,6 +155,9 @@ async function sendCommand(
   const { Command } = await ssm.send(
     new SendCommandCommand({
       DocumentName: request.documentName,
+      // CloudFormation's UpdateMethod NewVersion adds a version without always making it the
+      // default (cloudformation-coverage-roadmap#2539): run the newest deployed.
+      DocumentVersion: '$LATEST',
       InstanceIds: instanceIds,
       Parameters: documentParameters(request.file),
       Comment: rolloutComment(request.rolloutId, request.attempt),

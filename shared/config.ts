@@ -120,6 +120,12 @@ const RetrySchema = z.strictObject({
 const BootstrapSchema = z.strictObject({
   timeoutSeconds: z.number().int().min(60).max(7000).default(540),
   onTimeout: z.enum(['abandon', 'continue']).default('abandon'),
+  // Only launch hooks of this name are ours to complete; a group may have others
+  // (CodeDeploy, another team's warm-up) that must not be completed for them.
+  lifecycleHookName: z
+    .string()
+    .regex(/^[A-Za-z0-9_./-]{1,255}$/, 'must be a lifecycle hook name')
+    .default('secrets-fanout'),
 });
 
 export const FanoutConfigSchema = z

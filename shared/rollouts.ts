@@ -22,7 +22,7 @@ import type { Trigger } from './fanout.ts';
  *                        sk = C#<commandId>              one SendCommand (≤50 instances)
  *   pk = P#<parameter>   sk = <rolloutId>                rollouts of a parameter
  *   pk = E#<environment> sk = <rolloutId>                rollouts of an environment
- *   pk = B#<instanceId>  sk = <launch time>              how a new instance's bootstrap ended
+ *   pk = B#<instanceId>  sk = <launch>#<path>            the alert about a new instance, once
  *
  * Writes per target in the happy path: the target's creation and its terminal update. Target
  * updates are conditional on the attempt they answer, so duplicate or late status events can
@@ -74,6 +74,8 @@ export interface Counts {
   failed: number;
   unreachable: number;
   superseded: number;
+  /** Unreachable because the instance was terminated (scale-in): counted, never alerted. */
+  terminated: number;
   retries: number;
 }
 
@@ -159,6 +161,7 @@ const COUNTER_ATTRIBUTE: Record<keyof Counts, string> = {
   failed: 'nFailed',
   unreachable: 'nUnreachable',
   superseded: 'nSuperseded',
+  terminated: 'nTerminated',
   retries: 'nRetries',
 };
 
@@ -210,6 +213,7 @@ export class RolloutStore {
       failed: 0,
       unreachable: targets.length - pending,
       superseded: 0,
+      terminated: 0,
       retries: 0,
     };
     try {
@@ -626,27 +630,25 @@ export class RolloutStore {
   }
 
   /**
-   * Records how the bootstrap of one launch of an instance ended. True for exactly one caller:
-   * the one that completes the lifecycle action and alerts. Throws the SDK error.
+   * Claims the one alert about a new instance's launch (`key`: its launch and path). True for
+   * the caller that should send it: the first, or any later one while the alert is not yet
+   * recorded as sent (the first one's publish failed). Throws the SDK error.
    */
-  async claimBootstrapOutcome(
-    instanceId: string,
-    launch: string,
-    outcome: string,
-  ): Promise<boolean> {
+  async claimBootstrapAlert(instanceId: string, key: string): Promise<boolean> {
     try {
       await this.db.send(
         new PutCommand({
           TableName: this.tableName,
           Item: {
             pk: `B#${instanceId}`,
-            sk: launch,
-            type: 'bootstrap',
-            outcome,
+            sk: key,
+            type: 'bootstrap-alert',
+            alert: 'Pending',
             at: this.now().toISOString(),
             expiresAt: this.expiry(),
           },
-          ConditionExpression: 'attribute_not_exists(pk)',
+          ConditionExpression: 'attribute_not_exists(pk) OR alert = :pending',
+          ExpressionAttributeValues: { ':pending': 'Pending' },
         }),
       );
       return true;
@@ -654,6 +656,18 @@ export class RolloutStore {
       if ((error as Error).name === 'ConditionalCheckFailedException') return false;
       throw error;
     }
+  }
+
+  /** Records that the alert about a launch went out. Throws the SDK error. */
+  async markBootstrapAlertSent(instanceId: string, key: string): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: `B#${instanceId}`, sk: key },
+        UpdateExpression: 'SET alert = :sent',
+        ExpressionAttributeValues: { ':sent': 'Sent' },
+      }),
+    );
   }
 
   private transitionUpdate(rolloutId: string, t: Transition) {
@@ -710,6 +724,9 @@ export class RolloutStore {
         delta.pending = (delta.pending ?? 0) - 1;
         const counter = COUNTER_OF[t.to];
         delta[counter] = (delta[counter] ?? 0) + 1;
+        if (t.to === 'Unreachable' && t.reason === 'InstanceTerminated') {
+          delta.terminated = (delta.terminated ?? 0) + 1;
+        }
       }
     }
     const entries = Object.entries(delta) as Array<[keyof Counts, number]>;
@@ -752,9 +769,12 @@ export class RolloutStore {
   }
 }
 
-/** Whether a rollout's result should page the on-call: anything failed or unreachable. */
+/**
+ * Whether a rollout's result should page the on-call: anything failed, or unreachable for a
+ * reason other than the instance being terminated (a scale-in during a rollout is normal).
+ */
 export function needsAlert(counts: Counts): boolean {
-  return counts.failed > 0 || counts.unreachable > 0;
+  return counts.failed > 0 || counts.unreachable - counts.terminated > 0;
 }
 
 function counterAttributes(counts: Counts): Record<string, number> {

@@ -111,6 +111,11 @@ module.exports = {
     return names;
   },
 
+  /** The name of the launch lifecycle hook the bootstrap completes. */
+  async lifecycleHookName({ resolveVariable }) {
+    return (await validated(resolveVariable)).bootstrap.lifecycleHookName;
+  },
+
   /** The tag key that places an instance in an environment. */
   async tagKey({ resolveVariable }) {
     return (await validated(resolveVariable)).tagKey;

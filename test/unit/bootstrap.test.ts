@@ -123,6 +123,13 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
   });
 
   it('completes the lifecycle action with CONTINUE only once the files are in place', async () => {
+    // Auto Scaling refuses a second completion of one action (ValidationError), as AWS does.
+    asgMock
+      .on(CompleteLifecycleActionCommand)
+      .resolvesOnce({})
+      .rejects(
+        Object.assign(new Error('No active Lifecycle Action found'), { name: 'ValidationError' }),
+      );
     // Arrange: the files were sent, the first re-check finds them pending
     const d = deps();
     const check = firstCheck(d, instance.id, instance.launch, lifecycle);
@@ -139,15 +146,13 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
     ];
     // Assert
     expect(results).toEqual(['continued', 'already-done']);
-    expect(completions()).toEqual([
-      {
-        AutoScalingGroupName: 'prod-web',
-        LifecycleHookName: 'secrets-fanout',
-        LifecycleActionToken: 'tok-1',
-        InstanceId: instance.id,
-        LifecycleActionResult: 'CONTINUE',
-      },
-    ]);
+    expect(completions()[0]).toEqual({
+      AutoScalingGroupName: 'prod-web',
+      LifecycleHookName: 'secrets-fanout',
+      LifecycleActionToken: 'tok-1',
+      InstanceId: instance.id,
+      LifecycleActionResult: 'CONTINUE',
+    });
   });
 
   it('waits for SSM with a bounded backoff through the queue, never by sleeping', async () => {
@@ -180,7 +185,8 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
       const results = [await checkBootstrap(late, check), await checkBootstrap(late, check)];
       // Assert
       expect(results).toEqual(['gave-up', 'gave-up']);
-      expect(completions()).toEqual([expect.objectContaining({ LifecycleActionResult: result })]);
+      expect(completions().length).toBeGreaterThan(0);
+      for (const c of completions()) expect(c.LifecycleActionResult).toBe(result);
       const alerts = snsMock.commandCalls(PublishCommand).map((c) => c.args[0].input);
       expect(alerts).toHaveLength(1);
       expect(alerts[0]?.Message).toContain(text);
@@ -207,6 +213,50 @@ describe('bootstrap of a new instance in a launch lifecycle hook', () => {
     );
     expect(sends()).toEqual([]);
     expect(completions()).toEqual([expect.objectContaining({ LifecycleActionResult: 'CONTINUE' })]);
+  });
+});
+
+describe('bootstrap after a rollout that missed the booting instance', () => {
+  it('sends the file itself instead of counting an Unreachable target as delivered', async () => {
+    // Arrange: a parameter change ran while the instance was running but not yet in SSM
+    const early = newRolloutId(new Date(instance.launch.getTime() + 1_000), 'event-early');
+    const path = '/var/www/html/env.php';
+    await table.store.create(
+      {
+        rolloutId: early,
+        trigger: { type: 'event', eventId: 'e' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+      },
+      [
+        {
+          instanceId: instance.id,
+          parameter,
+          path,
+          status: 'Unreachable',
+          reason: 'NotManagedBySSM',
+        },
+      ],
+    );
+    const d = deps();
+    // Act
+    const result = await checkBootstrap(d, firstCheck(d, instance.id, instance.launch, lifecycle));
+    // Assert
+    expect(result).toBe('sent');
+    expect(sends()).toHaveLength(1);
+    expect(completions()).toEqual([]);
+  });
+
+  it('alerts again for a launch whose first alert could not be published', async () => {
+    instance.online = false;
+    const check = firstCheck(deps(), instance.id, instance.launch);
+    const late = deps({}, new Date(Date.parse(check.deadline) + 1_000));
+    snsMock.on(PublishCommand).rejectsOnce(new Error('SNS down')).resolves({ MessageId: 'm' });
+    await expect(checkBootstrap(late, check)).rejects.toThrow('SNS down');
+    await checkBootstrap(late, check);
+    await checkBootstrap(late, check);
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(2);
   });
 });
 

@@ -56,6 +56,7 @@ describe('sendInChunks', () => {
     await sendInChunks(ssm, request(instanceIds(1)));
     expect(ssmMock.commandCalls(SendCommandCommand)[0]?.args[0].input).toEqual({
       DocumentName: 'ReplaceSecretsFile',
+      DocumentVersion: '$LATEST',
       InstanceIds: instanceIds(1),
       Parameters: {
         ParameterName: ['/prod/env.php'],

@@ -45,7 +45,7 @@ describe('parseConfig', () => {
       ],
       rollout: { maxConcurrency: '25%', maxErrors: '10%', timeoutSeconds: 600, chunksInFlight: 4 },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
-      bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon' },
+      bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon', lifecycleHookName: 'secrets-fanout' },
     });
   });
 

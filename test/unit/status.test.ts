@@ -180,6 +180,19 @@ describe('status', () => {
       'give a rolloutId',
     ],
     [
+      'a list of a parameter that is not mapped',
+      () =>
+        table.handler.handler(
+          {
+            ...loadEvent<any>('http/rollouts'),
+            queryStringParameters: { parameter: '/prod/nope' },
+          },
+          lambdaContext(),
+        ),
+      404,
+      'not mapped',
+    ],
+    [
       'a limit out of range',
       () =>
         table.handler.handler(

@@ -112,7 +112,10 @@ describe('IAM', () => {
       {
         source: ['aws.autoscaling'],
         'detail-type': ['EC2 Instance-launch Lifecycle Action'],
-        detail: { LifecycleTransition: ['autoscaling:EC2_INSTANCE_LAUNCHING'] },
+        detail: {
+          LifecycleTransition: ['autoscaling:EC2_INSTANCE_LAUNCHING'],
+          LifecycleHookName: ['secrets-fanout'],
+        },
       },
       {
         source: ['aws.ec2'],

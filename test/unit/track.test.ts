@@ -288,6 +288,13 @@ describe('track', () => {
       status: 'Unreachable',
       reason: 'InstanceTerminated',
     });
+    // A scale-in during a rollout is normal: settled, counted, nobody paged.
+    expect(await table.store.getRollout(rolloutId)).toMatchObject({
+      state: 'Settled',
+      alert: 'None',
+      counts: { unreachable: 1, terminated: 1 },
+    });
+    expect(published()).toEqual([]);
   });
 
   it('retries a message whose invocation Run Command does not list as finished yet', async () => {
