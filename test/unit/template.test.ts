@@ -215,7 +215,10 @@ describe('resources', () => {
     // Ref, Fn::GetAtt, ${Name} inside Fn::Sub, and DependsOn are what CloudFormation follows.
     const edges = new Map<string, Set<string>>();
     const collect = (node: unknown, into: Set<string>): void => {
-      if (Array.isArray(node)) return node.forEach((n) => collect(n, into));
+      if (Array.isArray(node)) {
+        for (const item of node) collect(item, into);
+        return;
+      }
       if (node === null || typeof node !== 'object') return;
       for (const [key, value] of Object.entries(node)) {
         if (key === 'Ref' && typeof value === 'string') into.add(value);
