@@ -128,6 +128,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   if (created) {
     toSend = new Map(request.files.map((file) => [file.parameter, targets.reachable]));
   } else if (await deps.store.takeOverSending(request.rolloutId)) {
+    // The run before stopped: finish writing its targets if it had not, then send the rest.
+    await deps.store.finishCreating(
+      request.rolloutId,
+      newTargets(request.files, targets.reachable, targets.unreachable),
+    );
     toSend = await unsentTargets(deps.store, request.rolloutId, summary);
   } else {
     // Another run of this rollout is sending right now; try again once it is done.

@@ -79,7 +79,7 @@ export interface Counts {
   retries: number;
 }
 
-export type RolloutState = 'InProgress' | 'Settled';
+export type RolloutState = 'Creating' | 'InProgress' | 'Settled';
 export type AlertState = 'None' | 'Pending' | 'Sent';
 
 export interface Rollout {
@@ -177,45 +177,17 @@ export class RolloutStore {
   }
 
   /**
-   * Records a new rollout and its targets. Targets are written first and the rollout item
-   * last, conditionally: a rollout item therefore always has all its targets, and `false`
-   * means the rollout already existed (a redelivered event) and nothing was written.
-   * Throws the SDK error otherwise.
+   * Records a new rollout and its targets. The rollout item is written first, conditionally
+   * and in state Creating: it is the lock, so `false` (the rollout already exists: a
+   * redelivered event, or a second event for one new instance) means nothing was written, and
+   * no second run can overwrite targets the first one has already sent. Targets follow, then
+   * the rollout becomes InProgress with its counts. Throws the SDK error.
    */
   async create(
     rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
     targets: NewTarget[],
   ): Promise<boolean> {
-    if ((await this.getRollout(rollout.rolloutId)) !== undefined) return false;
     const createdAt = this.now().toISOString();
-    const expiresAt = this.expiry();
-    const targetItems = targets.map((target) => ({
-      ...targetKey(rollout.rolloutId, target.instanceId, target.parameter),
-      type: 'target',
-      ...target,
-      attempt: 1,
-      commandIds: [],
-      updatedAt: createdAt,
-      expiresAt,
-    }));
-    const indexItems = [
-      ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk: rollout.rolloutId })),
-      { pk: `E#${rollout.environment}`, sk: rollout.rolloutId },
-    ].map((key) => ({ ...key, type: 'index', rolloutId: rollout.rolloutId, createdAt, expiresAt }));
-    await this.batchPut([...targetItems, ...indexItems]);
-
-    const pending = targets.filter((t) => t.status === 'Pending').length;
-    const counts: Counts = {
-      total: targets.length,
-      pending,
-      success: 0,
-      unchanged: 0,
-      failed: 0,
-      unreachable: targets.length - pending,
-      superseded: 0,
-      terminated: 0,
-      retries: 0,
-    };
     try {
       await this.db.send(
         new PutCommand({
@@ -225,20 +197,68 @@ export class RolloutStore {
             type: 'rollout',
             ...rollout,
             createdAt,
-            state: 'InProgress',
+            state: 'Creating',
             alert: 'None',
-            ...counterAttributes(counts),
+            ...counterAttributes(countTargets([])),
             sendingUntil: this.leaseEnd(),
-            expiresAt,
+            expiresAt: this.expiry(),
           },
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
       );
-      return true;
     } catch (error) {
       if ((error as Error).name === 'ConditionalCheckFailedException') return false;
       throw error;
     }
+    await this.finishCreating(rollout.rolloutId, targets);
+    return true;
+  }
+
+  /**
+   * Writes a Creating rollout's targets and makes it InProgress, with counts taken from every
+   * target it now holds. Also what a run that took over from a creator that stopped half-way
+   * calls: nothing has been sent while a rollout is Creating, so rewriting targets is safe.
+   * Throws the SDK error.
+   */
+  async finishCreating(rolloutId: string, targets: NewTarget[]): Promise<void> {
+    const rollout = await this.getRollout(rolloutId);
+    if (rollout === undefined || rollout.state !== 'Creating') return;
+    const at = this.now().toISOString();
+    const expiresAt = this.expiry();
+    const targetItems = targets.map((target) => ({
+      ...targetKey(rolloutId, target.instanceId, target.parameter),
+      type: 'target',
+      ...target,
+      attempt: 1,
+      commandIds: [],
+      updatedAt: at,
+      expiresAt,
+    }));
+    const indexItems = [
+      ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk: rolloutId })),
+      { pk: `E#${rollout.environment}`, sk: rolloutId },
+    ].map((key) => ({ ...key, type: 'index', rolloutId, createdAt: rollout.createdAt, expiresAt }));
+    await this.batchPut([...targetItems, ...indexItems]);
+    const all = (await this.load(rolloutId))?.targets ?? [];
+    const counts = countTargets(all);
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: rolloutKey(rolloutId),
+        UpdateExpression: `SET #state = :inProgress, ${Object.entries(counterAttributes(counts))
+          .map(([name]) => `${name} = :${name}`)
+          .join(', ')}`,
+        ConditionExpression: '#state = :creating',
+        ExpressionAttributeNames: { '#state': 'state' },
+        ExpressionAttributeValues: {
+          ':inProgress': 'InProgress',
+          ':creating': 'Creating',
+          ...Object.fromEntries(
+            Object.entries(counterAttributes(counts)).map(([n, v]) => [`:${n}`, v]),
+          ),
+        },
+      }),
+    );
   }
 
   /**
@@ -448,7 +468,9 @@ export class RolloutStore {
     if (rollout.state === 'Settled') {
       return { rollout, settledNow: false, alertDue: rollout.alert === 'Pending' };
     }
-    if (rollout.counts.pending > 0) return { rollout, settledNow: false, alertDue: false };
+    if (rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
+      return { rollout, settledNow: false, alertDue: false };
+    }
     const alert: AlertState = needsAlert(rollout.counts) ? 'Pending' : 'None';
     const settledAt = this.now().toISOString();
     try {
@@ -775,6 +797,22 @@ export class RolloutStore {
  */
 export function needsAlert(counts: Counts): boolean {
   return counts.failed > 0 || counts.unreachable - counts.terminated > 0;
+}
+
+/** The counts of a set of just-created targets (all Pending or Unreachable). */
+function countTargets(targets: Array<{ status: TargetStatus }>): Counts {
+  const pending = targets.filter((t) => t.status === 'Pending').length;
+  return {
+    total: targets.length,
+    pending,
+    success: 0,
+    unchanged: 0,
+    failed: 0,
+    unreachable: targets.length - pending,
+    superseded: 0,
+    terminated: 0,
+    retries: 0,
+  };
 }
 
 function counterAttributes(counts: Counts): Record<string, number> {

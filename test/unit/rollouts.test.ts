@@ -306,3 +306,57 @@ describe('fanOut run twice at once', () => {
     }
   });
 });
+
+describe('creating a rollout', () => {
+  it('writes nothing when the rollout exists, so a second run cannot reset a target that moved on', async () => {
+    const [a] = instanceIds(1);
+    const rolloutId = await newRollout([a!]);
+    await store.apply(rolloutId, [to(a!, 'Success')]);
+    const again = await store.create(
+      {
+        rolloutId,
+        trigger: { type: 'event', eventId: 'e-1' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [],
+      },
+      [{ instanceId: a!, parameter, path, status: 'Pending' }],
+    );
+    expect(again).toBe(false);
+    expect((await store.getTarget(rolloutId, a!, parameter))?.status).toBe('Success');
+  });
+
+  it('lets a later run finish a rollout whose creator stopped half-way, and never settles it before', async () => {
+    // Arrange: the creator wrote the rollout item, then stopped before its targets
+    const [a, b] = instanceIds(2);
+    const rolloutId = nextRolloutId();
+    const { PutCommand } = await import('@aws-sdk/lib-dynamodb');
+    await local.db.send(
+      new PutCommand({
+        TableName: 'rollouts',
+        Item: {
+          pk: `R#${rolloutId}`,
+          sk: '#ROLLOUT',
+          type: 'rollout',
+          rolloutId,
+          state: 'Creating',
+          environment: 'prod',
+          parameters: [parameter],
+          nPending: 0,
+          nTotal: 0,
+        },
+      }),
+    );
+    expect(await store.settle(rolloutId)).toMatchObject({ settledNow: false });
+    // Act
+    await store.finishCreating(rolloutId, [
+      { instanceId: a!, parameter, path, status: 'Pending' },
+      { instanceId: b!, parameter, path, status: 'Unreachable', reason: 'NotManagedBySSM' },
+    ]);
+    // Assert
+    expect(await store.getRollout(rolloutId)).toMatchObject({
+      state: 'InProgress',
+      counts: { total: 2, pending: 1, unreachable: 1 },
+    });
+  });
+});
