@@ -210,17 +210,17 @@ export class RolloutStore {
       if ((error as Error).name === 'ConditionalCheckFailedException') return false;
       throw error;
     }
-    await this.finishCreating(rollout.rolloutId, targets);
+    await this.finishCreating(rollout.rolloutId, targets, true);
     return true;
   }
 
   /**
    * Writes a Creating rollout's targets and makes it InProgress, with counts taken from every
-   * target it now holds. Also what a run that took over from a creator that stopped half-way
+   * target it now holds (`onlyThese`: the creator's own call, which knows them). Also what a run that took over from a creator that stopped half-way
    * calls: nothing has been sent while a rollout is Creating, so rewriting targets is safe.
    * Throws the SDK error.
    */
-  async finishCreating(rolloutId: string, targets: NewTarget[]): Promise<void> {
+  async finishCreating(rolloutId: string, targets: NewTarget[], onlyThese = false): Promise<void> {
     const rollout = await this.getRollout(rolloutId);
     if (rollout === undefined || rollout.state !== 'Creating') return;
     const at = this.now().toISOString();
@@ -239,8 +239,10 @@ export class RolloutStore {
       { pk: `E#${rollout.environment}`, sk: rolloutId },
     ].map((key) => ({ ...key, type: 'index', rolloutId, createdAt: rollout.createdAt, expiresAt }));
     await this.batchPut([...targetItems, ...indexItems]);
-    const all = (await this.load(rolloutId))?.targets ?? [];
-    const counts = countTargets(all);
+    // A fresh rollout holds exactly these targets; after a takeover, count what is there.
+    const counts = countTargets(
+      onlyThese ? targets : ((await this.load(rolloutId))?.targets ?? []),
+    );
     await this.db.send(
       new UpdateCommand({
         TableName: this.tableName,
