@@ -15,6 +15,8 @@ import { parseOrThrow } from '../shared/parse.ts';
 import { logger, metrics, tracer } from '../shared/powertools.ts';
 import { RolloutStore } from '../shared/rollouts.ts';
 import { CommandInvocationEventSchema } from '../shared/schemas/command-status.ts';
+import { sweepRollout } from '../shared/sweeper.ts';
+import { type SweepMessage, SweepMessageSchema } from '../shared/sweeps.ts';
 import { type StatusMessage, trackStatusEvents } from '../shared/tracker.ts';
 
 const config = loadConfig();
@@ -27,6 +29,7 @@ const deps = {
   store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
   retry: config.retry,
   retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
+  statusQueueUrl: requireEnv('STATUS_QUEUE_URL'),
   ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
   ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
 };
@@ -35,7 +38,8 @@ const processor = new BatchProcessor(EventType.SQS);
 /**
  * A batch of Run Command status events (EventBridge → SQS): record how each instance ended,
  * queue retries, settle finished rollouts and alert once for those with problems. Messages
- * that cannot be applied yet are reported as batch item failures and come back later.
+ * that cannot be applied yet are reported as batch item failures and come back later. The
+ * same queue carries each rollout's delayed sweep, the safety net for lost events.
  */
 export const lambdaHandler = async (
   event: SQSEvent,
@@ -43,13 +47,18 @@ export const lambdaHandler = async (
 ): Promise<SQSBatchResponse> => {
   const invalid = new Map<string, Error>();
   const messages: StatusMessage[] = [];
+  const sweeps: Array<{ messageId: string; sweep: SweepMessage }> = [];
   for (const record of event.Records) {
     try {
-      const parsed = parseOrThrow(
-        CommandInvocationEventSchema,
-        JSON.parse(record.body),
-        'status event',
-      );
+      const body = JSON.parse(record.body);
+      if (body?.kind === 'sweep') {
+        sweeps.push({
+          messageId: record.messageId,
+          sweep: parseOrThrow(SweepMessageSchema, body, 'sweep'),
+        });
+        continue;
+      }
+      const parsed = parseOrThrow(CommandInvocationEventSchema, body, 'status event');
       messages.push({ messageId: record.messageId, event: parsed });
     } catch (error) {
       logger.error('status event refused; it will go to the dead-letter queue', {
@@ -61,6 +70,18 @@ export const lambdaHandler = async (
   }
   metrics.addMetric('StatusEventsReceived', MetricUnit.Count, event.Records.length);
   const toRetry = await trackStatusEvents(deps, messages);
+  for (const { messageId, sweep } of sweeps) {
+    try {
+      const result = await sweepRollout(deps, sweep);
+      logger.info('rollout swept', { rolloutId: sweep.rolloutId, round: sweep.round, result });
+    } catch (error) {
+      logger.error('sweep failed; SQS will redeliver it', {
+        rolloutId: sweep.rolloutId,
+        error: error as Error,
+      });
+      toRetry.add(messageId);
+    }
+  }
   return processPartialResponse(
     event,
     async (record: SQSRecord) => {

@@ -23,6 +23,7 @@ export function fanOutDepsFromEnv(env: NodeJS.ProcessEnv = process.env): FanOutD
     documentName: requireEnv('DOCUMENT_NAME', env),
     outputLogGroup: requireEnv('COMMAND_OUTPUT_LOG_GROUP', env),
     retryQueueUrl: requireEnv('RETRY_QUEUE_URL', env),
+    statusQueueUrl: requireEnv('STATUS_QUEUE_URL', env),
     ...(env.ALERTS_TOPIC_ARN ? { alertsTopicArn: env.ALERTS_TOPIC_ARN } : {}),
     ...(env.STAGE ? { stage: env.STAGE } : {}),
   };

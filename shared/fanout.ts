@@ -8,6 +8,7 @@ import { queueRetries } from './retries.ts';
 import type { NewTarget, RolloutStore, Transition } from './rollouts.ts';
 import type { RetryMessage } from './schemas/command-status.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
+import { firstSweep, queueSweep } from './sweeps.ts';
 
 /** What started a rollout: a Parameter Store change, a person's resync, or a new instance. */
 export type Trigger =
@@ -55,6 +56,8 @@ export interface FanOutDeps extends SettlementDeps {
   sqs: SQSClient;
   store: RolloutStore;
   retryQueueUrl: string;
+  /** Where sweeps wait for a rollout's commands to be over (the status queue). */
+  statusQueueUrl: string;
   config: FanoutConfig;
   documentName: string;
   outputLogGroup?: string;
@@ -168,7 +171,14 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     await deps.store.apply(request.rolloutId, transitions);
   }
   await deps.store.releaseSending(request.rolloutId);
-  await settleAndAlert(deps, request.rolloutId);
+  const settled = await settleAndAlert(deps, request.rolloutId);
+  if (created && settled?.state !== 'Settled') {
+    await queueSweep(
+      deps.sqs,
+      deps.statusQueueUrl,
+      firstSweep(request.rolloutId, deps.config.rollout.timeoutSeconds),
+    );
+  }
   return summary;
 }
 

@@ -94,6 +94,8 @@ export interface Rollout {
   state: RolloutState;
   alert: AlertState;
   counts: Counts;
+  /** While set and in the future, a run is sending this rollout's first attempts. */
+  sendingUntil?: string;
 }
 
 export interface CommandRecord {
@@ -845,6 +847,7 @@ function toRollout(item: Item): Rollout {
     state: item.state,
     alert: item.alert,
     counts,
+    ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
   };
 }
 

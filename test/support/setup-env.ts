@@ -15,6 +15,7 @@ Object.assign(process.env, {
   IDEMPOTENCY_TABLE: 'secrets-fanout-test-idempotency',
   ROLLOUTS_TABLE: 'secrets-fanout-test-rollouts',
   RETRY_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-retries',
+  STATUS_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-status',
   BOOTSTRAP_QUEUE_URL:
     'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-bootstrap',
   STAGE: 'test',

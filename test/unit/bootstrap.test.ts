@@ -90,6 +90,7 @@ function deps(
     config: parseConfig({ ...structuredClone(testConfigInput), bootstrap: bootstrapConfig }),
     documentName: 'doc',
     retryQueueUrl: 'retry-queue',
+    statusQueueUrl: 'status-queue',
     bootstrapQueueUrl: 'bootstrap-queue',
     alertsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:alerts',
     now: () => now,
@@ -97,7 +98,11 @@ function deps(
 }
 const lifecycle = { groupName: 'prod-web', hookName: 'secrets-fanout', token: 'tok-1' };
 const sends = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
-const requeued = () => sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+const requeued = () =>
+  sqsMock
+    .commandCalls(SendMessageCommand)
+    .map((c) => c.args[0].input)
+    .filter((m) => m.QueueUrl === 'bootstrap-queue');
 const completions = () =>
   asgMock.commandCalls(CompleteLifecycleActionCommand).map((c) => c.args[0].input);
 const bootstrapRolloutId = () => newRolloutId(instance.launch, `bootstrap:${instance.id}`);

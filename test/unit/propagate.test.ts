@@ -1,6 +1,6 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   DescribeParametersCommand,
@@ -99,6 +99,12 @@ describe('propagate', () => {
           DestinationPath: ['/var/www/html/env.php'],
         },
       });
+      // The safety net: a sweep waits on the status queue for when the commands must be over.
+      const sweeps = sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+      expect(sweeps).toEqual([
+        expect.objectContaining({ QueueUrl: process.env.STATUS_QUEUE_URL, DelaySeconds: 900 }),
+      ]);
+      expect(JSON.parse(sweeps[0]!.MessageBody!)).toMatchObject({ kind: 'sweep', round: 0 });
       expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
     },
   );
