@@ -100,7 +100,10 @@ const RolloutSchema = z.strictObject({
       /^(0|[1-9][0-9]{0,6}|[0-9]%|[1-9][0-9]%|100%)$/,
       "must be a count like '0' or a percentage like '10%'",
     )
-    .default('10%'),
+    // Every failure leaves the instance's working file untouched, so stopping a command early
+    // protects nothing; it only cancels the other instances' invocations, which then use up
+    // retry attempts (and at 10% of a fleet under 10, the first error stops everything).
+    .default('100%'),
   // SendCommand TimeoutSeconds: how long a command may wait to be delivered (30 s - 30 days).
   timeoutSeconds: z.number().int().min(30).max(2_592_000).default(600),
   // Chunks of ≤50 instances sent at once; a few, so 1,000 instances go out fast but

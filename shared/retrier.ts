@@ -41,6 +41,11 @@ export type RetryResult = 'sent' | 'stale' | 'superseded' | 'unreachable' | 'req
 export async function retryTarget(deps: RetrierDeps, message: RetryMessage): Promise<RetryResult> {
   const { rolloutId, instanceId, parameter, attempt } = message;
   const target = await deps.store.getTarget(rolloutId, instanceId, parameter);
+  if (target !== undefined && target.status === 'Pending' && target.attempt < attempt) {
+    // The tracker queues a retry before it commits the move to that attempt: this one came
+    // early. Let SQS bring it back rather than drop it as stale.
+    throw new RetryBusyError(rolloutId, instanceId, attempt);
+  }
   if (
     target === undefined ||
     target.status !== 'Pending' ||

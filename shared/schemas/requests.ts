@@ -24,8 +24,8 @@ export const RolloutRequestSchema = z.strictObject({
   rolloutId: z
     .string()
     .regex(
-      /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$/,
-      'must be a rollout id like 20261123T161300Z-3f9a1c2b',
+      /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
+      'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
     ),
 });
 

@@ -28,5 +28,5 @@ let sequence = 0;
 /** A new rollout id that sorts after every earlier one in this run. */
 export function nextRolloutId(): string {
   sequence += 1;
-  return `20261123T1613${String(sequence).padStart(2, '0')}Z-${sequence.toString(16).padStart(8, '0')}`;
+  return `20261123T1613${String(sequence).padStart(2, '0')}000Z-${sequence.toString(16).padStart(8, '0')}`;
 }

@@ -12,7 +12,7 @@ const request = (ids: string[]) => ({
   documentName: 'ReplaceSecretsFile',
   file,
   instanceIds: ids,
-  rolloutId: '20261123T161300Z-0123abcd',
+  rolloutId: '20261123T161300000Z-0123abcd',
   rollout: testConfig.rollout,
   outputLogGroup: '/secrets-fanout/test/commands',
 });
@@ -67,7 +67,7 @@ describe('sendInChunks', () => {
         Format: ['raw'],
         Backups: ['3'],
       },
-      Comment: 'secrets-fanout rollout 20261123T161300Z-0123abcd attempt 1',
+      Comment: 'secrets-fanout rollout 20261123T161300000Z-0123abcd attempt 1',
       MaxConcurrency: '25%',
       MaxErrors: '10%',
       TimeoutSeconds: 600,

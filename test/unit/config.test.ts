@@ -43,7 +43,7 @@ describe('parseConfig', () => {
           backups: 3,
         },
       ],
-      rollout: { maxConcurrency: '25%', maxErrors: '10%', timeoutSeconds: 600, chunksInFlight: 4 },
+      rollout: { maxConcurrency: '25%', maxErrors: '100%', timeoutSeconds: 600, chunksInFlight: 4 },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
       bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon', lifecycleHookName: 'secrets-fanout' },
     });

@@ -117,7 +117,7 @@ describe('propagate', () => {
     const again = await propagate.lambdaHandler(e);
     // Assert
     expect(first.status === 'sent' && first.rollout.rolloutId).toMatch(
-      /^20261123T161300Z-[0-9a-f]{8}$/,
+      /^20261123T161300000Z-[0-9a-f]{8}$/,
     );
     expect(again).toMatchObject({
       status: 'sent',

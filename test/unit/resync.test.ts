@@ -68,7 +68,7 @@ describe('resync over HTTP', () => {
     expect(response.statusCode).toBe(202);
     const body = JSON.parse(response.body);
     expect(body).toMatchObject({
-      rolloutId: expect.stringMatching(/^\d{8}T\d{6}Z-[0-9a-f]{8}$/),
+      rolloutId: expect.stringMatching(/^\d{8}T\d{9}Z-[0-9a-f]{8}$/),
       requestedBy: JANE,
       environment: 'prod',
       parameters: ['/prod/env.php'],

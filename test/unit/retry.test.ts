@@ -209,6 +209,19 @@ describe('retry', () => {
     expect(await later.claimAttempt(rolloutId, id!, parameter, 2)).toBe(true);
   });
 
+  it('brings back a retry that arrives before the move to its attempt is saved', async () => {
+    // Arrange: the tracker queued attempt 3 and has not yet committed the target's move to it
+    const [id] = instanceIds(1);
+    running.add(id!);
+    const rolloutId = await waitingForRetry(id!);
+    const batch = retryBatch(rolloutId, id!, 3);
+    // Act
+    const response = await table.handler.handler(batch, lambdaContext());
+    // Assert: not dropped as stale, nothing sent yet
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
   it('refuses a malformed message as a batch failure', async () => {
     const batch = sqsBatch([{ rolloutId: 'x', attempt: 'two' }]);
     const response = await table.handler.handler(batch, lambdaContext());

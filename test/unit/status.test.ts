@@ -167,7 +167,7 @@ describe('status', () => {
   });
 
   it.each([
-    ['an unknown rollout', () => get('20991231T235959Z-00000000'), 404, 'no rollout'],
+    ['an unknown rollout', () => get('20991231T235959999Z-00000000'), 404, 'no rollout'],
     ['a malformed id', () => get('../../etc'), 400, 'rolloutId'],
     [
       'a list without a parameter or environment',
