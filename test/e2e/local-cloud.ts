@@ -33,14 +33,52 @@ export function testFleet(): InstanceSpec[] {
   ];
 }
 
-export function startTestCloud(fleet: InstanceSpec[] = testFleet()): Promise<LocalCloud> {
+export function startTestCloud(
+  fleet: InstanceSpec[] = testFleet(),
+  options: { packagedDir?: string } = {},
+): Promise<LocalCloud> {
   return startLocalCloud({
-    packagedDir: inject('packagedDir'),
+    packagedDir: options.packagedDir ?? inject('packagedDir'),
     fleet,
     // 500 simulated seconds per real second: a 600 s delivery timeout takes 1.2 s.
     clockScale: 500,
     agent: { deliverySeconds: 1 },
+    // A retry's backoff (≥15 s in AWS) must outlast the tracker's DynamoDB commit, which a
+    // 500× clock would squeeze to 30 ms (see the report on the retry-before-commit race).
+    sqsDelayFloorMs: 250,
   });
+}
+
+/** The rollout a propagate invocation started for the `index`-th parameter change. */
+export async function rolloutOfChange(cloud: LocalCloud, index: number): Promise<string> {
+  await cloud.waitFor(() => propagateResults(cloud).length > index, {
+    message: `propagate to handle change ${index}`,
+  });
+  return propagateResults(cloud)[index].rollout.rolloutId as string;
+}
+
+/** Waits until the rollout is settled and returns its status view (GET /rollouts/{id}). */
+export async function settledView(cloud: LocalCloud, rolloutId: string): Promise<any> {
+  return cloud
+    .waitFor(
+      async () => {
+        const view = (await cloud.callApi(`/rollouts/${rolloutId}`)).json;
+        return view?.state === 'Settled' ? view : undefined;
+      },
+      // Generous: cold starts on a busy 2-core machine; a settled rollout returns at once.
+      { message: `rollout ${rolloutId} to settle`, timeoutMs: 40_000 },
+    )
+    .catch((error) => {
+      console.log(diagnose(cloud));
+      throw error;
+    });
+}
+
+/** The SNS messages about one rollout. */
+export function alertsOf(cloud: LocalCloud, rolloutId: string) {
+  return cloud
+    .snsMessages()
+    .filter((message) => message.messageAttributes.rolloutId?.StringValue === rolloutId);
 }
 
 /** The propagate invocations' results (successful ones), in order. */
@@ -49,4 +87,28 @@ export function propagateResults(cloud: LocalCloud): any[] {
     .invocations('propagate')
     .filter((record) => record.error === undefined)
     .map((record) => record.result);
+}
+
+/** What happened, for a failing test's output: commands, invocations of track/retry, queues. */
+export function diagnose(cloud: LocalCloud): string {
+  const lines: string[] = [];
+  for (const command of cloud.ssm.commands.values()) {
+    lines.push(
+      `command ${command.commandId} ${command.comment}: ${[...command.invocations.entries()].map(([id, inv]) => `${id} ${inv.statusDetails} ${inv.responseCode}`).join(', ')}`,
+    );
+  }
+  for (const name of ['track', 'retry']) {
+    for (const record of cloud.invocations(name)) {
+      lines.push(
+        `${name} ${record.startedAt.toISOString()} ${JSON.stringify(record.result ?? record.error)}`,
+        ...record.logs
+          .filter((line) => line.startsWith('{') && line.includes('"message"'))
+          .map((line) => {
+            const entry = JSON.parse(line);
+            return `  ${entry.timestamp} ${entry.level} ${entry.message} ${entry.instanceId ?? ''} ${entry.to ?? ''} ${entry.attempt ?? ''} ${entry.result ?? ''}`;
+          }),
+      );
+    }
+  }
+  return lines.join('\n');
 }

@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Clock } from './clock.ts';
 import type { Fleet, Instance } from './fleet.ts';
 import { type CommandState, maxConcurrencyOf, maxErrorsOf, type SsmService } from './ssm.ts';
@@ -33,6 +33,13 @@ export interface AgentOptions {
   deliverySeconds?: number;
   /** Real milliseconds an execution timeout can never go below (scripts run in real time). Default 10000. */
   executionTimeoutFloorMs?: number;
+  /**
+   * Benchmarks only: instead of running the document under /bin/sh (a node process for the
+   * `aws` shim per run, too slow for 1,000 instances on 2 cores), write the current value to
+   * DestinationPath and print the document's result line. Statuses and events are unchanged;
+   * instance faults (fetch failures, owners, formats) are NOT simulated.
+   */
+  stubScript?: boolean;
 }
 
 // SSM Agent's exit code for a step it stopped (CommandStoppedPreemptivelyExitCode,
@@ -169,6 +176,10 @@ export class Agents {
       statusDetails: 'InProgress',
       executionStart: start,
     });
+    if (this.options.stubScript) {
+      await this.stubRun(command, instance, resolved, start);
+      return;
+    }
     const steps = renderRunShellScript(command.document, resolved, {
       instanceId: instance.id,
       region,
@@ -228,6 +239,37 @@ export class Agents {
         stderr,
       });
     }
+  }
+
+  private async stubRun(
+    command: CommandState,
+    instance: Instance,
+    resolved: Record<string, unknown>,
+    start: Date,
+  ): Promise<void> {
+    const current = this.options.ssm.currentParameter(String(resolved.ParameterName ?? ''));
+    const destination = String(resolved.DestinationPath ?? '');
+    let stdout = '';
+    let exitCode = 0;
+    if (current === undefined || destination === '') {
+      exitCode = 75;
+      stdout = 'secrets-fanout result=failed reason=fetch-failed\n';
+    } else {
+      mkdirSync(dirname(destination), { recursive: true });
+      writeFileSync(destination, current.Value, { mode: 0o400 });
+      stdout = `secrets-fanout result=updated version=${current.Version}\n`;
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.stopped) return;
+    this.options.ssm.updateInvocation(command, instance.id, {
+      status: exitCode === 0 ? 'Success' : 'Failed',
+      statusDetails: exitCode === 0 ? 'Success' : 'Failed',
+      responseCode: exitCode,
+      executionStart: start,
+      executionEnd: new Date(),
+      stdout,
+      stderr: '',
+    });
   }
 
   private execute(

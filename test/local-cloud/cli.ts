@@ -4,6 +4,10 @@
  *   put <name> <value> [--type String|SecureString]   PutParameter (overwrite)
  *   delete <name>                                      DeleteParameter
  *   status                                             instances and their last invocation
+ *   status <rolloutId>                                 GET /rollouts/{id} (the HTTP API, signed)
+ *   rollouts <parameter> [limit]                       GET /rollouts?parameter=…&limit=…
+ *   resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]
+ *                                                      POST /resync, signed as the admin
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,10 +19,11 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { repoRoot } from '../support/package.ts';
+import { signedFetch } from './sigv4.ts';
 
 interface Running {
   region: string;
-  endpoints: { ssm: string; ec2: string };
+  endpoints: { ssm: string; ec2: string; api: string };
   env: Record<string, string>;
   instances: Array<{ id: string; tags: Record<string, string>; root: string; managed: boolean }>;
 }
@@ -45,8 +50,55 @@ async function main(argv: string[]): Promise<void> {
     credentials,
     maxAttempts: 1,
   });
+  const api = async (path: string, body?: unknown) => {
+    const response = await signedFetch(`${cloud.endpoints.api}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      credentials,
+      region: cloud.region,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    let shown = text;
+    try {
+      shown = JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      // not JSON: show as is
+    }
+    console.log(`HTTP ${response.status}\n${shown}`);
+    if (response.status >= 400) process.exitCode = 1;
+  };
   try {
-    switch (command) {
+    // `status` alone lists the instances; with a rollout id it asks the status endpoint.
+    switch (command === 'status' && args.length === 0 ? 'instances' : command) {
+      case 'resync': {
+        const flag = (name: string) => {
+          const at = args.indexOf(name);
+          return at >= 0 ? args.splice(at, 2)[1] : undefined;
+        };
+        const dryRun = args.includes('--dry-run');
+        const environment = flag('--environment');
+        const instances = flag('--instances');
+        const [parameter] = args.filter((arg) => arg !== '--dry-run');
+        if ((parameter === undefined) === (environment === undefined))
+          throw new Error(
+            'usage: npm run local -- resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]',
+          );
+        await api('/resync', {
+          ...(parameter === undefined ? { environment } : { parameter }),
+          ...(instances === undefined ? {} : { instanceIds: instances.split(',') }),
+          ...(dryRun ? { dryRun: true } : {}),
+        });
+        break;
+      }
+      case 'rollouts': {
+        const [parameter, limit = '10'] = args;
+        if (!parameter) throw new Error('usage: npm run local -- rollouts <parameter> [limit]');
+        await api(`/rollouts?${new URLSearchParams({ parameter, limit })}`);
+        break;
+      }
+      case 'status':
+        await api(`/rollouts/${encodeURIComponent(args[0] ?? '')}`);
+        break;
       case 'put': {
         const typeAt = args.indexOf('--type');
         const type = typeAt >= 0 ? args.splice(typeAt, 2)[1] : 'SecureString';
@@ -75,7 +127,7 @@ async function main(argv: string[]): Promise<void> {
         console.log(`${name} deleted.`);
         break;
       }
-      case 'status': {
+      case 'instances': {
         const ec2 = new EC2Client({
           region: cloud.region,
           endpoint: cloud.endpoints.ec2,
@@ -113,7 +165,9 @@ async function main(argv: string[]): Promise<void> {
         break;
       }
       default:
-        throw new Error('usage: npm run local -- put <name> <value> | delete <name> | status');
+        throw new Error(
+          'usage: npm run local -- put <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env>',
+        );
     }
   } finally {
     ssm.destroy();

@@ -12,12 +12,27 @@ import { basename, join } from 'node:path';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startDynalite } from '../support/dynalite.ts';
 import { Agents } from './agent.ts';
+import {
+  type ApiRequestRecord,
+  type HttpApi,
+  httpApisFromTemplate,
+  type Principal,
+} from './apigateway.ts';
 import { Clock } from './clock.ts';
+import { type DynamoDbWrite, startDynamoDbCounter } from './dynamodb-counter.ts';
 import { Ec2Service } from './ec2.ts';
 import { type AwsEvent, EventBus, type Rule } from './eventbridge.ts';
 import { Fleet, type Instance, type InstanceSpec } from './fleet.ts';
-import { ADMIN_ACCESS_KEY_ID, type LocalServer, type ServiceFaults, startServer } from './http.ts';
+import {
+  ADMIN_ACCESS_KEY_ID,
+  type LocalServer,
+  parseForm,
+  type Request,
+  type ServiceFaults,
+  startServer,
+} from './http.ts';
 import { type InvocationRecord, LambdaFunction, SqsEventSourceMapping } from './lambda.ts';
+import { signedFetch } from './sigv4.ts';
 import { type PublishedMessage, SnsService } from './sns.ts';
 import { type Queue, SqsService } from './sqs.ts';
 import { SsmService } from './ssm.ts';
@@ -33,7 +48,12 @@ export interface LocalCloudOptions {
   /** Simulated seconds per real second for every wait (see clock.ts). Default 1. */
   clockScale?: number;
   faults?: { ssm?: ServiceFaults; ec2?: ServiceFaults; sqs?: ServiceFaults; sns?: ServiceFaults };
-  agent?: { deliverySeconds?: number; executionTimeoutFloorMs?: number };
+  agent?: { deliverySeconds?: number; executionTimeoutFloorMs?: number; stubScript?: boolean };
+  /**
+   * Real milliseconds an SQS message sent with a delay waits at least (see sqs.ts). With a fast
+   * clock, keeps a retry's backoff longer than the DynamoDB commit that precedes it, as in AWS.
+   */
+  sqsDelayFloorMs?: number;
   /** Extra environment for every function (e.g. POWERTOOLS_LOG_LEVEL). */
   functionEnvironment?: Record<string, string>;
   /** Keep the working directory (instances, extracted bundles) after stop(). */
@@ -46,6 +66,31 @@ export interface Endpoints {
   sqs: string;
   sns: string;
   dynamodb: string;
+  /** Base URL of the HTTP API (API Gateway v2, stage $default): `${api}/resync`. */
+  api: string;
+}
+
+/** The admin's identity on the HTTP API (the key of `clientEnv`). */
+export const ADMIN_ARN = 'arn:aws:iam::123456789012:user/local-admin';
+const ADMIN_SECRET = 'local-cloud-admin-secret';
+
+export interface ApiCall {
+  method?: string;
+  /** A JSON value (serialised) or a raw string body. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Sign with these credentials; default the admin's. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Send without a signature. */
+  unsigned?: boolean;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string>;
+  text: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json: any;
 }
 
 export interface LocalCloud {
@@ -53,7 +98,7 @@ export interface LocalCloud {
   /** Environment for an SDK client or the AWS CLI talking to this cloud as the admin. */
   clientEnv: Record<string, string>;
   /** Client config for an SDK client as the admin: `new SSMClient(cloud.clientConfig('ssm'))`. */
-  clientConfig(service: keyof Endpoints): {
+  clientConfig(service: Exclude<keyof Endpoints, 'api'>): {
     endpoint: string;
     region: string;
     credentials: { accessKeyId: string; secretAccessKey: string };
@@ -70,6 +115,18 @@ export interface LocalCloud {
   bus: EventBus;
   functions: Map<string, LambdaFunction>;
   faults: { ssm: ServiceFaults; ec2: ServiceFaults; sqs: ServiceFaults; sns: ServiceFaults };
+  /** The HTTP API of the template (routes, requests answered, principals). */
+  api: HttpApi;
+  /** Lets `accessKeyId` sign HTTP API requests as `principal` (an IAM user or role session ARN). */
+  registerPrincipal(accessKeyId: string, principal: Principal): void;
+  /** Calls the HTTP API, SigV4-signed as the admin unless told otherwise. */
+  callApi(path: string, call?: ApiCall): Promise<ApiResponse>;
+  /** Every call to the SSM, EC2, SQS and SNS endpoints, in order. */
+  calls: ApiCallRecord[];
+  /** Every DynamoDB write, item by item (PutItem, UpdateItem, DeleteItem, batch and transaction items). */
+  dynamodbWrites: DynamoDbWrite[];
+  /** Requests the HTTP API answered, in order. */
+  apiRequests(): ApiRequestRecord[];
   /** The SSM document's physical name (Ref of the AWS::SSM::Document). */
   documentName: string;
   putParameter(
@@ -127,14 +184,26 @@ async function build(
   closers.push(() => clock.stop());
 
   const fleet = new Fleet(join(workDir, 'fleet'));
+  // API calls by `service.Operation` and by caller: what the benchmarks count.
+  const calls: ApiCallRecord[] = [];
+  const countCall = (service: string, request: Request): Request => {
+    calls.push({
+      service,
+      operation: operationOf(request),
+      caller: request.accessKeyId,
+      at: Date.now(),
+    });
+    return request;
+  };
   const functions = new Map<string, LambdaFunction>();
   const functionsByArn = new Map<string, LambdaFunction>();
 
   // ---- Services and their endpoints ----
   const sqs = new SqsService(clock, region);
   sqs.faults = faults.sqs;
+  sqs.delayFloorMs = options.sqsDelayFloorMs ?? 0;
   const sqsServer = await startServer(
-    (request) => sqs.handle(request),
+    (request) => sqs.handle(countCall('sqs', request)),
     () => faults.sqs,
   );
   closers.push(() => sqsServer.close());
@@ -172,6 +241,8 @@ async function build(
         query: new URLSearchParams(),
         headers: {},
         body: body.toString(),
+        rawBody: Buffer.from(body.toString()),
+        rawQuery: '',
         accessKeyId: 'events.amazonaws.com',
         requestId: 'internal',
       });
@@ -204,7 +275,7 @@ async function build(
   });
   sns.faults = faults.sns;
   const snsServer = await startServer(
-    (request) => sns.handle(request),
+    (request) => sns.handle(countCall('sns', request)),
     () => faults.sns,
   );
   closers.push(() => snsServer.close());
@@ -224,7 +295,7 @@ async function build(
   });
   ssm.faults = faults.ssm;
   const ssmServer = await startServer(
-    (request) => ssm.handle(request),
+    (request) => ssm.handle(countCall('ssm', request)),
     () => faults.ssm,
   );
   closers.push(() => ssmServer.close());
@@ -232,24 +303,27 @@ async function build(
   const ec2 = new Ec2Service(fleet, region);
   ec2.faults = faults.ec2;
   const ec2Server = await startServer(
-    (request) => ec2.handle(request),
+    (request) => ec2.handle(countCall('ec2', request)),
     () => faults.ec2,
   );
   closers.push(() => ec2Server.close());
 
   const dynalite = await startDynalite();
   closers.push(() => dynalite.close());
+  const dynamodbFront = await startDynamoDbCounter(dynalite.endpoint);
+  closers.push(() => dynamodbFront.close());
 
   const endpoints: Endpoints = {
     ssm: ssmServer.endpoint,
     ec2: ec2Server.endpoint,
     sqs: sqsServer.endpoint,
     sns: snsServer.endpoint,
-    dynamodb: dynalite.endpoint,
+    dynamodb: dynamodbFront.endpoint,
+    api: '',
   };
   const adminCredentials = {
     accessKeyId: ADMIN_ACCESS_KEY_ID,
-    secretAccessKey: 'local-cloud-admin-secret',
+    secretAccessKey: ADMIN_SECRET,
   };
 
   const agents = new Agents({
@@ -264,6 +338,7 @@ async function build(
     ...(options.agent?.executionTimeoutFloorMs === undefined
       ? {}
       : { executionTimeoutFloorMs: options.agent.executionTimeoutFloorMs }),
+    ...(options.agent?.stubScript ? { stubScript: true } : {}),
   });
   ssm.onSendCommand = (command) => agents.dispatch(command);
   closers.push(() => agents.stop());
@@ -469,6 +544,52 @@ async function build(
     await Promise.all(mappings.map((mapping) => mapping.stop()));
   });
 
+  // ---- HTTP API ----
+  const [api, ...otherApis] = httpApisFromTemplate(stack, (arn) => functionsByArn.get(arn));
+  if (api === undefined || otherApis.length > 0) {
+    throw new Error('local cloud: expected exactly one HTTP API in the template');
+  }
+  api.registerPrincipal(ADMIN_ACCESS_KEY_ID, { secretAccessKey: ADMIN_SECRET, userArn: ADMIN_ARN });
+  const apiServer = await startServer((request) => api.handle(request));
+  closers.push(() => apiServer.close());
+  api.endpoint = apiServer.endpoint;
+  endpoints.api = apiServer.endpoint;
+
+  const callApi: LocalCloud['callApi'] = async (path, call = {}) => {
+    const url = `${apiServer.endpoint}${path}`;
+    const method = call.method ?? (call.body === undefined ? 'GET' : 'POST');
+    const body =
+      call.body === undefined
+        ? undefined
+        : typeof call.body === 'string'
+          ? call.body
+          : JSON.stringify(call.body);
+    const response = call.unsigned
+      ? await fetch(url, {
+          method,
+          headers: {
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...call.headers,
+          },
+          ...(body === undefined ? {} : { body }),
+        })
+      : await signedFetch(url, {
+          method,
+          credentials: call.credentials ?? adminCredentials,
+          region,
+          ...(body === undefined ? {} : { body }),
+          ...(call.headers === undefined ? {} : { headers: call.headers }),
+        });
+    const text = await response.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, headers: Object.fromEntries(response.headers), text, json };
+  };
+
   const fnByName = (name: string): LambdaFunction => {
     const fn =
       functions.get(name) ??
@@ -524,6 +645,12 @@ async function build(
     bus,
     functions,
     faults,
+    api,
+    registerPrincipal: (accessKeyId, principal) => api.registerPrincipal(accessKeyId, principal),
+    callApi,
+    apiRequests: () => [...api.requests],
+    calls,
+    dynamodbWrites: dynamodbFront.writes,
     documentName,
     putParameter: (name, value, putOptions = {}) =>
       ssm.putParameter({
@@ -568,6 +695,21 @@ async function build(
       if (!options.keepWorkDir) rmSync(workDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface ApiCallRecord {
+  service: string;
+  operation: string;
+  /** The access key id: ASIA-LOCAL-<function>, an instance id, or the admin's. */
+  caller: string;
+  at: number;
+}
+
+/** The operation of a call: X-Amz-Target (JSON protocols) or Action (Query protocol). */
+function operationOf(request: Request): string {
+  const target = request.headers['x-amz-target'];
+  if (typeof target === 'string') return target.split('.').at(-1) ?? target;
+  return parseForm(request.body).get('Action') ?? request.query.get('Action') ?? 'unknown';
 }
 
 function runtimeEnvironment(
@@ -652,4 +794,14 @@ function fanoutTagKey(stack: Stack): string {
   return 'Environment';
 }
 
-export type { AwsEvent, Instance, InstanceSpec, InvocationRecord, LocalServer, PublishedMessage };
+export type {
+  ApiRequestRecord,
+  AwsEvent,
+  DynamoDbWrite,
+  Instance,
+  InstanceSpec,
+  InvocationRecord,
+  LocalServer,
+  Principal,
+  PublishedMessage,
+};

@@ -183,6 +183,8 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
 
   constructor(root: string) {
     super();
+    // One listener per undelivered invocation: thousands in a benchmark, not a leak.
+    this.setMaxListeners(0);
     this.root = root;
     this.bin = join(root, '.bin');
     writeShims(this.bin);

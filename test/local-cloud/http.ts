@@ -18,6 +18,10 @@ export interface Request {
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
   body: string;
+  /** The body's bytes, for services that pass binary bodies on (the HTTP API). */
+  rawBody: Buffer;
+  /** The query string as sent, without the `?`. */
+  rawQuery: string;
   /** The access key id of the SigV4 Authorization header; '' when unsigned. */
   accessKeyId: string;
   requestId: string;
@@ -97,12 +101,15 @@ async function serve(
   for await (const chunk of req) chunks.push(chunk as Buffer);
   const url = new URL(req.url ?? '/', 'http://localhost');
   const requestId = randomUUID();
+  const rawBody = Buffer.concat(chunks);
   const request: Request = {
     method: req.method ?? 'GET',
     path: url.pathname,
     query: url.searchParams,
     headers: req.headers,
-    body: Buffer.concat(chunks).toString('utf8'),
+    body: rawBody.toString('utf8'),
+    rawBody,
+    rawQuery: url.search.replace(/^\?/, ''),
     accessKeyId: accessKeyIdOf(req.headers.authorization),
     requestId,
   };

@@ -48,6 +48,12 @@ export interface QueueOptions {
   delaySeconds?: number;
   messageRetentionPeriod?: number;
   redrive?: { deadLetterTargetArn: string; maxReceiveCount: number };
+  /**
+   * Real milliseconds a delayed message (DelaySeconds > 0) waits at least. A fast clock turns
+   * a 15 s delay into 30 ms, shorter than the work AWS finishes well inside 15 s (a DynamoDB
+   * transaction), which would reorder what cannot reorder in AWS. Default 0.
+   */
+  delayFloorMs?: number;
 }
 
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
@@ -87,6 +93,7 @@ export class Queue {
   readonly delaySeconds: number;
   readonly messageRetentionPeriod: number;
   readonly redrive: QueueOptions['redrive'];
+  readonly delayFloorMs: number;
   readonly created = Math.floor(Date.now() / 1000);
   messages: QueueMessage[] = [];
   /** Messages moved here from a source queue, or deleted: for tests. */
@@ -107,6 +114,7 @@ export class Queue {
     this.delaySeconds = options.delaySeconds ?? 0;
     this.messageRetentionPeriod = options.messageRetentionPeriod ?? 345600;
     this.redrive = options.redrive;
+    this.delayFloorMs = options.delayFloorMs ?? 0;
     this.clock = clock;
     this.resolveQueue = resolveQueue;
   }
@@ -155,7 +163,11 @@ export class Queue {
       messageAttributes,
       sentTimestamp: Date.now(),
       receiveCount: 0,
-      visibleAt: Date.now() + this.clock.realMs(delay),
+      visibleAt:
+        Date.now() +
+        (delay > 0
+          ? Math.max(this.clock.realMs(delay), this.delayFloorMs)
+          : this.clock.realMs(delay)),
       senderId: options.senderId ?? 'AIDALOCALCLOUD',
     };
     this.messages.push(message);
@@ -292,6 +304,8 @@ export class SqsService {
   private readonly region: string;
   endpoint = '';
   faults: ServiceFaults = {};
+  /** See QueueOptions.delayFloorMs; applies to the queues created after it is set. */
+  delayFloorMs = 0;
 
   constructor(clock: Clock, region: string) {
     this.clock = clock;
@@ -300,7 +314,7 @@ export class SqsService {
 
   createQueue(options: Omit<QueueOptions, 'region' | 'endpoint'>): Queue {
     const queue = new Queue(
-      { ...options, region: this.region, endpoint: this.endpoint },
+      { delayFloorMs: this.delayFloorMs, ...options, region: this.region, endpoint: this.endpoint },
       this.clock,
       (arn) => this.byArn(arn),
     );

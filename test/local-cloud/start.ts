@@ -109,7 +109,11 @@ async function main(): Promise<void> {
 In another terminal:
   npm run local -- put /prod/env.php 'DB_PASSWORD=...'
   npm run local -- delete /dev/env.php
-  npm run local -- status
+  npm run local -- status                    (instances and their last command)
+  npm run local -- resync /prod/env.php      (POST ${cloud.endpoints.api}/resync, SigV4-signed)
+  npm run local -- resync --environment prod --dry-run
+  npm run local -- rollouts /prod/env.php    (GET /rollouts?parameter=…)
+  npm run local -- status <rolloutId>        (GET /rollouts/{id})
   cat ${cloud.fleet.list()[0]?.path('/var/www/html/env.php')}
 or with the AWS CLI (the admin identity of the local cloud):
   export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=x AWS_REGION=${cloud.region}

@@ -65,6 +65,11 @@ function suffix(stackName: string, logicalId: string): string {
     .toUpperCase();
 }
 
+function shortId(stackName: string, logicalId: string, length: number): string {
+  const digest = createHash('sha256').update(`${stackName}/${logicalId}`).digest();
+  return [...digest.subarray(0, length)].map((byte) => (byte % 36).toString(36)).join('');
+}
+
 export class Stack {
   readonly template: CfnTemplate;
   readonly context: StackContext;
@@ -131,6 +136,14 @@ export class Stack {
         return `arn:aws:iam::${accountId}:policy/${this.prop(logicalId, 'ManagedPolicyName') ?? this.generatedName(logicalId)}`;
       case 'AWS::Events::Rule':
         return this.prop(logicalId, 'Name') ?? this.generatedName(logicalId);
+      // API Gateway ids: 10 lowercase alphanumerics for an API, 7 for a route or integration.
+      case 'AWS::ApiGatewayV2::Api':
+        return shortId(this.context.stackName, logicalId, 10);
+      case 'AWS::ApiGatewayV2::Route':
+      case 'AWS::ApiGatewayV2::Integration':
+        return shortId(this.context.stackName, logicalId, 7);
+      case 'AWS::ApiGatewayV2::Stage':
+        return this.prop(logicalId, 'StageName') ?? '$default';
       case 'AWS::KMS::Key':
         return [8, 4, 4, 4, 12]
           .map((n, i) => createHash('md5').update(`${logicalId}${i}`).digest('hex').slice(0, n))

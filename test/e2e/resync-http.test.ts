@@ -1,0 +1,201 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_ARN, type LocalCloud } from '../local-cloud/cloud.ts';
+import {
+  DEV_1,
+  PROD_1,
+  PROD_2,
+  PROD_3,
+  PROD_UNMANAGED,
+  propagateResults,
+  startTestCloud,
+} from './local-cloud.ts';
+
+// An on-call engineer with her own access key (an IAM user of the account).
+const ALICE = {
+  accessKeyId: 'AKIAALICEEXAMPLE0001',
+  secretAccessKey: 'alice-secret-access-key',
+};
+const ALICE_ARN = 'arn:aws:iam::123456789012:user/alice';
+
+describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local cloud', () => {
+  let cloud: LocalCloud;
+  const commandCount = () => cloud.ssm.commands.size;
+  const rolloutsOfProd = async () =>
+    (await cloud.callApi('/rollouts?parameter=/prod/env.php&limit=50')).json.rollouts.map(
+      (r: any) => r.rolloutId,
+    );
+
+  beforeAll(async () => {
+    cloud = await startTestCloud();
+    cloud.registerPrincipal(ALICE.accessKeyId, {
+      secretAccessKey: ALICE.secretAccessKey,
+      userArn: ALICE_ARN,
+    });
+    cloud.putParameter('/prod/env.php', 'DB_PASSWORD=first\n');
+    await cloud.waitFor(() => propagateResults(cloud).length === 1, { message: 'propagate' });
+    await cloud.commandsSettled();
+  });
+
+  afterAll(async () => {
+    await cloud?.stop();
+  });
+
+  it('refuses an unsigned request with 403 Forbidden and never runs the function', async () => {
+    // Act
+    const response = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php' },
+      unsigned: true,
+    });
+    // Assert
+    expect(response.status).toBe(403);
+    expect(response.json).toEqual({ message: 'Forbidden' });
+    expect(cloud.invocations('resync')).toHaveLength(0);
+  });
+
+  it('refuses an unknown access key, a wrong secret and an unknown route', async () => {
+    const unknownKey = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php' },
+      credentials: { accessKeyId: 'AKIANOBODY0000000000', secretAccessKey: 'x' },
+    });
+    const wrongSecret = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php' },
+      credentials: { accessKeyId: ALICE.accessKeyId, secretAccessKey: 'not-her-secret' },
+    });
+    const noRoute = await cloud.callApi('/deploy', { body: {} });
+    expect(unknownKey.status).toBe(403);
+    expect(unknownKey.json.message).toBe('The security token included in the request is invalid.');
+    expect(wrongSecret.status).toBe(403);
+    expect(wrongSecret.json.message).toMatch(/^The request signature we calculated does not match/);
+    expect(noRoute.status).toBe(404);
+    expect(noRoute.json).toEqual({ message: 'Not Found' });
+    expect(cloud.invocations('resync')).toHaveLength(0);
+  });
+
+  it('starts a rollout of a parameter, answers 202 at once and records who asked', async () => {
+    // Arrange
+    const before = commandCount();
+    // Act
+    const response = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php' },
+      credentials: ALICE,
+    });
+    // Assert
+    expect(response.status).toBe(202);
+    expect(response.headers['content-type']).toBe('application/json');
+    const answer = response.json;
+    expect(answer.rolloutId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+    expect(answer.requestedBy).toBe(ALICE_ARN);
+    expect(answer.targeted.sort()).toEqual([PROD_1, PROD_2, PROD_3].sort());
+    expect(answer.unreachable).toEqual([{ instanceId: PROD_UNMANAGED, reason: 'NotManagedBySSM' }]);
+    expect(answer.follow.http).toBe(`GET /rollouts/${answer.rolloutId}`);
+    expect(answer.follow.cli).toContain('invoke -f status');
+    expect(commandCount()).toBe(before + 1);
+    // The function got the IAM authorizer's context, as API Gateway passes it.
+    const event = cloud.invocations('resync').at(-1)?.event as any;
+    expect(event.version).toBe('2.0');
+    expect(event.routeKey).toBe('POST /resync');
+    expect(event.isBase64Encoded).toBe(false);
+    expect(event.requestContext.authorizer.iam).toMatchObject({
+      accessKey: ALICE.accessKeyId,
+      accountId: '123456789012',
+      userArn: ALICE_ARN,
+      callerId: expect.stringMatching(/^AIDA/),
+      userId: expect.stringMatching(/^AIDA/),
+    });
+    // The audit trail: the rollout names the caller, in JSON and in the table.
+    const view = await cloud.callApi(`/rollouts/${answer.rolloutId}`);
+    expect(view.status).toBe(200);
+    expect(view.json.trigger).toEqual({ type: 'resync', principal: ALICE_ARN });
+    const table = (await cloud.fn('status').invoke({ rolloutId: answer.rolloutId }))
+      .result as string[];
+    expect(table[0]).toContain(`resync by ${ALICE_ARN}`);
+    await cloud.commandsSettled();
+  });
+
+  it('re-pushes every mapped file of an environment', async () => {
+    const before = commandCount();
+    const response = await cloud.callApi('/resync', { body: { environment: 'prod' } });
+    expect(response.status).toBe(202);
+    expect(response.json).toMatchObject({
+      environment: 'prod',
+      parameters: ['/prod/env.php'],
+      requestedBy: ADMIN_ARN,
+    });
+    expect(response.json.targeted.sort()).toEqual([PROD_1, PROD_2, PROD_3].sort());
+    expect(commandCount()).toBe(before + 1);
+    await cloud.commandsSettled();
+  });
+
+  it('sends to the listed instances only', async () => {
+    const before = commandCount();
+    const response = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php', instanceIds: [PROD_2] },
+    });
+    expect(response.status).toBe(202);
+    expect(response.json.targeted).toEqual([PROD_2]);
+    expect(commandCount()).toBe(before + 1);
+    expect([...cloud.ssm.commands.values()].at(-1)?.instanceIds).toEqual([PROD_2]);
+    await cloud.commandsSettled();
+  });
+
+  it('refuses an instance of another environment with 400 naming it, sending nothing', async () => {
+    const before = commandCount();
+    const rollouts = await rolloutsOfProd();
+    const response = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php', instanceIds: [PROD_1, DEV_1] },
+    });
+    expect(response.status).toBe(400);
+    expect(response.json.error).toContain(DEV_1);
+    expect(response.json.error).not.toContain(PROD_1);
+    expect(commandCount()).toBe(before);
+    expect(await rolloutsOfProd()).toEqual(rollouts);
+  });
+
+  it('resolves a dry run (200) but records and sends nothing', async () => {
+    const before = commandCount();
+    const rollouts = await rolloutsOfProd();
+    const response = await cloud.callApi('/resync', {
+      body: { parameter: '/prod/env.php', dryRun: true },
+    });
+    expect(response.status).toBe(200);
+    expect(response.json.dryRun).toBe(true);
+    expect(response.json.rolloutId).toBeUndefined();
+    expect(response.json.targeted.sort()).toEqual([PROD_1, PROD_2, PROD_3].sort());
+    expect(commandCount()).toBe(before);
+    expect(await rolloutsOfProd()).toEqual(rollouts);
+  });
+
+  it.each([
+    ['a body that is not JSON', '{"parameter": "/prod/env.php"', 400, /not JSON/],
+    ['an empty body', '', 400, /empty/],
+    ['a wrong type', { parameter: 42 }, 400, /parameter/],
+    ['dryRun as a string', { parameter: '/prod/env.php', dryRun: 'yes' }, 400, /dryRun/],
+    ['an extra field', { parameter: '/prod/env.php', path: '/etc/passwd' }, 400, /path/],
+    [
+      'both parameter and environment',
+      { parameter: '/prod/env.php', environment: 'prod' },
+      400,
+      /exactly one/,
+    ],
+    [
+      'a malformed instance id',
+      { parameter: '/prod/env.php', instanceIds: ['web-1'] },
+      400,
+      /instanceIds/,
+    ],
+    ['a huge body', { parameter: '/prod/env.php', pad: 'x'.repeat(17 * 1024) }, 413, /larger than/],
+    ['an unknown parameter', { parameter: '/prod/nope.php' }, 404, /\/prod\/nope\.php/],
+    ['an unknown environment', { environment: 'qa' }, 404, /environment qa/],
+  ])('answers %s with %i naming the problem, sending nothing', async (_, body, status, error) => {
+    // Arrange
+    const before = commandCount();
+    const rollouts = await rolloutsOfProd();
+    // Act
+    const response = await cloud.callApi('/resync', { method: 'POST', body });
+    // Assert
+    expect(response.status).toBe(status);
+    expect(response.json.error).toMatch(error);
+    expect(commandCount()).toBe(before);
+    expect(await rolloutsOfProd()).toEqual(rollouts);
+  });
+});
