@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { type InstanceSpec, startLocalCloud } from '../local-cloud/cloud.ts';
-import { packageService } from '../support/package.ts';
+import { packageService, serviceCopy } from '../support/package.ts';
 
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? '1000');
 const CLOCK_SCALE = Number(process.env.BENCH_CLOCK_SCALE ?? '100');
@@ -26,7 +26,8 @@ const fleet: InstanceSpec[] = Array.from({ length: INSTANCES }, (_, i) => ({
 
 const packagedDir = mkdtempSync(join(tmpdir(), 'secrets-fanout-bench-'));
 console.log(`Packaging the service (stage bench) into ${packagedDir} …`);
-await packageService(packagedDir, undefined, 'bench');
+const service = await serviceCopy({});
+await packageService(packagedDir, service, 'bench');
 console.log(
   `Starting the local cloud: ${INSTANCES} prod instances, clock ×${CLOCK_SCALE}, agent in STUB mode (no /bin/sh runs: the value is written directly)`,
 );
@@ -153,4 +154,5 @@ try {
   dynamodb.destroy();
   await cloud.stop();
   rmSync(packagedDir, { recursive: true, force: true });
+  rmSync(service, { recursive: true, force: true });
 }
