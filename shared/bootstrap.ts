@@ -89,7 +89,11 @@ export async function checkBootstrap(
   const latest = await Promise.all(
     files.map((file) => deps.store.latestTargetSince(file.parameter, check.instanceId, launch)),
   );
-  const expired = now.getTime() >= Date.parse(check.deadline);
+  // The plain path of an Auto Scaling instance gives up a minute after its lifecycle twin, so
+  // that the lifecycle path, which knows what it told Auto Scaling, sends the launch's alert.
+  const grace =
+    check.lifecycle === undefined && instance.tags.has('aws:autoscaling:groupName') ? 60_000 : 0;
+  const expired = now.getTime() >= Date.parse(check.deadline) + grace;
 
   // A file needs sending unless a rollout since the launch holds it in place or on its way:
   // an Unreachable or Superseded target of another rollout (say, one that ran while the
@@ -164,8 +168,8 @@ async function giveUp(
 ): Promise<BootstrapResult> {
   const result = deps.config.bootstrap.onTimeout === 'continue' ? 'CONTINUE' : 'ABANDON';
   if (check.lifecycle !== undefined) await complete(deps, check, result, 'timed-out');
-  // One alert per launch and path (a lifecycle action and a plain start are told apart).
-  const key = `${launch}#${check.lifecycle === undefined ? 'plain' : 'lifecycle'}`;
+  // One alert per launch, whichever path gives up first.
+  const key = launch;
   if (await deps.store.claimBootstrapAlert(check.instanceId, key)) {
     const lifecycle = check.lifecycle;
     await sendAlert(deps.sns, deps.alertsTopicArn, {
@@ -210,7 +214,11 @@ async function complete(
     );
   } catch (error) {
     // The action already ended (its heartbeat timed out, or someone completed it already).
-    if ((error as Error).name !== 'ValidationError') throw error;
+    const name = (error as Error).name;
+    // Not ours to complete (a group outside our environments using our hook name): the role
+    // may not, and AWS says AccessDenied; leave it to the group's own default.
+    const notOurs = outcome === 'not-ours' && /^AccessDenied/.test(name);
+    if (name !== 'ValidationError' && !notOurs) throw error;
     logger.info('lifecycle action was no longer active', {
       instanceId: check.instanceId,
       error: (error as Error).message,
@@ -266,7 +274,9 @@ async function describeInstance(deps: BootstrapDeps, instanceId: string) {
   return {
     state: instance.State?.Name ?? 'unknown',
     launchTime,
-    launch: rolloutIdFloor(launchTime),
+    // Rollouts started by events have ids of second precision (the event's time): floor the
+    // launch to its second, or a change in the same second would look older than the launch.
+    launch: rolloutIdFloor(new Date(Math.floor(launchTime.getTime() / 1000) * 1000)),
     tags: new Map((instance.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
   };
 }

@@ -18,6 +18,12 @@ import {
   httpApisFromTemplate,
   type Principal,
 } from './apigateway.ts';
+import {
+  AutoScalingService,
+  allowsCompleteLifecycleAction,
+  type GroupSpec,
+  type ScaleOutOptions,
+} from './autoscaling.ts';
 import { Clock } from './clock.ts';
 import { type DynamoDbWrite, startDynamoDbCounter } from './dynamodb-counter.ts';
 import { Ec2Service } from './ec2.ts';
@@ -47,7 +53,15 @@ export interface LocalCloudOptions {
   fleet?: InstanceSpec[];
   /** Simulated seconds per real second for every wait (see clock.ts). Default 1. */
   clockScale?: number;
-  faults?: { ssm?: ServiceFaults; ec2?: ServiceFaults; sqs?: ServiceFaults; sns?: ServiceFaults };
+  faults?: {
+    ssm?: ServiceFaults;
+    ec2?: ServiceFaults;
+    sqs?: ServiceFaults;
+    sns?: ServiceFaults;
+    autoscaling?: ServiceFaults;
+  };
+  /** Auto Scaling groups to create (tags, launch lifecycle hook); see `scaleOut`. */
+  autoScalingGroups?: GroupSpec[];
   agent?: { deliverySeconds?: number; executionTimeoutFloorMs?: number; stubScript?: boolean };
   /**
    * Real milliseconds an SQS message sent with a delay waits at least (see sqs.ts). With a fast
@@ -66,6 +80,7 @@ export interface Endpoints {
   sqs: string;
   sns: string;
   dynamodb: string;
+  autoscaling: string;
   /** Base URL of the HTTP API (API Gateway v2, stage $default): `${api}/resync`. */
   api: string;
 }
@@ -114,14 +129,29 @@ export interface LocalCloud {
   sns: SnsService;
   bus: EventBus;
   functions: Map<string, LambdaFunction>;
-  faults: { ssm: ServiceFaults; ec2: ServiceFaults; sqs: ServiceFaults; sns: ServiceFaults };
+  faults: {
+    ssm: ServiceFaults;
+    ec2: ServiceFaults;
+    sqs: ServiceFaults;
+    sns: ServiceFaults;
+    autoscaling: ServiceFaults;
+  };
+  /** EC2 Auto Scaling: groups, lifecycle actions and what happened to their instances, in order. */
+  autoscaling: AutoScalingService;
+  /** Creates an Auto Scaling group (tags propagated at launch, optional launch lifecycle hook). */
+  createAutoScalingGroup(spec: GroupSpec): void;
+  /**
+   * Scales a group out by one instance: Pending:Wait with the lifecycle action event (if the
+   * group has a launch hook), `running` after bootSeconds, its agent registered with SSM later.
+   */
+  scaleOut(groupName: string, options?: ScaleOutOptions): Instance;
   /** The HTTP API of the template (routes, requests answered, principals). */
   api: HttpApi;
   /** Lets `accessKeyId` sign HTTP API requests as `principal` (an IAM user or role session ARN). */
   registerPrincipal(accessKeyId: string, principal: Principal): void;
   /** Calls the HTTP API, SigV4-signed as the admin unless told otherwise. */
   callApi(path: string, call?: ApiCall): Promise<ApiResponse>;
-  /** Every call to the SSM, EC2, SQS and SNS endpoints, in order. */
+  /** Every call to the SSM, EC2, SQS, SNS and Auto Scaling endpoints, in order. */
   calls: ApiCallRecord[];
   /** Every DynamoDB write, item by item (PutItem, UpdateItem, DeleteItem, batch and transaction items). */
   dynamodbWrites: DynamoDbWrite[];
@@ -180,6 +210,7 @@ async function build(
     ec2: { ...options.faults?.ec2 },
     sqs: { ...options.faults?.sqs },
     sns: { ...options.faults?.sns },
+    autoscaling: { ...options.faults?.autoscaling },
   };
   closers.push(() => clock.stop());
 
@@ -308,6 +339,29 @@ async function build(
   );
   closers.push(() => ec2Server.close());
 
+  // EC2 Auto Scaling (Query protocol). Who may complete lifecycle actions: the callers' roles.
+  const rolePolicies = new Map<string, Array<Record<string, any>>>();
+  const autoscaling = new AutoScalingService({
+    region,
+    clock,
+    fleet,
+    emit: (source, detailType, detail, resources) => bus.put(source, detailType, detail, resources),
+    authorize: (accessKeyId, group) => {
+      if (accessKeyId === ADMIN_ACCESS_KEY_ID) return undefined;
+      const statements = rolePolicies.get(accessKeyId);
+      if (statements !== undefined && allowsCompleteLifecycleAction(statements, group))
+        return undefined;
+      return `User: ${accessKeyId} is not authorized to perform: autoscaling:CompleteLifecycleAction on resource: ${group.arn} because no identity-based policy allows the autoscaling:CompleteLifecycleAction action`;
+    },
+  });
+  autoscaling.faults = faults.autoscaling;
+  const autoscalingServer = await startServer(
+    (request) => autoscaling.handle(countCall('autoscaling', request)),
+    () => faults.autoscaling,
+  );
+  closers.push(() => autoscalingServer.close());
+  for (const spec of options.autoScalingGroups ?? []) autoscaling.createGroup(spec);
+
   const dynalite = await startDynalite();
   closers.push(() => dynalite.close());
   const dynamodbFront = await startDynamoDbCounter(dynalite.endpoint);
@@ -319,6 +373,7 @@ async function build(
     sqs: sqsServer.endpoint,
     sns: snsServer.endpoint,
     dynamodb: dynamodbFront.endpoint,
+    autoscaling: autoscalingServer.endpoint,
     api: '',
   };
   const adminCredentials = {
@@ -473,6 +528,19 @@ async function build(
     );
     functions.set(key, fn);
     functionsByArn.set(arn, fn);
+    // The identity policies of the function's role (inline Policies), for the IAM checks.
+    const roleArn = String(props.Role ?? '');
+    for (const [roleId, role] of stack.resources('AWS::IAM::Role')) {
+      if (stack.getAtt(roleId, 'Arn') !== roleArn) continue;
+      const roleProps = stack.resolve(role.Properties ?? {}) as Json;
+      rolePolicies.set(
+        `ASIA-LOCAL-${name}`,
+        ((roleProps.Policies ?? []) as Json[]).flatMap((policy) => {
+          const statement = policy.PolicyDocument?.Statement ?? [];
+          return Array.isArray(statement) ? statement : [statement];
+        }),
+      );
+    }
   }
   closers.push(async () => {
     await Promise.all([...functions.values()].map((fn) => fn.stop()));
@@ -602,7 +670,8 @@ async function build(
   };
 
   const waitFor: LocalCloud['waitFor'] = async (predicate, waitOptions = {}) => {
-    const deadline = Date.now() + (waitOptions.timeoutMs ?? 15_000);
+    // Generous: a loaded 2-core CI machine runs several clouds at once; a real hang still fails.
+    const deadline = Date.now() + (waitOptions.timeoutMs ?? 60_000);
     for (;;) {
       const value = await predicate();
       if (value) return value as NonNullable<typeof value>;
@@ -627,6 +696,7 @@ async function build(
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
       AWS_ENDPOINT_URL_SNS: endpoints.sns,
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+      AWS_ENDPOINT_URL_AUTO_SCALING: endpoints.autoscaling,
     },
     clientConfig: (service) => ({
       endpoint: endpoints[service],
@@ -645,6 +715,11 @@ async function build(
     bus,
     functions,
     faults,
+    autoscaling,
+    createAutoScalingGroup: (spec) => {
+      autoscaling.createGroup(spec);
+    },
+    scaleOut: (groupName, scaleOptions) => autoscaling.scaleOut(groupName, scaleOptions),
     api,
     registerPrincipal: (accessKeyId, principal) => api.registerPrincipal(accessKeyId, principal),
     callApi,
@@ -679,7 +754,7 @@ async function build(
         ? [...functions.values()].flatMap((fn) => fn.invocations)
         : [...fnByName(name).invocations],
     waitFor,
-    commandsSettled: async (timeoutMs = 15_000) => {
+    commandsSettled: async (timeoutMs = 60_000) => {
       await waitFor(
         () =>
           [...ssm.commands.values()].every((command) =>
@@ -744,6 +819,8 @@ function runtimeEnvironment(
     AWS_ENDPOINT_URL_SQS: endpoints.sqs,
     AWS_ENDPOINT_URL_SNS: endpoints.sns,
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    // serviceId "Auto Scaling" → AWS_ENDPOINT_URL_AUTO_SCALING (@smithy getEndpointUrlConfig).
+    AWS_ENDPOINT_URL_AUTO_SCALING: endpoints.autoscaling,
     POWERTOOLS_TRACE_ENABLED: 'false',
     AWS_XRAY_CONTEXT_MISSING: 'IGNORE_ERROR',
   };

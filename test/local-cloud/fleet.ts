@@ -69,7 +69,7 @@ export class Instance {
   readonly stateDir: string;
   readonly launchTime = new Date();
   readonly privateIp: string;
-  readonly registeredAt = new Date();
+  registeredAt = new Date();
   tags: Record<string, string>;
   state: InstanceState;
   managed: boolean;
@@ -232,6 +232,18 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
   setOnline(id: string, online: boolean): void {
     const instance = this.get(id);
     instance.online = online;
+    instance.lastPing = new Date();
+    if (instance.reachable) this.emit('online', instance);
+  }
+
+  /**
+   * The instance's SSM agent registers (a new instance's agent does so seconds after boot):
+   * from now on DescribeInstanceInformation lists it and commands can reach it.
+   */
+  register(id: string): void {
+    const instance = this.get(id);
+    instance.managed = true;
+    instance.registeredAt = new Date();
     instance.lastPing = new Date();
     if (instance.reachable) this.emit('online', instance);
   }

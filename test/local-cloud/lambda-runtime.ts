@@ -21,6 +21,28 @@ interface InvokeMessage {
   };
 }
 
+/**
+ * A function clock running ahead (LOCAL_CLOUD_CLOCK_AHEAD_SECONDS): the fast clock shortens
+ * waits but not wall-clock budgets the functions measure themselves (a bootstrap's
+ * `timeoutSeconds`, counted from the event's time). A clock N seconds ahead lets a test reach
+ * such a budget in real seconds. Set before the bundle loads; `new Date()` and `Date.now()`.
+ */
+const aheadMs = Number(process.env.LOCAL_CLOUD_CLOCK_AHEAD_SECONDS ?? 0) * 1000;
+const realNow = Date.now.bind(Date);
+if (aheadMs > 0) {
+  const RealDate = Date;
+  class AheadDate extends RealDate {
+    constructor(...args: unknown[]) {
+      if (args.length === 0) super(realNow() + aheadMs);
+      else super(...(args as [string | number | Date]));
+    }
+    static override now(): number {
+      return realNow() + aheadMs;
+    }
+  }
+  globalThis.Date = AheadDate as DateConstructor;
+}
+
 const { bundlePath, exportName } = workerData as { bundlePath: string; exportName: string };
 const port = parentPort;
 if (!port) throw new Error('lambda-runtime.ts must run in a worker thread');
@@ -69,7 +91,7 @@ port.on('message', async (message: InvokeMessage) => {
     ...fields,
     awsRequestId: message.requestId,
     callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    getRemainingTimeInMillis: () => Math.max(0, deadline - realNow()),
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
