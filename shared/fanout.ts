@@ -165,10 +165,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   }
   if (summary.failedChunks.length > 0) {
     const { transitions, retries } = sendFailures(deps, request.rolloutId, summary.failedChunks);
+    // Commit the moves to attempt 2 before queueing them (see tracker.ts).
+    await deps.store.apply(request.rolloutId, transitions);
     if (retries.length > 0) {
       await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, retries);
     }
-    await deps.store.apply(request.rolloutId, transitions);
   }
   await deps.store.releaseSending(request.rolloutId);
   const settled = await settleAndAlert(deps, request.rolloutId);

@@ -161,8 +161,15 @@ async function retryLater(
       'failed',
     );
   }
-  await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, [
-    { ...message, attempt: message.attempt + 1 },
+  // Commit the move to the next attempt before queueing it (see tracker.ts).
+  const { applied } = await deps.store.apply(message.rolloutId, [
+    { ...base, to: 'Retry', lastError },
   ]);
-  return finish({ ...base, to: 'Retry', lastError }, 'requeued');
+  if (applied.length > 0) {
+    await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, [
+      { ...message, attempt: message.attempt + 1 },
+    ]);
+  }
+  await settleAndAlert(deps, message.rolloutId);
+  return 'requeued';
 }

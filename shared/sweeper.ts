@@ -69,8 +69,11 @@ export async function sweepRollout(deps: SweeperDeps, sweep: SweepMessage): Prom
         transitions.push({ ...base, to: 'Failed', lastError });
       }
     }
-    if (retries.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, retries);
-    await deps.store.apply(sweep.rolloutId, transitions);
+    // Commit the moves to the next attempt before queueing them (see tracker.ts).
+    const { applied } = await deps.store.apply(sweep.rolloutId, transitions);
+    const moved = new Set(applied.map((t) => `${t.instanceId}#${t.parameter}`));
+    const due = retries.filter((r) => moved.has(`${r.instanceId}#${r.parameter}`));
+    if (due.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, due);
   }
 
   // 3. Still pending: look again later, or give up on what Run Command never finished.

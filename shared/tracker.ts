@@ -221,10 +221,15 @@ async function applyToRollout(
         break;
     }
   }
-  // Queue first: a retry recorded but never queued would leave its target pending forever;
-  // a retry queued for a transition that turns out stale is dropped by the retrier.
-  if (retries.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, retries);
+  // Commit first, then queue only the retries whose move to the next attempt committed: a
+  // retry must never arrive before its attempt exists. Should queueing fail after the commit,
+  // the rollout's sweep finds the target pending with no command and retries it.
   const { applied, stale } = await deps.store.apply(rolloutId, transitions);
+  const committed = new Set(
+    applied.filter((t) => t.to === 'Retry').map((t) => `${t.instanceId}#${t.parameter}`),
+  );
+  const due = retries.filter((r) => committed.has(`${r.instanceId}#${r.parameter}`));
+  if (due.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, due);
   if (stale.length > 0)
     logger.info('duplicate or late status events skipped', { rolloutId, stale: stale.length });
   for (const t of applied) {
