@@ -4,9 +4,8 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
 import type { FanoutConfig, FileTarget } from './config.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
-import { queueRetries } from './retries.ts';
+import { applyThenQueueRetries, retryOrFail } from './retries.ts';
 import type { NewTarget, RolloutStore, Transition } from './rollouts.ts';
-import type { RetryMessage } from './schemas/command-status.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
 import { firstSweep, queueSweep } from './sweeps.ts';
 
@@ -164,12 +163,12 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     summary.failedChunks.push(...failed);
   }
   if (summary.failedChunks.length > 0) {
-    const { transitions, retries } = sendFailures(deps, request.rolloutId, summary.failedChunks);
-    // Commit the moves to attempt 2 before queueing them (see tracker.ts).
-    await deps.store.apply(request.rolloutId, transitions);
-    if (retries.length > 0) {
-      await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, retries);
-    }
+    await applyThenQueueRetries(
+      deps,
+      deps.config.retry,
+      request.rolloutId,
+      sendFailures(summary.failedChunks, deps.config.retry.maxAttempts),
+    );
   }
   await deps.store.releaseSending(request.rolloutId);
   const settled = await settleAndAlert(deps, request.rolloutId);
@@ -226,24 +225,18 @@ async function unsentTargets(
 }
 
 /** A refused first attempt is retried like any other failed attempt, while attempts remain. */
-function sendFailures(
-  deps: FanOutDeps,
-  rolloutId: string,
-  failed: FailedChunk[],
-): { transitions: Transition[]; retries: RetryMessage[] } {
-  const canRetry = deps.config.retry.maxAttempts > 1;
-  const transitions: Transition[] = [];
-  const retries: RetryMessage[] = [];
-  for (const chunk of failed) {
+function sendFailures(failed: FailedChunk[], maxAttempts: number): Transition[] {
+  return failed.flatMap((chunk) => {
     const lastError = {
       status: 'SendCommandFailed',
       stderr: `${chunk.error.name}: ${chunk.error.message}`,
     };
-    for (const instanceId of chunk.instanceIds) {
-      const base = { instanceId, parameter: chunk.parameter, fromAttempt: 1, lastError };
-      transitions.push(canRetry ? { ...base, to: 'Retry' } : { ...base, to: 'Failed' });
-      if (canRetry) retries.push({ rolloutId, instanceId, parameter: chunk.parameter, attempt: 2 });
-    }
-  }
-  return { transitions, retries };
+    return chunk.instanceIds.map((instanceId) =>
+      retryOrFail(
+        { instanceId, parameter: chunk.parameter, fromAttempt: 1 },
+        lastError,
+        maxAttempts,
+      ),
+    );
+  });
 }

@@ -5,7 +5,7 @@ import { sendInChunks } from './commands.ts';
 import { type FanoutConfig, filesForEnvironment } from './config.ts';
 import { resolveTargets } from './fleet.ts';
 import { logger } from './powertools.ts';
-import { queueRetries } from './retries.ts';
+import { applyThenQueueRetries, retryOrFail } from './retries.ts';
 import type { LastError, RolloutStore, Transition } from './rollouts.ts';
 import type { RetryMessage } from './schemas/command-status.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
@@ -143,33 +143,13 @@ async function retryLater(
   lastError: LastError,
   finish: (t: Transition, r: RetryResult) => Promise<RetryResult>,
 ): Promise<RetryResult> {
-  const base = {
-    instanceId: message.instanceId,
-    parameter: message.parameter,
-    fromAttempt: message.attempt,
-  };
-  if (message.attempt >= deps.config.retry.maxAttempts) {
-    return finish(
-      {
-        ...base,
-        to: 'Failed',
-        lastError: {
-          ...lastError,
-          status: `${lastError.status} (after ${message.attempt} attempts)`,
-        },
-      },
-      'failed',
-    );
-  }
-  // Commit the move to the next attempt before queueing it (see tracker.ts).
-  const { applied } = await deps.store.apply(message.rolloutId, [
-    { ...base, to: 'Retry', lastError },
-  ]);
-  if (applied.length > 0) {
-    await queueRetries(deps.sqs, deps.retryQueueUrl, deps.config.retry, [
-      { ...message, attempt: message.attempt + 1 },
-    ]);
-  }
+  const transition = retryOrFail(
+    { instanceId: message.instanceId, parameter: message.parameter, fromAttempt: message.attempt },
+    lastError,
+    deps.config.retry.maxAttempts,
+  );
+  if (transition.to === 'Failed') return finish(transition, 'failed');
+  await applyThenQueueRetries(deps, deps.config.retry, message.rolloutId, [transition]);
   await settleAndAlert(deps, message.rolloutId);
   return 'requeued';
 }

@@ -2,6 +2,7 @@ import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { chunk } from './chunk.ts';
 import type { FanoutConfig } from './config.ts';
 import { backoffSeconds } from './outcomes.ts';
+import type { LastError, RolloutStore, Transition } from './rollouts.ts';
 import type { RetryMessage } from './schemas/command-status.ts';
 
 // SendMessageBatch takes at most 10 entries
@@ -35,4 +36,46 @@ export async function queueRetries(
       );
     }
   }
+}
+
+/**
+ * The move a failed attempt makes: to the next attempt while any remain, else to Failed, the
+ * status saying how many attempts were made. Never throws.
+ */
+export function retryOrFail(
+  base: { instanceId: string; parameter: string; fromAttempt: number; commandId?: string },
+  lastError: LastError,
+  maxAttempts: number,
+): Transition {
+  if (base.fromAttempt < maxAttempts) return { ...base, to: 'Retry', lastError };
+  return {
+    ...base,
+    to: 'Failed',
+    lastError: { ...lastError, status: `${lastError.status} (after ${base.fromAttempt} attempts)` },
+  };
+}
+
+/**
+ * Commits a rollout's transitions, then queues the retries of those that moved a target to its
+ * next attempt — never before: a retry must not arrive before its attempt exists. Should
+ * queueing fail after the commit, the rollout's sweep finds the target pending with no command
+ * and retries it. Returns what the store applied and skipped; throws SDK errors.
+ */
+export async function applyThenQueueRetries(
+  deps: { store: RolloutStore; sqs: SQSClient; retryQueueUrl: string },
+  retry: FanoutConfig['retry'],
+  rolloutId: string,
+  transitions: Transition[],
+): Promise<{ applied: Transition[]; stale: Transition[] }> {
+  const result = await deps.store.apply(rolloutId, transitions);
+  const retries = result.applied
+    .filter((t) => t.to === 'Retry')
+    .map((t) => ({
+      rolloutId,
+      instanceId: t.instanceId,
+      parameter: t.parameter,
+      attempt: t.fromAttempt + 1,
+    }));
+  if (retries.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, retry, retries);
+  return result;
 }

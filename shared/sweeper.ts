@@ -1,7 +1,6 @@
 import { logger } from './powertools.ts';
-import { queueRetries } from './retries.ts';
-import type { Target, Transition } from './rollouts.ts';
-import type { RetryMessage } from './schemas/command-status.ts';
+import { applyThenQueueRetries, retryOrFail } from './retries.ts';
+import type { Target } from './rollouts.ts';
 import { settleAndAlert } from './settlement.ts';
 import { MAX_ROUNDS, queueSweep, ROUND_SECONDS, type SweepMessage } from './sweeps.ts';
 import { type StatusMessage, type TrackerDeps, trackStatusEvents } from './tracker.ts';
@@ -52,28 +51,15 @@ export async function sweepRollout(deps: SweeperDeps, sweep: SweepMessage): Prom
     Date.parse(loaded.rollout.sendingUntil) < now.getTime();
   const unsent = pending.filter((t) => commandOf(t) === undefined);
   if (leaseOver && unsent.length > 0) {
-    const transitions: Transition[] = [];
-    const retries: RetryMessage[] = [];
-    for (const t of unsent) {
-      const base = { instanceId: t.instanceId, parameter: t.parameter, fromAttempt: t.attempt };
-      const lastError = { status: 'NeverSent', stderr: 'no command was recorded for this attempt' };
-      if (t.attempt < deps.retry.maxAttempts) {
-        transitions.push({ ...base, to: 'Retry', lastError });
-        retries.push({
-          rolloutId: sweep.rolloutId,
-          instanceId: t.instanceId,
-          parameter: t.parameter,
-          attempt: t.attempt + 1,
-        });
-      } else {
-        transitions.push({ ...base, to: 'Failed', lastError });
-      }
-    }
-    // Commit the moves to the next attempt before queueing them (see tracker.ts).
-    const { applied } = await deps.store.apply(sweep.rolloutId, transitions);
-    const moved = new Set(applied.map((t) => `${t.instanceId}#${t.parameter}`));
-    const due = retries.filter((r) => moved.has(`${r.instanceId}#${r.parameter}`));
-    if (due.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, due);
+    const lastError = { status: 'NeverSent', stderr: 'no command was recorded for this attempt' };
+    const transitions = unsent.map((t) =>
+      retryOrFail(
+        { instanceId: t.instanceId, parameter: t.parameter, fromAttempt: t.attempt },
+        lastError,
+        deps.retry.maxAttempts,
+      ),
+    );
+    await applyThenQueueRetries(deps, deps.retry, sweep.rolloutId, transitions);
   }
 
   // 3. Still pending: look again later, or give up on what Run Command never finished.

@@ -12,9 +12,9 @@ import { parseRolloutComment } from './commands.ts';
 import type { FanoutConfig } from './config.ts';
 import { classify, type InstanceState, type Invocation } from './outcomes.ts';
 import { logger, metrics } from './powertools.ts';
-import { queueRetries } from './retries.ts';
+import { applyThenQueueRetries, retryOrFail } from './retries.ts';
 import type { RolloutStore, Transition } from './rollouts.ts';
-import type { CommandInvocationEvent, RetryMessage } from './schemas/command-status.ts';
+import type { CommandInvocationEvent } from './schemas/command-status.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
 
 export interface TrackerDeps extends SettlementDeps {
@@ -171,7 +171,6 @@ async function applyToRollout(
   states: Map<string, InstanceState>,
 ): Promise<void> {
   const transitions: Transition[] = [];
-  const retries: RetryMessage[] = [];
   for (const item of items) {
     const instanceId = item.message.event.detail['instance-id'];
     const commandId = item.message.event.detail['command-id'];
@@ -200,36 +199,11 @@ async function applyToRollout(
         });
         break;
       case 'Retryable':
-        if (item.attempt < deps.retry.maxAttempts) {
-          transitions.push({ ...base, to: 'Retry', lastError: outcome.lastError });
-          retries.push({
-            rolloutId,
-            instanceId,
-            parameter: item.parameter,
-            attempt: item.attempt + 1,
-          });
-        } else {
-          transitions.push({
-            ...base,
-            to: 'Failed',
-            lastError: {
-              ...outcome.lastError,
-              status: `${outcome.lastError.status} (after ${item.attempt} attempts)`,
-            },
-          });
-        }
+        transitions.push(retryOrFail(base, outcome.lastError, deps.retry.maxAttempts));
         break;
     }
   }
-  // Commit first, then queue only the retries whose move to the next attempt committed: a
-  // retry must never arrive before its attempt exists. Should queueing fail after the commit,
-  // the rollout's sweep finds the target pending with no command and retries it.
-  const { applied, stale } = await deps.store.apply(rolloutId, transitions);
-  const committed = new Set(
-    applied.filter((t) => t.to === 'Retry').map((t) => `${t.instanceId}#${t.parameter}`),
-  );
-  const due = retries.filter((r) => committed.has(`${r.instanceId}#${r.parameter}`));
-  if (due.length > 0) await queueRetries(deps.sqs, deps.retryQueueUrl, deps.retry, due);
+  const { applied, stale } = await applyThenQueueRetries(deps, deps.retry, rolloutId, transitions);
   if (stale.length > 0)
     logger.info('duplicate or late status events skipped', { rolloutId, stale: stale.length });
   for (const t of applied) {
