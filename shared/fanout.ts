@@ -5,7 +5,13 @@ import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
 import type { FanoutConfig, FileTarget } from './config.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
 import { applyThenQueueRetries, retryOrFail } from './retries.ts';
-import type { NewTarget, RolloutStore, Transition } from './rollouts.ts';
+import {
+  firstAttemptCommands,
+  type NewTarget,
+  type RolloutStore,
+  type Transition,
+  targetId,
+} from './rollouts.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
 import { firstSweep, queueSweep } from './sweeps.ts';
 
@@ -208,13 +214,11 @@ async function unsentTargets(
   const loaded = await store.load(rolloutId);
   summary.resumed = true;
   if (loaded === undefined) return new Map();
-  const covered = new Set(
-    loaded.commands.flatMap((c) => c.instanceIds.map((id) => `${id}#${c.parameter}`)),
-  );
+  const covered = firstAttemptCommands(loaded.commands);
   const toSend = new Map<string, string[]>();
   for (const target of loaded.targets) {
     if (target.status !== 'Pending' || target.attempt !== 1) continue;
-    if (covered.has(`${target.instanceId}#${target.parameter}`)) continue;
+    if (covered.has(targetId(target))) continue;
     toSend.set(target.parameter, [...(toSend.get(target.parameter) ?? []), target.instanceId]);
   }
   summary.targeted = loaded.targets

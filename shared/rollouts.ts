@@ -411,7 +411,7 @@ export class RolloutStore {
     const seen = new Set<string>();
     const unique: Transition[] = [];
     for (const t of transitions) {
-      const key = `${t.instanceId}#${t.parameter}`;
+      const key = targetId(t);
       if (seen.has(key)) stale.push(t);
       else unique.push(t);
       seen.add(key);
@@ -793,6 +793,22 @@ export class RolloutStore {
   private expiry(): number {
     return Math.floor(this.now().getTime() / 1000) + RETENTION_SECONDS;
   }
+}
+
+/** A target's identity within its rollout: `instanceId#parameter`. Never throws. */
+export function targetId(target: { instanceId: string; parameter: string }): string {
+  return `${target.instanceId}#${target.parameter}`;
+}
+
+/** The command that carried each target's first attempt, by targetId. Never throws. */
+export function firstAttemptCommands(commands: CommandRecord[]): Map<string, string> {
+  const first = new Map<string, string>();
+  for (const command of commands.filter((c) => c.attempt === 1)) {
+    for (const instanceId of command.instanceIds) {
+      first.set(targetId({ instanceId, parameter: command.parameter }), command.commandId);
+    }
+  }
+  return first;
 }
 
 /**

@@ -1,4 +1,13 @@
-import type { Counts, LastError, Rollout, RolloutStore, Target, TargetStatus } from './rollouts.ts';
+import {
+  type Counts,
+  firstAttemptCommands,
+  type LastError,
+  type Rollout,
+  type RolloutStore,
+  type Target,
+  type TargetStatus,
+  targetId,
+} from './rollouts.ts';
 import type { RolloutListRequest } from './schemas/requests.ts';
 
 export interface InstanceView {
@@ -35,11 +44,7 @@ export async function rolloutView(
   const loaded = await store.load(rolloutId);
   if (loaded === undefined) return undefined;
   const { rollout, targets, commands } = loaded;
-  const firstCommand = new Map<string, string>();
-  for (const command of commands.filter((c) => c.attempt === 1)) {
-    for (const id of command.instanceIds)
-      firstCommand.set(`${id}#${command.parameter}`, command.commandId);
-  }
+  const firstCommand = firstAttemptCommands(commands);
   return {
     rolloutId: rollout.rolloutId,
     trigger: rollout.trigger,
@@ -50,9 +55,7 @@ export async function rolloutView(
     createdAt: rollout.createdAt,
     ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),
     counts: rollout.counts,
-    instances: targets.map((t) =>
-      instanceView(t, firstCommand.get(`${t.instanceId}#${t.parameter}`)),
-    ),
+    instances: targets.map((t) => instanceView(t, firstCommand.get(targetId(t)))),
   };
 }
 

@@ -1,6 +1,6 @@
 import { logger } from './powertools.ts';
 import { applyThenQueueRetries, retryOrFail } from './retries.ts';
-import type { Target } from './rollouts.ts';
+import { firstAttemptCommands, type Target, targetId } from './rollouts.ts';
 import { settleAndAlert } from './settlement.ts';
 import { MAX_ROUNDS, queueSweep, ROUND_SECONDS, type SweepMessage } from './sweeps.ts';
 import { type StatusMessage, type TrackerDeps, trackStatusEvents } from './tracker.ts';
@@ -31,14 +31,9 @@ export async function sweepRollout(deps: SweeperDeps, sweep: SweepMessage): Prom
   }
 
   // 1. Targets with a command: ask Run Command, as if their status events had arrived.
-  const firstCommand = new Map<string, string>();
-  for (const command of loaded.commands.filter((c) => c.attempt === 1)) {
-    for (const id of command.instanceIds)
-      firstCommand.set(`${id}#${command.parameter}`, command.commandId);
-  }
+  const firstCommand = firstAttemptCommands(loaded.commands);
   const commandOf = (t: Target) =>
-    t.commandId ??
-    (t.attempt === 1 ? firstCommand.get(`${t.instanceId}#${t.parameter}`) : undefined);
+    t.commandId ?? (t.attempt === 1 ? firstCommand.get(targetId(t)) : undefined);
   const asked = pending.flatMap((t) => {
     const commandId = commandOf(t);
     return commandId === undefined ? [] : [syntheticStatus(commandId, t.instanceId, now)];
