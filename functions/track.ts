@@ -5,34 +5,16 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { documents } from '../shared/clients/dynamodb.ts';
-import { ec2 } from '../shared/clients/ec2.ts';
-import { sns } from '../shared/clients/sns.ts';
-import { sqs } from '../shared/clients/sqs.ts';
-import { ssm } from '../shared/clients/ssm.ts';
-import { loadConfig, requireEnv } from '../shared/config.ts';
+import { fanOutDepsFromEnv } from '../shared/deps.ts';
 import { parseOrThrow } from '../shared/parse.ts';
 import { logger, metrics, tracer } from '../shared/powertools.ts';
-import { RolloutStore } from '../shared/rollouts.ts';
 import { CommandInvocationEventSchema } from '../shared/schemas/command-status.ts';
 import { sweepRollout } from '../shared/sweeper.ts';
 import { type SweepMessage, SweepMessageSchema } from '../shared/sweeps.ts';
 import { type StatusMessage, trackStatusEvents } from '../shared/tracker.ts';
 
-const config = loadConfig();
-const alertsTopicArn = process.env.ALERTS_TOPIC_ARN;
-const deps = {
-  ssm,
-  ec2,
-  sqs,
-  sns,
-  store: new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE')),
-  retry: config.retry,
-  retryQueueUrl: requireEnv('RETRY_QUEUE_URL'),
-  statusQueueUrl: requireEnv('STATUS_QUEUE_URL'),
-  ...(alertsTopicArn === undefined ? {} : { alertsTopicArn }),
-  ...(process.env.STAGE === undefined ? {} : { stage: process.env.STAGE }),
-};
+// The fan-out dependencies carry all the tracker needs (clients, store, config, queues).
+const deps = fanOutDepsFromEnv();
 const processor = new BatchProcessor(EventType.SQS);
 
 /**

@@ -51,10 +51,10 @@ export async function sweepRollout(deps: SweeperDeps, sweep: SweepMessage): Prom
       retryOrFail(
         { instanceId: t.instanceId, parameter: t.parameter, fromAttempt: t.attempt },
         lastError,
-        deps.retry.maxAttempts,
+        deps.config.retry.maxAttempts,
       ),
     );
-    await applyThenQueueRetries(deps, deps.retry, sweep.rolloutId, transitions);
+    await applyThenQueueRetries(deps, deps.config.retry, sweep.rolloutId, transitions);
   }
 
   // 3. Still pending: look again later, or give up on what Run Command never finished.

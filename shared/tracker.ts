@@ -22,7 +22,7 @@ export interface TrackerDeps extends SettlementDeps {
   ec2: EC2Client;
   sqs: SQSClient;
   store: RolloutStore;
-  retry: FanoutConfig['retry'];
+  config: FanoutConfig;
   retryQueueUrl: string;
 }
 
@@ -199,11 +199,16 @@ async function applyToRollout(
         });
         break;
       case 'Retryable':
-        transitions.push(retryOrFail(base, outcome.lastError, deps.retry.maxAttempts));
+        transitions.push(retryOrFail(base, outcome.lastError, deps.config.retry.maxAttempts));
         break;
     }
   }
-  const { applied, stale } = await applyThenQueueRetries(deps, deps.retry, rolloutId, transitions);
+  const { applied, stale } = await applyThenQueueRetries(
+    deps,
+    deps.config.retry,
+    rolloutId,
+    transitions,
+  );
   if (stale.length > 0)
     logger.info('duplicate or late status events skipped', { rolloutId, stale: stale.length });
   for (const t of applied) {

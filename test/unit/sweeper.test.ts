@@ -76,7 +76,7 @@ function deps(now: Date): SweeperDeps {
     sqs: new SQSClient({}),
     sns: new SNSClient({}),
     store: table.store,
-    retry: parseConfig(testConfigInput).retry,
+    config: parseConfig(testConfigInput),
     retryQueueUrl: 'retry-queue',
     statusQueueUrl: 'status-queue',
     alertsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:alerts',
