@@ -2,12 +2,11 @@ import {
   type AutoScalingClient,
   CompleteLifecycleActionCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { sendAlert } from './alerts.ts';
 import { filesForEnvironment } from './config.ts';
 import { type FanOutDeps, fanOut, RolloutBusyError } from './fanout.ts';
-import { resolveTargets } from './fleet.ts';
+import { describeInstancesById, resolveTargets } from './fleet.ts';
 import { logger } from './powertools.ts';
 import { newRolloutId, rolloutIdFloor } from './rollout-id.ts';
 import type { Target } from './rollouts.ts';
@@ -265,10 +264,7 @@ async function isOnline(
 }
 
 async function describeInstance(deps: BootstrapDeps, instanceId: string) {
-  const { Reservations } = await deps.ec2.send(
-    new DescribeInstancesCommand({ Filters: [{ Name: 'instance-id', Values: [instanceId] }] }),
-  );
-  const instance = Reservations?.[0]?.Instances?.[0];
+  const instance = (await describeInstancesById(deps.ec2, [instanceId])).get(instanceId);
   if (instance === undefined) return undefined;
   const launchTime = instance.LaunchTime ?? new Date(0);
   return {

@@ -1,4 +1,4 @@
-import { type EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import { type EC2Client, type Instance, paginateDescribeInstances } from '@aws-sdk/client-ec2';
 import { paginateDescribeInstanceInformation, type SSMClient } from '@aws-sdk/client-ssm';
 import { chunk } from './chunk.ts';
 
@@ -104,4 +104,32 @@ function unreachableReason(pingStatus: string | undefined): UnreachableReason {
     default:
       return 'NotOnline';
   }
+}
+
+// Values per DescribeInstances filter are limited; 200 is well inside the limit.
+const INSTANCE_FILTER_VALUES = 200;
+
+/**
+ * The EC2 view of these instances, by id, whatever their state; ids EC2 no longer lists are
+ * absent. One paginated DescribeInstances per 200 ids. Throws the SDK error.
+ */
+export async function describeInstancesById(
+  ec2: EC2Client,
+  instanceIds: readonly string[],
+): Promise<Map<string, Instance>> {
+  const found = new Map<string, Instance>();
+  for (const ids of chunk([...new Set(instanceIds)], INSTANCE_FILTER_VALUES)) {
+    const pages = paginateDescribeInstances(
+      { client: ec2, pageSize: EC2_PAGE_SIZE },
+      { Filters: [{ Name: 'instance-id', Values: ids }], MaxResults: EC2_PAGE_SIZE },
+    );
+    for await (const page of pages) {
+      for (const reservation of page.Reservations ?? []) {
+        for (const instance of reservation.Instances ?? []) {
+          if (instance.InstanceId !== undefined) found.set(instance.InstanceId, instance);
+        }
+      }
+    }
+  }
+  return found;
 }

@@ -1,5 +1,5 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { type EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import {
   GetCommandInvocationCommand,
@@ -7,9 +7,10 @@ import {
   paginateListCommandInvocations,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { chunk, mapSettled } from './chunk.ts';
+import { mapSettled } from './chunk.ts';
 import { parseRolloutComment } from './commands.ts';
 import type { FanoutConfig } from './config.ts';
+import { describeInstancesById } from './fleet.ts';
 import { classify, type InstanceState, type Invocation } from './outcomes.ts';
 import { logger, metrics } from './powertools.ts';
 import { applyThenQueueRetries, retryOrFail } from './retries.ts';
@@ -31,9 +32,6 @@ export interface StatusMessage {
   messageId: string;
   event: CommandInvocationEvent;
 }
-
-// Filter values per DescribeInstances filter are limited; 200 is well inside it.
-const INSTANCE_FILTER_VALUES = 200;
 
 interface Located {
   message: StatusMessage;
@@ -271,31 +269,16 @@ async function instanceStates(
   ec2: EC2Client,
   instanceIds: string[],
 ): Promise<Map<string, InstanceState>> {
-  const states = new Map<string, InstanceState>();
-  for (const ids of chunk([...new Set(instanceIds)], INSTANCE_FILTER_VALUES)) {
-    for (const id of ids) states.set(id, 'missing');
-    const pages = paginateDescribeInstances(
-      { client: ec2, pageSize: 1000 },
-      { Filters: [{ Name: 'instance-id', Values: ids }], MaxResults: 1000 },
-    );
-    for await (const page of pages) {
-      for (const reservation of page.Reservations ?? []) {
-        for (const instance of reservation.Instances ?? []) {
-          if (instance.InstanceId === undefined) continue;
-          const name = instance.State?.Name;
-          states.set(
-            instance.InstanceId,
-            name === 'running' || name === 'pending'
-              ? 'running'
-              : name === 'stopped' || name === 'stopping'
-                ? 'stopped'
-                : 'terminated',
-          );
-        }
-      }
-    }
-  }
-  return states;
+  const found = await describeInstancesById(ec2, instanceIds);
+  return new Map(
+    instanceIds.map((id) => {
+      const name = found.get(id)?.State?.Name;
+      if (name === undefined) return [id, 'missing'];
+      if (name === 'running' || name === 'pending') return [id, 'running'];
+      if (name === 'stopped' || name === 'stopping') return [id, 'stopped'];
+      return [id, 'terminated'];
+    }),
+  );
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
