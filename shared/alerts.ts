@@ -1,6 +1,7 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { logger } from './powertools.ts';
 import type { Rollout, Target } from './rollouts.ts';
+import { describeTrigger } from './trigger.ts';
 
 /** One message for the on-call. Never carries a secret value: only names, ids and reasons. */
 export interface Alert {
@@ -91,7 +92,7 @@ export function rolloutAlert(rollout: Rollout, targets: Target[], stage?: string
   return {
     subject: `secrets-fanout: ${rollout.environment} ${parameters}${version}: ${c.failed} failed, ${c.unreachable} unreachable`,
     lines: [
-      `Rollout ${rollout.rolloutId} (${describeTrigger(rollout)}) settled at ${rollout.settledAt ?? 'now'}.`,
+      `Rollout ${rollout.rolloutId} (${describeTrigger(rollout.trigger)}) settled at ${rollout.settledAt ?? 'now'}.`,
       `Environment: ${rollout.environment}   Parameters: ${parameters}   Version: ${rollout.version ?? 'unknown'}`,
       `Result: ${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, of ${c.total}; ${c.retries} retries.`,
       'Instances that failed keep their previous file, unchanged.',
@@ -131,15 +132,4 @@ function describeFailureLine(target: Target): string {
     e.exitCode === undefined ? '' : `, exit ${e.exitCode}${e.meaning ? ` ${e.meaning}` : ''}`;
   const stderr = e.stderr === undefined ? '' : ` — ${e.stderr}`;
   return `${e.status}${exit}${stderr} (attempts: ${target.attempt})`;
-}
-
-function describeTrigger(rollout: Rollout): string {
-  switch (rollout.trigger.type) {
-    case 'event':
-      return 'Parameter Store change';
-    case 'resync':
-      return `resync by ${rollout.trigger.principal}`;
-    case 'bootstrap':
-      return `bootstrap of ${rollout.trigger.instanceId}`;
-  }
 }

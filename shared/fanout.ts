@@ -14,12 +14,9 @@ import {
 } from './rollouts.ts';
 import { type SettlementDeps, settleAndAlert } from './settlement.ts';
 import { firstSweep, queueSweep } from './sweeps.ts';
+import type { Trigger } from './trigger.ts';
 
-/** What started a rollout: a Parameter Store change, a person's resync, or a new instance. */
-export type Trigger =
-  | { type: 'event'; eventId: string }
-  | { type: 'resync'; principal: string }
-  | { type: 'bootstrap'; instanceId: string };
+export type { Trigger };
 
 export interface FanOutRequest {
   rolloutId: string;

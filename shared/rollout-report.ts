@@ -1,4 +1,5 @@
-import type { RolloutSummary, Trigger } from './fanout.ts';
+import type { RolloutSummary } from './fanout.ts';
+import type { Trigger } from './trigger.ts';
 
 /** A rollout as logged and returned: counts and ids, compact enough for any fleet size. */
 export interface RolloutReport {

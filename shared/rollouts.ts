@@ -10,7 +10,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { chunk } from './chunk.ts';
-import type { Trigger } from './fanout.ts';
+import type { Trigger } from './trigger.ts';
 
 /**
  * The rollouts table: one partition per rollout holding the rollout item, one item per

@@ -9,6 +9,7 @@ import {
   targetId,
 } from './rollouts.ts';
 import type { RolloutListRequest } from './schemas/requests.ts';
+import { describeTrigger } from './trigger.ts';
 
 export interface InstanceView {
   instanceId: string;
@@ -99,7 +100,7 @@ export function rolloutTable(view: RolloutView): string[] {
     view.parameters.length > 1 ? i.parameter : '',
   ]);
   return [
-    `rollout ${view.rolloutId}  ${view.state}  ${triggerText(view.trigger)}`,
+    `rollout ${view.rolloutId}  ${view.state}  ${describeTrigger(view.trigger)}`,
     `${view.environment}  ${view.parameters.join(', ')}  version ${view.version ?? '?'}  started ${view.createdAt}${view.settledAt ? `  settled ${view.settledAt}` : ''}`,
     `${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, ${c.pending} pending (of ${c.total}; ${c.retries} retries)`,
     ...columns([
@@ -140,7 +141,7 @@ export function rolloutListTable(rollouts: Rollout[]): string[] {
       String(r.counts.failed),
       String(r.counts.unreachable),
       String(r.counts.pending),
-      triggerText(r.trigger),
+      describeTrigger(r.trigger),
     ]),
   ]);
 }
@@ -152,17 +153,6 @@ function errorText(error: LastError | undefined): string {
       ? ''
       : ` exit ${error.exitCode}${error.meaning ? ` ${error.meaning}` : ''}`;
   return `${error.status}${exit}${error.stderr ? `: ${error.stderr}` : ''}`;
-}
-
-function triggerText(trigger: Rollout['trigger']): string {
-  switch (trigger.type) {
-    case 'event':
-      return 'parameter change';
-    case 'resync':
-      return `resync by ${trigger.principal}`;
-    case 'bootstrap':
-      return `bootstrap of ${trigger.instanceId}`;
-  }
 }
 
 function columns(rows: string[][]): string[] {
