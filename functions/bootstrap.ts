@@ -1,25 +1,26 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type BootstrapCheck, checkBootstrap, firstCheck } from '../shared/bootstrap.ts';
-import { autoscaling } from '../shared/clients/autoscaling.ts';
+import {
+  type BootstrapCheck,
+  checkBootstrap,
+  firstCheck,
+} from '../shared/bootstrap/new-instances.ts';
 import { requireEnv } from '../shared/config.ts';
-import { fanOutDepsFromEnv } from '../shared/deps.ts';
-import { parseOrThrow } from '../shared/parse.ts';
-import { logger, metrics, tracer } from '../shared/powertools.ts';
+import { depsFromEnv } from '../shared/deps.ts';
 import {
   BootstrapCheckSchema,
   InstanceStateEventSchema,
   LaunchLifecycleEventSchema,
   TagChangeEventSchema,
-} from '../shared/schemas/instance-events.ts';
+} from '../shared/messages/instance-events.ts';
+import { autoscaling } from '../shared/platform/clients/autoscaling.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { parseOrThrow } from '../shared/platform/parse.ts';
+import { logger, metrics } from '../shared/platform/powertools.ts';
 
 const deps = {
-  ...fanOutDepsFromEnv(),
+  ...depsFromEnv(),
   autoscaling,
   bootstrapQueueUrl: requireEnv('BOOTSTRAP_QUEUE_URL'),
 };
@@ -83,8 +84,4 @@ export const lambdaHandler = (event: SQSEvent, context: Context): Promise<SQSBat
     throwOnFullBatchFailure: false,
   });
 
-export const handler = middy<SQSEvent, SQSBatchResponse>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
-  .handler(lambdaHandler);
+export const handler = observed<SQSEvent, SQSBatchResponse>().handler(lambdaHandler);

@@ -1,27 +1,24 @@
 import { makeHandlerIdempotent } from '@aws-lambda-powertools/idempotency/middleware';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
-import { parameterNotPushedAlert, sendAlert } from '../shared/alerts.ts';
 import { filesForParameter, requireEnv } from '../shared/config.ts';
-import { fanOutDepsFromEnv } from '../shared/deps.ts';
-import { fanOut, type RolloutSummary } from '../shared/fanout.ts';
-import { idempotentOn } from '../shared/idempotency.ts';
-import { currentVersion } from '../shared/parameters.ts';
-import { parseEvent } from '../shared/parse.ts';
-import { correlate, logger, metrics, tracer } from '../shared/powertools.ts';
-import { newRolloutId } from '../shared/rollout-id.ts';
-import { type RolloutReport, summarise } from '../shared/rollout-report.ts';
+import { depsFromEnv } from '../shared/deps.ts';
 import {
   CONTENT_OPERATIONS,
   type ParameterChangeEvent,
   ParameterChangeEventSchema,
-} from '../shared/schemas/parameter-change.ts';
+} from '../shared/messages/parameter-change.ts';
+import { idempotentOn } from '../shared/platform/idempotency.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { parseEvent } from '../shared/platform/parse.ts';
+import { correlate, logger, metrics } from '../shared/platform/powertools.ts';
+import { parameterNotPushedAlert, sendAlert } from '../shared/report/alerts.ts';
+import { type RolloutReport, summarise } from '../shared/report/rollout-report.ts';
+import { newRolloutId } from '../shared/rollout/rollout-id.ts';
+import { fanOut, type RolloutSummary } from '../shared/send/fanout.ts';
+import { currentVersion } from '../shared/send/parameters.ts';
 
 // Read and checked once per container: a bad deployment fails at cold start, loudly.
-const deps = fanOutDepsFromEnv();
+const deps = depsFromEnv();
 const { config } = deps;
 
 export type PropagateResult =
@@ -81,10 +78,7 @@ function recordMetrics(summary: RolloutSummary): void {
   metrics.addMetric('CommandChunksFailed', MetricUnit.Count, summary.failedChunks.length);
 }
 
-export const handler = middy<ParameterChangeEvent, PropagateResult>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
+export const handler = observed<ParameterChangeEvent, PropagateResult>()
   .use(parseEvent(ParameterChangeEventSchema, 'Parameter Store Change event'))
   .use(makeHandlerIdempotent(idempotentOn(requireEnv('IDEMPOTENCY_TABLE'), 'id')))
   .handler(lambdaHandler);

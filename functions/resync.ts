@@ -1,40 +1,32 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
-import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { fanOutDepsFromEnv } from '../shared/deps.ts';
-import { callerOf, isHttpRequest, jsonBody, respond } from '../shared/http.ts';
-import { logger, metrics, tracer } from '../shared/powertools.ts';
-import { resync } from '../shared/resync.ts';
+import { depsFromEnv } from '../shared/deps.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { metrics } from '../shared/platform/powertools.ts';
+import { resync } from '../shared/send/resync.ts';
 
-const deps = fanOutDepsFromEnv();
+const deps = depsFromEnv();
 
 // A direct invoke carries no caller identity (Lambda passes none); CloudTrail's Invoke data
-// events name the caller. Over HTTP, API Gateway has verified the SigV4 signature.
+// events name the caller. Anything in the event claiming otherwise is the caller's own words.
 const DIRECT_INVOKE = 'direct invoke (caller: CloudTrail lambda:Invoke data event)';
 
 /**
- * POST /resync (HTTP API, AWS_IAM) or `serverless invoke -f resync --data '{...}'`: start a
- * rollout now and answer at once with its id, targets and how to follow it.
+ * `serverless invoke -f resync --data '{...}'`: start a rollout now and answer at once with its
+ * id, targets and how to follow it. The event *is* the request; an HTTP-shaped event is refused
+ * rather than trusted, so no invoker can record someone else as the requester (the HTTP API
+ * has its own function, resyncHttp).
  */
-export const lambdaHandler = async (
-  event: unknown,
-): Promise<APIGatewayProxyStructuredResultV2 | Record<string, unknown>> => {
+export const lambdaHandler = async (event: unknown): Promise<Record<string, unknown>> => {
   metrics.addMetric('ResyncRequests', MetricUnit.Count, 1);
-  if (!isHttpRequest(event)) {
-    const answer = await resync(deps, event, DIRECT_INVOKE);
-    return answer.status >= 400 ? { status: answer.status, ...answer.body } : answer.body;
+  if (typeof event === 'object' && event !== null && 'requestContext' in event) {
+    return {
+      status: 400,
+      error:
+        'this function takes the request itself ({"parameter": …} or {"environment": …}); HTTP requests go to POST /resync',
+    };
   }
-  const body = jsonBody(event);
-  if (!body.ok) return respond(body.status, { error: body.error });
-  const answer = await resync(deps, body.value, callerOf(event));
-  return respond(answer.status, answer.body);
+  const answer = await resync(deps, event, DIRECT_INVOKE);
+  return answer.status >= 400 ? { status: answer.status, ...answer.body } : answer.body;
 };
 
-export const handler = middy<unknown, APIGatewayProxyStructuredResultV2 | Record<string, unknown>>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
-  .handler(lambdaHandler);
+export const handler = observed<unknown, Record<string, unknown>>().handler(lambdaHandler);

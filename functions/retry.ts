@@ -1,18 +1,18 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { ChangeMessageVisibilityCommand } from '@aws-sdk/client-sqs';
-import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { fanOutDepsFromEnv } from '../shared/deps.ts';
-import { parseOrThrow } from '../shared/parse.ts';
-import { logger, metrics, tracer } from '../shared/powertools.ts';
-import { RetryBusyError, retryTarget } from '../shared/retrier.ts';
-import { RetryMessageSchema } from '../shared/schemas/command-status.ts';
+import { requireEnv } from '../shared/config.ts';
+import { depsFromEnv } from '../shared/deps.ts';
+import { RetryBusyError } from '../shared/errors.ts';
+import { RetryMessageSchema } from '../shared/messages/retry.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { parseOrThrow } from '../shared/platform/parse.ts';
+import { logger, metrics } from '../shared/platform/powertools.ts';
+import { retryTarget } from '../shared/track/retrier.ts';
 
-const deps = fanOutDepsFromEnv();
+const deps = depsFromEnv();
+const retryQueueUrl = requireEnv('RETRY_QUEUE_URL');
 const processor = new BatchProcessor(EventType.SQS);
 // A busy or early retry is looked at again this soon.
 const BUSY_RETRY_SECONDS = 15;
@@ -28,7 +28,7 @@ async function retryRecord(record: SQSRecord): Promise<void> {
       // Come back in seconds, not after the queue's full visibility timeout.
       await deps.sqs.send(
         new ChangeMessageVisibilityCommand({
-          QueueUrl: deps.retryQueueUrl,
+          QueueUrl: retryQueueUrl,
           ReceiptHandle: record.receiptHandle,
           VisibilityTimeout: BUSY_RETRY_SECONDS,
         }),
@@ -48,8 +48,4 @@ export const lambdaHandler = (event: SQSEvent, context: Context): Promise<SQSBat
     throwOnFullBatchFailure: false,
   });
 
-export const handler = middy<SQSEvent, SQSBatchResponse>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
-  .handler(lambdaHandler);
+export const handler = observed<SQSEvent, SQSBatchResponse>().handler(lambdaHandler);

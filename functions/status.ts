@@ -1,14 +1,17 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
-import { documents } from '../shared/clients/dynamodb.ts';
 import { loadConfig, mappedParameterNames, requireEnv } from '../shared/config.ts';
-import { isHttpRequest, respond } from '../shared/http.ts';
-import { describeIssues } from '../shared/parse.ts';
-import { correlate, logger, tracer } from '../shared/powertools.ts';
-import { RolloutStore } from '../shared/rollouts.ts';
-import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/schemas/requests.ts';
-import { recentRollouts, rolloutListTable, rolloutTable, rolloutView } from '../shared/status.ts';
+import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/messages/requests.ts';
+import { documents } from '../shared/platform/clients/dynamodb.ts';
+import { isHttpRequest, respond } from '../shared/platform/http.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { describeIssues } from '../shared/platform/parse.ts';
+import { correlate } from '../shared/platform/powertools.ts';
+import {
+  recentRollouts,
+  rolloutListTable,
+  rolloutTable,
+  rolloutView,
+} from '../shared/report/status.ts';
+import { RolloutStore } from '../shared/rollout/store.ts';
 
 const store = new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE'));
 const config = loadConfig();
@@ -63,7 +66,4 @@ export const lambdaHandler = async (event: unknown): Promise<unknown> => {
   return respond(answer.status, answer.body);
 };
 
-export const handler = middy<unknown, unknown>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .handler(lambdaHandler);
+export const handler = observed<unknown, unknown>({ withMetrics: false }).handler(lambdaHandler);

@@ -1,20 +1,17 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
-import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { fanOutDepsFromEnv } from '../shared/deps.ts';
-import { parseOrThrow } from '../shared/parse.ts';
-import { logger, metrics, tracer } from '../shared/powertools.ts';
-import { CommandInvocationEventSchema } from '../shared/schemas/command-status.ts';
-import { sweepRollout } from '../shared/sweeper.ts';
-import { type SweepMessage, SweepMessageSchema } from '../shared/sweeps.ts';
-import { type StatusMessage, trackStatusEvents } from '../shared/tracker.ts';
+import { depsFromEnv } from '../shared/deps.ts';
+import { CommandInvocationEventSchema } from '../shared/messages/command-status.ts';
+import { type SweepMessage, SweepMessageSchema } from '../shared/messages/sweep.ts';
+import { observed } from '../shared/platform/middleware.ts';
+import { parseOrThrow } from '../shared/platform/parse.ts';
+import { logger, metrics } from '../shared/platform/powertools.ts';
+import { sweepRollout } from '../shared/track/sweeper.ts';
+import { type StatusMessage, trackStatusEvents } from '../shared/track/tracker.ts';
 
 // The fan-out dependencies carry all the tracker needs (clients, store, config, queues).
-const deps = fanOutDepsFromEnv();
+const deps = depsFromEnv();
 const processor = new BatchProcessor(EventType.SQS);
 
 /**
@@ -78,8 +75,4 @@ export const lambdaHandler = async (
   );
 };
 
-export const handler = middy<SQSEvent, SQSBatchResponse>()
-  .use(captureLambdaHandler(tracer))
-  .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics))
-  .handler(lambdaHandler);
+export const handler = observed<SQSEvent, SQSBatchResponse>().handler(lambdaHandler);

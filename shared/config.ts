@@ -1,8 +1,9 @@
 import * as z from 'zod';
+import { ConfigError } from './errors.ts';
 
 /**
  * `custom.fanout` in serverless.yml: which parameters go to which files on which instances.
- * Validated by this one schema at package time (shared/serverless-config.cjs) and again at
+ * Validated by this one schema at package time (shared/build/serverless-config.cjs) and again at
  * cold start (loadConfig), so a deployed function never runs with a config the build refused.
  *
  * The string patterns are at least as strict as the allowedPattern of the matching parameter in
@@ -184,10 +185,6 @@ export interface FileTarget {
   format: FileMapping['format'];
   reloadService?: string;
   backups: number;
-}
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
 }
 
 type ExpandableConfig = Pick<FanoutConfig, 'environments' | 'files'>;

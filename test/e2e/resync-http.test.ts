@@ -49,7 +49,7 @@ describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local c
     // Assert
     expect(response.status).toBe(403);
     expect(response.json).toEqual({ message: 'Forbidden' });
-    expect(cloud.invocations('resync')).toHaveLength(0);
+    expect(cloud.invocations('resyncHttp')).toHaveLength(0);
   });
 
   it('refuses an unknown access key, a wrong secret and an unknown route', async () => {
@@ -68,7 +68,7 @@ describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local c
     expect(wrongSecret.json.message).toMatch(/^The request signature we calculated does not match/);
     expect(noRoute.status).toBe(404);
     expect(noRoute.json).toEqual({ message: 'Not Found' });
-    expect(cloud.invocations('resync')).toHaveLength(0);
+    expect(cloud.invocations('resyncHttp')).toHaveLength(0);
   });
 
   it('starts a rollout of a parameter, answers 202 at once and records who asked', async () => {
@@ -91,7 +91,7 @@ describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local c
     expect(answer.follow.cli).toContain('invoke -f status');
     expect(commandCount()).toBe(before + 1);
     // The function got the IAM authorizer's context, as API Gateway passes it.
-    const event = cloud.invocations('resync').at(-1)?.event as any;
+    const event = cloud.invocations('resyncHttp').at(-1)?.event as any;
     expect(event.version).toBe('2.0');
     expect(event.routeKey).toBe('POST /resync');
     expect(event.isBase64Encoded).toBe(false);

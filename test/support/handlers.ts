@@ -1,6 +1,6 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll } from 'vitest';
-import type { RolloutStore } from '../../shared/rollouts.ts';
+import type { RolloutStore } from '../../shared/rollout/store.ts';
 import { startRolloutStore } from './rollouts.ts';
 
 /**

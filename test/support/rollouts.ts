@@ -1,6 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { RolloutStore } from '../../shared/rollouts.ts';
+import { RolloutStore } from '../../shared/rollout/store.ts';
 import { createRolloutsTable, startDynalite } from './dynalite.ts';
 
 /** A RolloutStore on a fresh table of a local DynamoDB; `close` stops it. */

@@ -19,5 +19,7 @@ Object.assign(process.env, {
   BOOTSTRAP_QUEUE_URL:
     'https://sqs.eu-west-1.amazonaws.com/123456789012/secrets-fanout-test-bootstrap',
   STAGE: 'test',
+  // The HTTP API the events/http fixtures came through (requestContext.apiId).
+  HTTP_API_ID: 'abcdef1234',
   ALERTS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:secrets-fanout-test-alerts',
 });

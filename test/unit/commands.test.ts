@@ -1,8 +1,8 @@
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { documentParameters, rolloutComment, sendInChunks } from '../../shared/commands.ts';
 import { expandFiles } from '../../shared/config.ts';
+import { documentParameters, rolloutComment, sendInChunks } from '../../shared/send/commands.ts';
 import { instanceIds, testConfig } from '../support/fixtures.ts';
 
 const ssmMock = mockClient(SSMClient);

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  ConfigError,
   expandFiles,
   filesForEnvironment,
   filesForParameter,
@@ -8,6 +7,7 @@ import {
   mappedParameterNames,
   parseConfig,
 } from '../../shared/config.ts';
+import { ConfigError } from '../../shared/errors.ts';
 import { testConfigInput } from '../support/fixtures.ts';
 
 const clone = () => structuredClone(testConfigInput);

@@ -2,7 +2,7 @@ import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveTargets } from '../../shared/fleet.ts';
+import { resolveTargets } from '../../shared/send/fleet.ts';
 import { instanceIds } from '../support/fixtures.ts';
 
 const ec2Mock = mockClient(EC2Client);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
-import { backoffSeconds, classify, type Invocation } from '../../shared/outcomes.ts';
+import { backoffSeconds } from '../../shared/rollout/policy.ts';
+import { classify, type Invocation } from '../../shared/track/outcomes.ts';
 
 const failed = (exitCode: number, stderr = 'secrets-fanout: error: something'): Invocation => ({
   status: 'Failed',

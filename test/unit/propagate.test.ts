@@ -228,6 +228,7 @@ describe('propagate', () => {
         rolloutId: expect.any(String),
         instanceId,
         parameter: '/prod/env.php',
+        path: '/var/www/html/env.php',
         attempt: 2,
       })),
     );

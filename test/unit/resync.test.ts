@@ -17,7 +17,11 @@ const ec2Mock = mockClient(EC2Client);
 const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 
-const table = withRolloutsTable(() => import('../../functions/resync.ts'));
+// POST /resync is its own function (resync-http); the direct invoke is `resync`.
+const table = withRolloutsTable(async () => ({
+  http: await import('../../functions/resync-http.ts'),
+  invoke: await import('../../functions/resync.ts'),
+}));
 
 const prod = instanceIds(3);
 const dev = instanceIds(2, 100);
@@ -57,7 +61,9 @@ function post(body: unknown, raw = false) {
   event.body = raw ? body : JSON.stringify(body);
   return event;
 }
-const call = (event: unknown) => table.handler.handler(event, lambdaContext()) as Promise<any>;
+const call = (event: unknown) => table.handler.http.handler(event, lambdaContext()) as Promise<any>;
+const invoke = (event: unknown) =>
+  table.handler.invoke.handler(event, lambdaContext()) as Promise<any>;
 const sent = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
 
 describe('resync over HTTP', () => {
@@ -112,13 +118,14 @@ describe('resync over HTTP', () => {
   });
 
   it('resolves and answers a dry run without recording or sending anything', async () => {
-    const before = await table.store.recentRolloutIds({ parameter: '/prod/env.php' }, 50);
+    const before = await table.store.recentRollouts({ parameter: '/prod/env.php' }, 50);
     const response = await call(post({ parameter: '/prod/env.php', dryRun: true }));
     expect(response.statusCode).toBe(200);
     expect(JSON.parse(response.body)).toMatchObject({ dryRun: true, targeted: prod });
     expect(JSON.parse(response.body)).not.toHaveProperty('rolloutId');
     expect(sent()).toEqual([]);
-    expect(await table.store.recentRolloutIds({ parameter: '/prod/env.php' }, 50)).toEqual(before);
+    expect(await table.store.recentRollouts({ parameter: '/prod/env.php' }, 50)).toEqual(before);
+    expect(sqsMock.calls()).toHaveLength(0);
   });
 
   it.each([
@@ -166,11 +173,20 @@ describe('resync over HTTP', () => {
     expect(sent()).toEqual([]);
     expect(sqsMock.calls()).toHaveLength(0);
   });
+
+  it('refuses a request that did not come through its own HTTP API, sending nothing', async () => {
+    const event = loadEvent<any>('http/resync');
+    event.requestContext.apiId = 'someoneelse';
+    const response = await call(event);
+    expect(response.statusCode).toBe(403);
+    expect(sent()).toEqual([]);
+    expect(sqsMock.calls()).toHaveLength(0);
+  });
 });
 
 describe('resync by direct invoke', () => {
   it('answers the body itself and records the invoke as the trigger', async () => {
-    const body = await call(loadEvent('invoke/resync-parameter'));
+    const body = await invoke(loadEvent('invoke/resync-parameter'));
     expect(body).toMatchObject({
       environment: 'prod',
       targeted: prod,
@@ -180,15 +196,22 @@ describe('resync by direct invoke', () => {
   });
 
   it('answers a bad request with its status and error instead of failing the invocation', async () => {
-    await expect(call({ parameter: '/nope' })).resolves.toMatchObject({
+    await expect(invoke({ parameter: '/nope' })).resolves.toMatchObject({
       status: 404,
       error: expect.stringContaining('/nope'),
     });
   });
 
   it('runs the dry-run fixture without sending', async () => {
-    const body = await call(loadEvent('invoke/resync-environment-dry-run'));
+    const body = await invoke(loadEvent('invoke/resync-environment-dry-run'));
     expect(body).toMatchObject({ dryRun: true, environment: 'prod' });
     expect(sent()).toEqual([]);
+  });
+
+  it('refuses an HTTP-shaped event instead of trusting the principal it claims', async () => {
+    const body = await invoke(loadEvent('http/resync'));
+    expect(body).toMatchObject({ status: 400, error: expect.stringContaining('POST /resync') });
+    expect(sent()).toEqual([]);
+    expect(sqsMock.calls()).toHaveLength(0);
   });
 });

@@ -1,6 +1,10 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand,
+  SendMessageBatchCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   SendCommandCommand,
@@ -8,6 +12,8 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Transition } from '../../shared/rollout/model.ts';
+import { RolloutStore } from '../../shared/rollout/store.ts';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';
@@ -22,21 +28,27 @@ const table = withRolloutsTable(() => import('../../functions/retry.ts'));
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
-/** EC2 view of each instance: its state; SSM view: Online unless listed offline. */
-let running: Set<string>;
+const ref = (instanceId: string) => ({ instanceId, parameter, path });
+/** EC2 view of each instance: its state (absent: EC2 no longer lists it); SSM view: Online unless listed offline. */
+let states: Map<string, string>;
 let offline: Set<string>;
 
 beforeEach(() => {
-  running = new Set();
+  states = new Map();
   offline = new Set();
   ec2Mock.on(DescribeInstancesCommand).callsFake(({ Filters }) => {
-    const ids = Filters.find((f: any) => f.Name === 'instance-id')?.Values ?? [];
+    const ids: string[] = Filters.find((f: any) => f.Name === 'instance-id')?.Values ?? [];
+    const wanted: string[] | undefined = Filters.find(
+      (f: any) => f.Name === 'instance-state-name',
+    )?.Values;
     return {
       Reservations: [
         {
           Instances: ids
-            .filter((id: string) => running.has(id))
-            .map((InstanceId: string) => ({ InstanceId })),
+            .filter(
+              (id) => states.has(id) && (wanted === undefined || wanted.includes(states.get(id)!)),
+            )
+            .map((InstanceId) => ({ InstanceId, State: { Name: states.get(InstanceId) } })),
         },
       ],
     };
@@ -71,17 +83,23 @@ async function waitingForRetry(instanceId: string) {
     },
     [{ instanceId, parameter, path, status: 'Pending' }],
   );
-  await table.store.apply(rolloutId, [{ instanceId, parameter, fromAttempt: 1, to: 'Retry' }]);
+  await table.store.commit(rolloutId, [retryFrom(instanceId, 1)]);
   return rolloutId;
 }
+const retryFrom = (instanceId: string, fromAttempt: number): Transition => ({
+  ...ref(instanceId),
+  fromAttempt,
+  to: 'Retry',
+  retryAt: new Date().toISOString(),
+});
 const retryBatch = (rolloutId: string, instanceId: string, attempt = 2) =>
-  sqsBatch([{ rolloutId, instanceId, parameter, attempt }]);
+  sqsBatch([{ rolloutId, instanceId, parameter, path, attempt }]);
 
 describe('retry', () => {
   it('sends the next attempt to that instance only and records its command', async () => {
     // Arrange
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
     // Act
     const response = await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
@@ -94,7 +112,7 @@ describe('retry', () => {
       Parameters: { ParameterName: [parameter], DestinationPath: [path] },
       Comment: `secrets-fanout rollout ${rolloutId} attempt 2`,
     });
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       attempt: 2,
       commandId: 'cmd-retry-1',
     });
@@ -102,7 +120,7 @@ describe('retry', () => {
 
   it('sends nothing for a duplicate retry message', async () => {
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
     await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
@@ -112,8 +130,10 @@ describe('retry', () => {
   it('marks the instance Superseded when a newer rollout of the parameter already targets it', async () => {
     // Arrange
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
+    // A rollout the store recorded later (its clock, not the id, orders rollouts)
+    await new Promise((resolve) => setTimeout(resolve, 5));
     await table.store.create(
       {
         rolloutId: nextRolloutId(),
@@ -128,7 +148,7 @@ describe('retry', () => {
     await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     // Assert
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Superseded',
     });
     expect(await table.store.getRollout(rolloutId)).toMatchObject({
@@ -139,19 +159,44 @@ describe('retry', () => {
 
   it('marks an instance that is no longer running unreachable, and alerts', async () => {
     const [id] = instanceIds(1);
+    states.set(id!, 'stopped');
     const rolloutId = await waitingForRetry(id!);
     await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Unreachable',
       reason: 'NotRunningInEnvironment',
     });
     expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
   });
 
+  it.each([
+    ['terminated', 'terminated'],
+    ['no longer listed by EC2', undefined],
+  ])(
+    'marks an instance that is %s unreachable as terminated, without an alert',
+    async (_, state) => {
+      const [id] = instanceIds(1);
+      if (state !== undefined) states.set(id!, state);
+      const rolloutId = await waitingForRetry(id!);
+      await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
+      expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+      expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
+        status: 'Unreachable',
+        reason: 'InstanceTerminated',
+      });
+      expect(await table.store.getRollout(rolloutId)).toMatchObject({
+        state: 'Settled',
+        alert: 'None',
+        counts: { unreachable: 1, terminated: 1 },
+      });
+      expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
+    },
+  );
+
   it('uses up the attempt of an instance SSM cannot reach now and queues the next one', async () => {
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     offline.add(id!);
     const rolloutId = await waitingForRetry(id!);
     await table.handler.handler(retryBatch(rolloutId, id!), lambdaContext());
@@ -160,7 +205,7 @@ describe('retry', () => {
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? []);
     expect(JSON.parse(queued[0]!.MessageBody!)).toMatchObject({ attempt: 3 });
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Pending',
       attempt: 3,
       lastError: { status: 'Unreachable: ConnectionLost' },
@@ -169,16 +214,14 @@ describe('retry', () => {
 
   it('fails the instance when its last attempt cannot be sent', async () => {
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
-    await table.store.apply(rolloutId, [
-      { instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' },
-    ]);
+    await table.store.commit(rolloutId, [retryFrom(id!, 2)]);
     ssmMock
       .on(SendCommandCommand)
       .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
     await table.handler.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Failed',
       lastError: {
         status: 'SendCommandFailed (after 3 attempts)',
@@ -191,28 +234,35 @@ describe('retry', () => {
   it('leaves an attempt another run has claimed, and takes it over once the claim runs out', async () => {
     // Arrange: a run claimed attempt 2 and stopped before sending (a timeout, say)
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
-    expect(await table.store.claimAttempt(rolloutId, id!, parameter, 2)).toBe(true);
+    expect(await table.store.claimAttempt(rolloutId, ref(id!), 2)).toBe(true);
     // Act: the redelivered message while the claim holds
     const batch = retryBatch(rolloutId, id!);
     const response = await table.handler.handler(batch, lambdaContext());
     // Assert: nothing sent, the message comes back later
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    const { RolloutStore } = await import('../../shared/rollouts.ts');
+    expect(
+      sqsMock.commandCalls(ChangeMessageVisibilityCommand).map((c) => c.args[0].input),
+    ).toEqual([
+      expect.objectContaining({
+        ReceiptHandle: batch.Records[0]?.receiptHandle,
+        VisibilityTimeout: 15,
+      }),
+    ]);
     const later = new RolloutStore(
       table.db,
       process.env.ROLLOUTS_TABLE!,
       () => new Date(Date.now() + 5 * 60_000),
     );
-    expect(await later.claimAttempt(rolloutId, id!, parameter, 2)).toBe(true);
+    expect(await later.claimAttempt(rolloutId, ref(id!), 2)).toBe(true);
   });
 
   it('brings back a retry that arrives before the move to its attempt is saved', async () => {
     // Arrange: the tracker queued attempt 3 and has not yet committed the target's move to it
     const [id] = instanceIds(1);
-    running.add(id!);
+    states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
     const batch = retryBatch(rolloutId, id!, 3);
     // Act

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NewTarget, RolloutStore, Transition } from '../../shared/rollouts.ts';
+import type { NewTarget, Transition } from '../../shared/rollout/model.ts';
+import { supersedes } from '../../shared/rollout/model.ts';
+import type { RolloutStore } from '../../shared/rollout/store.ts';
 import { instanceIds } from '../support/fixtures.ts';
 import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
 
@@ -43,7 +45,17 @@ async function newRollout(pending: string[], unreachable: string[] = []) {
 }
 
 const to = (instanceId: string, status: Transition['to'], fromAttempt = 1): Transition =>
-  ({ instanceId, parameter, fromAttempt, to: status }) as Transition;
+  status === 'Retry'
+    ? {
+        instanceId,
+        parameter,
+        path,
+        fromAttempt,
+        to: 'Retry',
+        retryAt: new Date(Date.now() + 30_000).toISOString(),
+      }
+    : { instanceId, parameter, path, fromAttempt, to: status };
+const ref = (instanceId: string) => ({ instanceId, parameter, path });
 
 describe('RolloutStore', () => {
   it('records a rollout with its targets and counts the unreachable at once', async () => {
@@ -83,24 +95,24 @@ describe('RolloutStore', () => {
     async (status) => {
       const [a] = instanceIds(1);
       const rolloutId = await newRollout([a!]);
-      const { applied } = await store.apply(rolloutId, [to(a!, status)]);
+      const { applied } = await store.commit(rolloutId, [to(a!, status)]);
       expect(applied).toHaveLength(1);
       const rollout = await store.getRollout(rolloutId);
       expect(rollout?.counts.pending).toBe(0);
       expect(rollout?.counts[status.toLowerCase() as 'success']).toBe(
         status === 'Unreachable' ? 1 : 1,
       );
-      expect((await store.getTarget(rolloutId, a!, parameter))?.status).toBe(status);
+      expect((await store.getTarget(rolloutId, ref(a!)))?.status).toBe(status);
     },
   );
 
   it('skips a duplicate event: a target never moves backwards or counts twice', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await newRollout([a!]);
-    await store.apply(rolloutId, [{ ...to(a!, 'Success'), versionWritten: 7 } as Transition]);
-    const duplicate = await store.apply(rolloutId, [to(a!, 'Failed')]);
-    expect(duplicate).toEqual({ applied: [], stale: [to(a!, 'Failed')] });
-    expect(await store.getTarget(rolloutId, a!, parameter)).toMatchObject({
+    await store.commit(rolloutId, [{ ...to(a!, 'Success'), versionWritten: 7 } as Transition]);
+    const duplicate = await store.commit(rolloutId, [to(a!, 'Failed')]);
+    expect(duplicate).toEqual({ applied: [], alreadyApplied: [], stale: [to(a!, 'Failed')] });
+    expect(await store.getTarget(rolloutId, ref(a!))).toMatchObject({
       status: 'Success',
       versionWritten: 7,
     });
@@ -114,10 +126,10 @@ describe('RolloutStore', () => {
   it('skips a late event from an earlier attempt once the target retried', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await newRollout([a!]);
-    await store.apply(rolloutId, [to(a!, 'Retry', 1)]);
-    expect((await store.getTarget(rolloutId, a!, parameter))?.attempt).toBe(2);
+    await store.commit(rolloutId, [to(a!, 'Retry', 1)]);
+    expect((await store.getTarget(rolloutId, ref(a!)))?.attempt).toBe(2);
     // The first attempt's success event arrives after the retry decision.
-    const late = await store.apply(rolloutId, [to(a!, 'Success', 1)]);
+    const late = await store.commit(rolloutId, [to(a!, 'Success', 1)]);
     expect(late.stale).toHaveLength(1);
     expect((await store.getRollout(rolloutId))?.counts).toMatchObject({
       pending: 1,
@@ -127,19 +139,23 @@ describe('RolloutStore', () => {
   });
 
   it('applies the fresh transitions of a batch that also holds stale ones', async () => {
-    const [a, b, c] = instanceIds(3);
-    const rolloutId = await newRollout([a!, b!, c!]);
-    await store.apply(rolloutId, [to(b!, 'Success')]);
-    const { applied, stale } = await store.apply(rolloutId, [
+    const [a, b, c, d] = instanceIds(4);
+    const rolloutId = await newRollout([a!, b!, c!, d!]);
+    await store.commit(rolloutId, [to(b!, 'Success'), to(d!, 'Success')]);
+    const { applied, alreadyApplied, stale } = await store.commit(rolloutId, [
       to(a!, 'Success'),
       to(b!, 'Success'),
       to(c!, 'Failed'),
+      to(d!, 'Failed'),
     ]);
     expect(applied.map((t) => t.instanceId)).toEqual([a, c]);
-    expect(stale.map((t) => t.instanceId)).toEqual([b]);
+    // b is already where its copy leads (a redelivered event): its consequences are still owed,
+    // but it is not counted again. d moved elsewhere: stale.
+    expect(alreadyApplied.map((t) => t.instanceId)).toEqual([b]);
+    expect(stale.map((t) => t.instanceId)).toEqual([d]);
     expect((await store.getRollout(rolloutId))?.counts).toMatchObject({
       pending: 0,
-      success: 2,
+      success: 3,
       failed: 1,
     });
   });
@@ -151,9 +167,12 @@ describe('RolloutStore', () => {
     const events = [...ids, ...ids].map((id, i) => to(id, i % 5 === 0 ? 'Failed' : 'Success'));
     const batches = Array.from({ length: 10 }, (_, k) => events.filter((_, i) => i % 10 === k));
     // Act
-    const results = await Promise.all(batches.map((batch) => store.apply(rolloutId, batch)));
+    const results = await Promise.all(batches.map((batch) => store.commit(rolloutId, batch)));
     // Assert
-    const appliedCount = results.reduce((n, r) => n + r.applied.length, 0);
+    const appliedCount = results.reduce(
+      (n, r) => n + r.applied.length + r.alreadyApplied.length,
+      0,
+    );
     const rollout = await store.getRollout(rolloutId);
     expect(appliedCount).toBe(250);
     expect(rollout?.counts.pending).toBe(0);
@@ -167,55 +186,100 @@ describe('RolloutStore', () => {
   it('lets exactly one of many concurrent callers settle a rollout', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await newRollout([a!]);
-    await store.apply(rolloutId, [to(a!, 'Failed')]);
+    await store.commit(rolloutId, [to(a!, 'Failed')]);
     const results = await Promise.all(Array.from({ length: 8 }, () => store.settle(rolloutId)));
     expect(results.filter((r) => r.settledNow)).toHaveLength(1);
     const settled = await store.getRollout(rolloutId);
     expect(settled).toMatchObject({ state: 'Settled', alert: 'Pending' });
+    // The alert is claimed by exactly one of many callers, then marked sent.
+    const claims = await Promise.all(Array.from({ length: 8 }, () => store.claimAlert(rolloutId)));
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    expect(await store.getRollout(rolloutId)).toMatchObject({ alert: 'Sending' });
     await store.markAlertSent(rolloutId);
-    expect(await store.settle(rolloutId)).toMatchObject({ settledNow: false, alertDue: false });
+    expect(await store.settle(rolloutId)).toMatchObject({
+      settledNow: false,
+      rollout: { state: 'Settled', alert: 'Sent' },
+    });
+    expect(await store.claimAlert(rolloutId)).toBe(false);
   });
 
   it('does not settle while anything is pending, and needs no alert for a clean rollout', async () => {
     const [a, b] = instanceIds(2);
     const rolloutId = await newRollout([a!, b!]);
-    await store.apply(rolloutId, [to(a!, 'Success')]);
+    await store.commit(rolloutId, [to(a!, 'Success')]);
     expect(await store.settle(rolloutId)).toMatchObject({ settledNow: false });
-    await store.apply(rolloutId, [to(b!, 'Unchanged')]);
-    expect(await store.settle(rolloutId)).toMatchObject({ settledNow: true, alertDue: false });
+    await store.commit(rolloutId, [to(b!, 'Unchanged')]);
+    expect(await store.settle(rolloutId)).toMatchObject({
+      settledNow: true,
+      rollout: { state: 'Settled', alert: 'None' },
+    });
+    expect(await store.claimAlert(rolloutId)).toBe(false);
   });
 
   it('claims each retry attempt for one sender only', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await newRollout([a!]);
-    await store.apply(rolloutId, [to(a!, 'Retry', 1)]);
+    await store.commit(rolloutId, [to(a!, 'Retry', 1)]);
     const claims = await Promise.all(
-      Array.from({ length: 5 }, () => store.claimAttempt(rolloutId, a!, parameter, 2)),
+      Array.from({ length: 5 }, () => store.claimAttempt(rolloutId, ref(a!), 2)),
     );
     expect(claims.filter(Boolean)).toHaveLength(1);
-    expect(await store.claimAttempt(rolloutId, a!, parameter, 3)).toBe(false);
-    await store.recordAttemptCommand(rolloutId, a!, parameter, 2, 'cmd-retry');
-    expect(await store.getTarget(rolloutId, a!, parameter)).toMatchObject({
+    expect(await store.claimAttempt(rolloutId, ref(a!), 3)).toBe(false);
+    await store.recordAttemptCommand(rolloutId, ref(a!), 2, 'cmd-retry');
+    expect(await store.getTarget(rolloutId, ref(a!))).toMatchObject({
       commandId: 'cmd-retry',
       commandIds: ['cmd-retry'],
     });
   });
 
   it('finds a newer rollout of the same parameter that targets the instance', async () => {
+    // Arrange: an older rollout, then (by the store's clock) a newer one of the same parameter
+    // and a bootstrap rollout of another instance
     const [a, b] = instanceIds(2);
-    const older = await newRollout([a!, b!]);
-    expect(await store.newerRolloutTargeting(parameter, older, a!)).toBeUndefined();
+    const olderId = await newRollout([a!, b!]);
+    const older = (await store.getRollout(olderId))!;
+    const since = async (after: string, instanceId: string) =>
+      (await store.rolloutsOfParameterSince(parameter, after, instanceId)).filter((entry) =>
+        supersedes(entry, older),
+      );
+    expect(await since(older.createdAt, a!)).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 2));
     const newer = await newRollout([a!]);
-    expect(await store.newerRolloutTargeting(parameter, older, a!)).toBe(newer);
-    expect(await store.newerRolloutTargeting(parameter, older, b!)).toBeUndefined();
-    expect(await store.newerRolloutTargeting(parameter, newer, a!)).toBeUndefined();
+    const bootstrapOfB = nextRolloutId();
+    await store.create(
+      {
+        rolloutId: bootstrapOfB,
+        trigger: { type: 'bootstrap', instanceId: b! },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+      },
+      [{ instanceId: b!, parameter, path, status: 'Pending' }],
+    );
+    // Act
+    const forA = await since(older.createdAt, a!);
+    const forB = await since(older.createdAt, b!);
+    // Assert: oldest first; another instance's bootstrap never concerns a
+    expect(forA.map((e) => e.rolloutId)).toEqual([newer]);
+    expect(forA[0]).toMatchObject({ triggerType: 'event', version: 7 });
+    expect(forB.map((e) => e.rolloutId)).toEqual([newer, bootstrapOfB]);
+    expect(await store.getTarget(newer, ref(a!))).toBeDefined();
+    expect(await store.getTarget(newer, ref(b!))).toBeUndefined();
+    const newest = (await store.getRollout(bootstrapOfB))!;
+    expect(
+      (await store.rolloutsOfParameterSince(parameter, newest.createdAt, a!)).filter((e) =>
+        supersedes(e, newest),
+      ),
+    ).toEqual([]);
   });
 
   it('lists a parameter’s rollouts newest first', async () => {
     const first = await newRollout(instanceIds(1));
     const second = await newRollout(instanceIds(1));
-    const ids = await store.recentRolloutIds({ parameter }, 2);
+    const entries = await store.recentRollouts({ parameter }, 2);
+    const ids = entries.map((e) => e.rolloutId);
     expect(ids).toEqual([second, first]);
+    expect(entries[0]).toMatchObject({ triggerType: 'event', version: 7 });
     expect((await store.getRollouts(ids)).map((r) => r.rolloutId)).toEqual([second, first]);
   });
 });
@@ -228,7 +292,7 @@ describe('the sending lease', () => {
 
   it('lets one of several later runs take over once the lease has run out', async () => {
     const rolloutId = await newRollout(instanceIds(1));
-    const { RolloutStore } = await import('../../shared/rollouts.ts');
+    const { RolloutStore } = await import('../../shared/rollout/store.ts');
     const later = new RolloutStore(local.db, 'rollouts', () => new Date(Date.now() + 5 * 60_000));
     const takers = await Promise.all(
       Array.from({ length: 4 }, () => later.takeOverSending(rolloutId)),
@@ -246,7 +310,9 @@ describe('fanOut run twice at once', () => {
       '@aws-sdk/client-ssm'
     );
     const { mockClient } = await import('aws-sdk-client-mock');
-    const { fanOut, RolloutBusyError } = await import('../../shared/fanout.ts');
+    const { fanOut } = await import('../../shared/send/fanout.ts');
+    const { RolloutBusyError } = await import('../../shared/errors.ts');
+    const { Ledger } = await import('../../shared/rollout/ledger.ts');
     const { parseConfig } = await import('../../shared/config.ts');
     const { testConfigInput } = await import('../support/fixtures.ts');
     const [id] = instanceIds(1);
@@ -262,16 +328,23 @@ describe('fanOut run twice at once', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
       return { Command: { CommandId: 'cmd-1' } };
     });
+    const config = parseConfig(testConfigInput);
+    const sqs = { send: async () => ({}) } as any;
     const deps = {
       ec2: new EC2Client({}),
       ssm: new SSMClient({}),
-      sqs: { send: async () => ({}) },
-      sns: { send: async () => ({}) },
       store,
-      config: parseConfig(testConfigInput),
+      ledger: new Ledger({
+        store,
+        sqs,
+        retryQueueUrl: 'retry-q',
+        statusQueueUrl: 'status-q',
+        config,
+        notify: async () => undefined,
+      }),
+      config,
       documentName: 'doc',
-      retryQueueUrl: 'q',
-    } as any;
+    };
     const request = {
       rolloutId: nextRolloutId(),
       trigger: { type: 'bootstrap' as const, instanceId: id! },
@@ -311,7 +384,7 @@ describe('creating a rollout', () => {
   it('writes nothing when the rollout exists, so a second run cannot reset a target that moved on', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await newRollout([a!]);
-    await store.apply(rolloutId, [to(a!, 'Success')]);
+    await store.commit(rolloutId, [to(a!, 'Success')]);
     const again = await store.create(
       {
         rolloutId,
@@ -323,7 +396,7 @@ describe('creating a rollout', () => {
       [{ instanceId: a!, parameter, path, status: 'Pending' }],
     );
     expect(again).toBe(false);
-    expect((await store.getTarget(rolloutId, a!, parameter))?.status).toBe('Success');
+    expect((await store.getTarget(rolloutId, ref(a!)))?.status).toBe('Success');
   });
 
   it('lets a later run finish a rollout whose creator stopped half-way, and never settles it before', async () => {
@@ -339,9 +412,13 @@ describe('creating a rollout', () => {
           sk: '#ROLLOUT',
           type: 'rollout',
           rolloutId,
+          trigger: { type: 'event', eventId: 'e-1' },
+          createdAt: new Date().toISOString(),
           state: 'Creating',
+          alert: 'None',
           environment: 'prod',
           parameters: [parameter],
+          files: [{ parameter, path }],
           nPending: 0,
           nTotal: 0,
         },

@@ -30,6 +30,7 @@ async function rollout() {
   await table.store.recordCommand(rolloutId, {
     commandId: 'cmd-first',
     parameter,
+    path,
     attempt: 1,
     instanceIds: [a!, b!],
   });
@@ -67,21 +68,29 @@ describe('status', () => {
   it('shows a settled rollout with the version each instance wrote and why one failed', async () => {
     // Arrange
     const rolloutId = await rollout();
-    await table.store.apply(rolloutId, [
-      { instanceId: a!, parameter, fromAttempt: 1, to: 'Success', versionWritten: 4 },
+    await table.store.commit(rolloutId, [
+      { instanceId: a!, parameter, path, fromAttempt: 1, to: 'Success', versionWritten: 4 },
       {
         instanceId: b!,
         parameter,
+        path,
         fromAttempt: 1,
         to: 'Retry',
+        retryAt: new Date().toISOString(),
         lastError: { status: 'Failed', exitCode: 75, meaning: 'FetchFailed' },
       },
     ]);
-    await table.store.recordAttemptCommand(rolloutId, b!, parameter, 2, 'cmd-retry');
-    await table.store.apply(rolloutId, [
+    await table.store.recordAttemptCommand(
+      rolloutId,
+      { instanceId: b!, parameter, path },
+      2,
+      'cmd-retry',
+    );
+    await table.store.commit(rolloutId, [
       {
         instanceId: b!,
         parameter,
+        path,
         fromAttempt: 2,
         commandId: 'cmd-retry',
         to: 'Failed',
@@ -141,8 +150,8 @@ describe('status', () => {
       },
       [{ instanceId: a!, parameter, path, status: 'Pending' }],
     );
-    await table.store.apply(rolloutId, [
-      { instanceId: a!, parameter, fromAttempt: 1, to: 'Unchanged', versionWritten: 5 },
+    await table.store.commit(rolloutId, [
+      { instanceId: a!, parameter, path, fromAttempt: 1, to: 'Unchanged', versionWritten: 5 },
     ]);
     await table.store.settle(rolloutId);
     const view = json(await get(rolloutId));

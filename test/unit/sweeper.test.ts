@@ -5,8 +5,13 @@ import { ListCommandInvocationsCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../shared/config.ts';
-import { type SweeperDeps, sweepRollout } from '../../shared/sweeper.ts';
-import { firstSweep, MAX_ROUNDS } from '../../shared/sweeps.ts';
+import { rolloutNotifier } from '../../shared/deps.ts';
+import type { SweepMessage } from '../../shared/messages/sweep.ts';
+import { Ledger } from '../../shared/rollout/ledger.ts';
+import { attemptDeadline, firstSweepDue } from '../../shared/rollout/policy.ts';
+import { RolloutStore } from '../../shared/rollout/store.ts';
+import { sweepRollout } from '../../shared/track/sweeper.ts';
+import type { TrackerDeps } from '../../shared/track/tracker.ts';
 import { instanceIds, testConfigInput } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';
@@ -17,13 +22,20 @@ const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 // The sweeper is shared code; the table helper only needs some module to import.
 const table = withRolloutsTable(async () => ({}));
+const config = parseConfig(testConfigInput);
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
+const ref = (instanceId: string) => ({ instanceId, parameter, path });
 let listed: Record<string, { Status: string; Output?: string; ResponseCode?: number }>;
+// The store's clock is every rule's clock (ledger.now()): tests move it.
+const start = new Date('2026-11-23T16:00:00Z');
+let clock: Date;
+const at = (seconds: number) => new Date(start.getTime() + seconds * 1000);
 
 beforeEach(() => {
   listed = {};
+  clock = start;
   ssmMock.on(ListCommandInvocationsCommand).callsFake(({ CommandId }) => ({
     CommandInvocations: Object.entries(listed).map(([InstanceId, r]) => ({
       CommandId,
@@ -43,11 +55,15 @@ afterEach(() => {
   for (const mock of [ssmMock, ec2Mock, sqsMock, snsMock]) mock.reset();
 });
 
+function store(): RolloutStore {
+  return new RolloutStore(table.db, process.env.ROLLOUTS_TABLE!, () => clock);
+}
+
 let currentRollout = '';
-/** A rollout of `ids`, all Pending; the first `commanded` of them were sent one command. */
+/** A rollout of `ids` created at `start`, all Pending; the first `commanded` were sent one command. */
 async function pendingRollout(ids: string[], commanded: number) {
   currentRollout = nextRolloutId();
-  await table.store.create(
+  await store().create(
     {
       rolloutId: currentRollout,
       trigger: { type: 'event', eventId: 'e' },
@@ -58,43 +74,56 @@ async function pendingRollout(ids: string[], commanded: number) {
     ids.map((instanceId) => ({ instanceId, parameter, path, status: 'Pending' as const })),
   );
   if (commanded > 0) {
-    await table.store.recordCommand(currentRollout, {
+    await store().recordCommand(currentRollout, {
       commandId: 'cmd-lost',
       parameter,
+      path,
       attempt: 1,
       instanceIds: ids.slice(0, commanded),
     });
   }
-  await table.store.releaseSending(currentRollout);
+  await store().releaseSending(currentRollout);
   return currentRollout;
 }
 
-function deps(now: Date): SweeperDeps {
+function deps(now: Date): TrackerDeps {
+  clock = now;
+  const rollouts = store();
   return {
     ssm: new SSMClient({}),
     ec2: new EC2Client({}),
-    sqs: new SQSClient({}),
-    sns: new SNSClient({}),
-    store: table.store,
-    config: parseConfig(testConfigInput),
-    retryQueueUrl: 'retry-queue',
-    statusQueueUrl: 'status-queue',
-    alertsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:alerts',
-    now: () => now,
+    store: rollouts,
+    config,
+    ledger: new Ledger({
+      store: rollouts,
+      sqs: new SQSClient({}),
+      retryQueueUrl: 'retry-queue',
+      statusQueueUrl: 'status-queue',
+      config,
+      notify: rolloutNotifier(
+        new SNSClient({}),
+        'arn:aws:sns:eu-west-1:123456789012:alerts',
+        'test',
+      ),
+    }),
   };
 }
-const due = (rolloutId: string, round = 0) => {
-  const sweep = firstSweep(rolloutId, 600, new Date('2026-11-23T16:00:00Z'));
-  return { ...sweep, round };
-};
-const afterDue = new Date('2026-11-23T17:00:00Z');
+/** The first sweep fan-out queues for a rollout created at `start` (or one due at `when`). */
+const due = (rolloutId: string, round = 0, when = firstSweepDue(start, config)): SweepMessage => ({
+  kind: 'sweep',
+  rolloutId,
+  due: when.toISOString(),
+  round,
+});
+const afterDue = new Date(firstSweepDue(start, config).getTime() + 60_000);
+const sweepsQueued = () => sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
 
 describe('sweeping a rollout', () => {
   it('waits, hopping through SQS at most 900 s at a time, until it is due', async () => {
     const sweep = due('20261123T160000Z-00000000');
-    const result = await sweepRollout(deps(new Date('2026-11-23T16:00:00Z')), sweep);
+    const result = await sweepRollout(deps(start), sweep);
     expect(result).toBe('early');
-    const queued = sqsMock.commandCalls(SendMessageCommand).map((c) => c.args[0].input);
+    const queued = sweepsQueued();
     expect(queued).toEqual([
       expect.objectContaining({ QueueUrl: 'status-queue', DelaySeconds: 900 }),
     ]);
@@ -115,8 +144,10 @@ describe('sweeping a rollout', () => {
     expect(result).toBe('done');
     expect(await table.store.getRollout(rolloutId)).toMatchObject({
       state: 'Settled',
+      alert: 'None',
       counts: { success: 1, unchanged: 1, pending: 0 },
     });
+    expect(sweepsQueued()).toEqual([]);
   });
 
   it('retries targets that were never sent once nobody is sending them', async () => {
@@ -127,50 +158,133 @@ describe('sweeping a rollout', () => {
     const retries = sqsMock
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? []);
+    expect(retries).toHaveLength(1);
     expect(JSON.parse(retries[0]!.MessageBody!)).toEqual({
       rolloutId,
       instanceId: a,
       parameter,
+      path,
       attempt: 2,
     });
-    expect(await table.store.getTarget(rolloutId, a!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
       status: 'Pending',
       attempt: 2,
       lastError: { status: 'NeverSent' },
     });
   });
 
+  it('leaves a target with no command alone while its sender may still be sending', async () => {
+    // Arrange: the creator still holds its sending lease (it has not released it)
+    const [a] = instanceIds(1);
+    const rolloutId = nextRolloutId();
+    currentRollout = rolloutId;
+    await store().create(
+      {
+        rolloutId,
+        trigger: { type: 'event', eventId: 'e' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+      },
+      [{ instanceId: a!, parameter, path, status: 'Pending' }],
+    );
+    // Act: a sweep due at once, inside the lease
+    const result = await sweepRollout(deps(at(30)), due(rolloutId, 0, at(30)));
+    // Assert
+    expect(result).toBe('again');
+    expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
+      status: 'Pending',
+      attempt: 1,
+    });
+  });
+
   it('looks again later while Run Command still runs the command', async () => {
+    // Arrange: a sweep due before the attempt's deadline (say, queued by a takeover)
+    const [a] = instanceIds(1);
+    const rolloutId = await pendingRollout([a!], 1);
+    listed = { [a!]: { Status: 'InProgress' } };
+    const now = at(600);
+    // Act
+    expect(await sweepRollout(deps(now), due(rolloutId, 0, now))).toBe('again');
+    // Assert: nothing decided; the next look is at the attempt's deadline
+    const deadline = new Date(attemptDeadline({}, { createdAt: start.toISOString() }, config));
+    const next = sweepsQueued();
+    expect(next.map((m) => JSON.parse(m.MessageBody!))).toEqual([
+      { kind: 'sweep', rolloutId, round: 1, due: deadline.toISOString() },
+    ]);
+    expect(next[0]?.DelaySeconds).toBe((deadline.getTime() - now.getTime()) / 1000);
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
+      status: 'Pending',
+      attempt: 1,
+    });
+  });
+
+  it('retries an attempt that got no final status by its deadline', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await pendingRollout([a!], 1);
     listed = { [a!]: { Status: 'InProgress' } };
     expect(await sweepRollout(deps(afterDue), due(rolloutId))).toBe('again');
-    const next = sqsMock
-      .commandCalls(SendMessageCommand)
-      .map((c) => JSON.parse(c.args[0].input.MessageBody!));
-    expect(next).toEqual([expect.objectContaining({ kind: 'sweep', rolloutId, round: 1 })]);
-  });
-
-  it('fails what never got a final status after the last round, and alerts', async () => {
-    const [a] = instanceIds(1);
-    const rolloutId = await pendingRollout([a!], 1);
-    listed = { [a!]: { Status: 'InProgress' } };
-    expect(await sweepRollout(deps(afterDue), due(rolloutId, MAX_ROUNDS - 1))).toBe('gave-up');
-    expect(await table.store.getTarget(rolloutId, a!, parameter)).toMatchObject({
-      status: 'Failed',
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
+      status: 'Pending',
+      attempt: 2,
       lastError: { status: 'NoFinalStatus' },
     });
+    expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(1);
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
+  });
+
+  it('fails what never got a final status by its last attempt’s deadline, and alerts', async () => {
+    // Arrange: the target is on its last attempt, whose command Run Command never finishes
+    const [a] = instanceIds(1);
+    const rolloutId = await pendingRollout([a!], 1);
+    const lastAttempt = config.retry.maxAttempts;
+    const retryAt = at(60).toISOString();
+    for (let attempt = 1; attempt < lastAttempt; attempt++) {
+      await store().commit(rolloutId, [{ ...ref(a!), fromAttempt: attempt, to: 'Retry', retryAt }]);
+    }
+    await store().recordAttemptCommand(rolloutId, ref(a!), lastAttempt, 'cmd-last');
+    listed = { [a!]: { Status: 'InProgress' } };
+    const deadline = attemptDeadline({ retryAt }, { createdAt: start.toISOString() }, config);
+    // Act
+    const result = await sweepRollout(deps(new Date(deadline + 1000)), due(rolloutId));
+    // Assert
+    expect(result).toBe('done');
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
+      status: 'Failed',
+      lastError: { status: `NoFinalStatus (after ${lastAttempt} attempts)` },
+    });
+    expect(await table.store.getRollout(rolloutId)).toMatchObject({
+      state: 'Settled',
+      alert: 'Sent',
+    });
     expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('sends the alert of a settled rollout whose alert was never sent', async () => {
+    // Arrange: settled with a failure, then its publisher stopped before publishing
+    const [a] = instanceIds(1);
+    const rolloutId = await pendingRollout([a!], 1);
+    await store().commit(rolloutId, [{ ...ref(a!), fromAttempt: 1, to: 'Failed' }]);
+    await store().settle(rolloutId);
+    expect(await store().claimAlert(rolloutId)).toBe(true);
+    // Act: once the dead publisher's claim has run out
+    const result = await sweepRollout(deps(afterDue), due(rolloutId));
+    // Assert
+    expect(result).toBe('done');
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+    expect(await table.store.getRollout(rolloutId)).toMatchObject({ alert: 'Sent' });
+    expect(ssmMock.calls()).toHaveLength(0);
   });
 
   it('does nothing for a rollout that has settled', async () => {
     const [a] = instanceIds(1);
     const rolloutId = await pendingRollout([a!], 1);
-    await table.store.apply(rolloutId, [
-      { instanceId: a!, parameter, fromAttempt: 1, to: 'Success' },
-    ]);
-    await table.store.settle(rolloutId);
+    await store().commit(rolloutId, [{ ...ref(a!), fromAttempt: 1, to: 'Success' }]);
+    await store().settle(rolloutId);
     expect(await sweepRollout(deps(afterDue), due(rolloutId))).toBe('done');
     expect(ssmMock.calls()).toHaveLength(0);
+    expect(sqsMock.calls()).toHaveLength(0);
+    expect(snsMock.calls()).toHaveLength(0);
   });
 });

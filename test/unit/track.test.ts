@@ -10,6 +10,8 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
+import type { Transition } from '../../shared/rollout/model.ts';
+import { rolloutComment } from '../../shared/send/commands.ts';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';
@@ -25,6 +27,13 @@ const table = withRolloutsTable(() => import('../../functions/track.ts'));
 
 const parameter = '/prod/env.php';
 const path = '/var/www/html/env.php';
+const ref = (instanceId: string) => ({ instanceId, parameter, path });
+const retryFrom = (instanceId: string, fromAttempt: number): Transition => ({
+  ...ref(instanceId),
+  fromAttempt,
+  to: 'Retry',
+  retryAt: new Date().toISOString(),
+});
 
 type Result = {
   exitCode: number;
@@ -105,8 +114,14 @@ async function sentRollout(ids: string[], attempt = 1) {
     ids.map((instanceId) => ({ instanceId, parameter, path, status: 'Pending' })),
   );
   const commandId = `0000000${++commandSequence}-aaaa-bbbb-cccc-000000000000`.slice(-36);
-  commentOf.set(commandId, `secrets-fanout rollout ${rolloutId}`);
-  await table.store.recordCommand(rolloutId, { commandId, parameter, attempt, instanceIds: ids });
+  commentOf.set(commandId, rolloutComment(rolloutId, attempt));
+  await table.store.recordCommand(rolloutId, {
+    commandId,
+    parameter,
+    path,
+    attempt,
+    instanceIds: ids,
+  });
   invocations.set(commandId, new Map());
   return { rolloutId, commandId };
 }
@@ -175,7 +190,7 @@ describe('track', () => {
     await deliver(commandId, [bad!], 'Failed');
     // Assert
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await table.store.getTarget(rolloutId, bad!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(bad!))).toMatchObject({
       status: 'Failed',
       lastError: {
         status: 'Failed',
@@ -220,14 +235,14 @@ describe('track', () => {
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? []);
     expect(entries.map((e) => JSON.parse(e.MessageBody!))).toEqual([
-      { rolloutId, instanceId: id, parameter, attempt: 2 },
+      { rolloutId, instanceId: id, parameter, path, attempt: 2 },
     ]);
     expect(entries[0]?.DelaySeconds).toBeGreaterThanOrEqual(15);
     expect(entries[0]?.DelaySeconds).toBeLessThanOrEqual(30);
     expect(sqsMock.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.QueueUrl).toBe(
       process.env.RETRY_QUEUE_URL,
     );
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Pending',
       attempt: 2,
     });
@@ -242,21 +257,18 @@ describe('track', () => {
     // Arrange: the third and last attempt (maxAttempts 3) fails again
     const [id] = instanceIds(1);
     const { rolloutId } = await sentRollout([id!]);
-    await table.store.apply(rolloutId, [
-      { instanceId: id!, parameter, fromAttempt: 1, to: 'Retry' },
-    ]);
-    await table.store.apply(rolloutId, [
-      { instanceId: id!, parameter, fromAttempt: 2, to: 'Retry' },
-    ]);
+    await table.store.commit(rolloutId, [retryFrom(id!, 1)]);
+    await table.store.commit(rolloutId, [retryFrom(id!, 2)]);
     const last = 'ffffffff-aaaa-bbbb-cccc-000000000003';
-    commentOf.set(last, `secrets-fanout rollout ${rolloutId}`);
-    await table.store.recordAttemptCommand(rolloutId, id!, parameter, 3, last);
+    // The retrier's command names its attempt in its Comment, as every command of ours does.
+    commentOf.set(last, rolloutComment(rolloutId, 3));
+    await table.store.recordAttemptCommand(rolloutId, ref(id!), 3, last);
     invocations.set(last, new Map([[id!, fetchFailed]]));
     // Act
     await deliver(last, [id!], 'Failed');
     // Assert
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Failed',
       lastError: { status: 'Failed (after 3 attempts)', meaning: 'FetchFailed' },
     });
@@ -284,7 +296,7 @@ describe('track', () => {
     ec2States.set(id!, 'terminated');
     await deliver(commandId, [id!], 'Failed');
     expect(sqsMock.commandCalls(SendMessageBatchCommand)).toHaveLength(0);
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Unreachable',
       reason: 'InstanceTerminated',
     });
@@ -306,7 +318,7 @@ describe('track', () => {
     const batch = sqsBatch([statusEvent(commandId, id!)]);
     const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
-    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Pending');
+    expect((await table.store.getTarget(rolloutId, ref(id!)))?.status).toBe('Pending');
   });
 
   it('reports a malformed message as a batch failure and still processes the rest', async () => {
@@ -316,7 +328,7 @@ describe('track', () => {
     const batch = sqsBatch(['{"not":"an event"}', statusEvent(commandId, id!)]);
     const response = await table.handler.handler(batch, lambdaContext());
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
-    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
+    expect((await table.store.getTarget(rolloutId, ref(id!)))?.status).toBe('Success');
   });
 
   it('ignores status events of commands that are not ours', async () => {
@@ -331,19 +343,22 @@ describe('track', () => {
     // Arrange: attempt 2 was sent, but the retrier stopped before recording its command
     const [id] = instanceIds(1);
     const { rolloutId } = await sentRollout([id!]);
-    await table.store.apply(rolloutId, [
-      { instanceId: id!, parameter, fromAttempt: 1, to: 'Retry' },
-    ]);
+    await table.store.commit(rolloutId, [retryFrom(id!, 1)]);
     const unrecorded = 'efefefef-aaaa-bbbb-cccc-000000000000';
-    commentOf.set(unrecorded, `secrets-fanout rollout ${rolloutId} attempt 2`);
+    commentOf.set(unrecorded, rolloutComment(rolloutId, 2));
     invocations.set(unrecorded, new Map([[id!, updated]]));
     ssmMock.on(ListCommandsCommand).resolves({
-      Commands: [{ CommandId: unrecorded, Parameters: { ParameterName: [parameter] } }],
+      Commands: [
+        {
+          CommandId: unrecorded,
+          Parameters: { ParameterName: [parameter], DestinationPath: [path] },
+        },
+      ],
     });
     // Act
     await deliver(unrecorded, [id!]);
     // Assert
-    expect(await table.store.getTarget(rolloutId, id!, parameter)).toMatchObject({
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Success',
       attempt: 2,
     });
@@ -364,14 +379,19 @@ describe('track', () => {
       [{ instanceId: id!, parameter, path, status: 'Pending' }],
     );
     const unrecorded = 'cdcdcdcd-aaaa-bbbb-cccc-000000000000';
-    commentOf.set(unrecorded, `secrets-fanout rollout ${rolloutId}`);
+    commentOf.set(unrecorded, rolloutComment(rolloutId));
     invocations.set(unrecorded, new Map([[id!, updated]]));
     ssmMock.on(ListCommandsCommand).resolves({
-      Commands: [{ CommandId: unrecorded, Parameters: { ParameterName: [parameter] } }],
+      Commands: [
+        {
+          CommandId: unrecorded,
+          Parameters: { ParameterName: [parameter], DestinationPath: [path] },
+        },
+      ],
     });
     // Act
     await deliver(unrecorded, [id!]);
     // Assert
-    expect((await table.store.getTarget(rolloutId, id!, parameter))?.status).toBe('Success');
+    expect((await table.store.getTarget(rolloutId, ref(id!)))?.status).toBe('Success');
   });
 });

@@ -1,10 +1,11 @@
-import { filesForEnvironment, filesForParameter, mappedParameterNames } from './config.ts';
-import { type FanOutDeps, fanOut, InstancesNotInEnvironmentError } from './fanout.ts';
+import { filesForEnvironment, filesForParameter, mappedParameterNames } from '../config.ts';
+import { InstancesNotInEnvironmentError } from '../errors.ts';
+import { ResyncRequestSchema } from '../messages/requests.ts';
+import { describeIssues } from '../platform/parse.ts';
+import { correlate, logger } from '../platform/powertools.ts';
+import { newRolloutId } from '../rollout/rollout-id.ts';
+import { type FanOutDeps, fanOut } from './fanout.ts';
 import { currentVersion } from './parameters.ts';
-import { describeIssues } from './parse.ts';
-import { correlate, logger } from './powertools.ts';
-import { newRolloutId } from './rollout-id.ts';
-import { ResyncRequestSchema } from './schemas/requests.ts';
 
 /** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
 export interface Answer {

@@ -1,5 +1,5 @@
 // Build-time bridge between serverless.yml and shared/config.ts: serverless.yml reads
-// `${file(./shared/serverless-config.cjs):<name>}`, and every value here comes from custom.fanout
+// `${file(./shared/build/serverless-config.cjs):<name>}`, and every value here comes from custom.fanout
 // validated by the same zod schema the functions use at cold start. A bad config therefore
 // fails `serverless package` with the field named, before anything is deployed.
 // CommonJS because the Serverless Framework `require`s variable files; Node 24 loads the
@@ -7,14 +7,14 @@
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const yaml = require('js-yaml');
-const { parseConfig, mappedParameterNames, expandFiles } = require('./config.ts');
-const { documentParameters } = require('./commands.ts');
+const { parseConfig, mappedParameterNames, expandFiles } = require('../config.ts');
+const { documentParameters } = require('../send/commands.ts');
 
 // Lambda caps all environment variables of a function at 4 KB together
 // (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 const MAX_CONFIG_BYTES = 3072;
 const MAX_EVENT_PATTERN = 2048;
-const DOCUMENT_PATH = join(__dirname, '..', 'documents', 'replace-secrets-file.yml');
+const DOCUMENT_PATH = join(__dirname, '..', '..', 'documents', 'replace-secrets-file.yml');
 
 async function validated(resolveVariable) {
   const raw = await resolveVariable('self:custom.fanout');

@@ -21,13 +21,3 @@ export const CommandInvocationEventSchema = eventBridgeEvent(
 );
 
 export type CommandInvocationEvent = z.infer<typeof CommandInvocationEventSchema>;
-
-/** The message the tracker queues (with a delay) to send a target its next attempt. */
-export const RetryMessageSchema = z.strictObject({
-  rolloutId: z.string().min(1),
-  instanceId: z.string().min(1),
-  parameter: z.string().min(1),
-  attempt: z.number().int().min(2),
-});
-
-export type RetryMessage = z.infer<typeof RetryMessageSchema>;

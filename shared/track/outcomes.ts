@@ -1,5 +1,5 @@
-import { classifyExitCode, exitCodeName, parseResultLine } from './document-contract.ts';
-import type { LastError } from './rollouts.ts';
+import { classifyExitCode, exitCodeName, parseResultLine } from '../document-contract.ts';
+import type { LastError } from '../rollout/model.ts';
 
 /**
  * What one Run Command invocation of the document means for its target.
@@ -106,19 +106,4 @@ function lastLine(text: string | undefined): string | undefined {
     .filter((l) => l !== '' && !l.startsWith('--output truncated'))
     .at(-1);
   return line === undefined ? undefined : line.slice(0, 300);
-}
-
-/**
- * Delay before attempt `attempt` (2 for the first retry): exponential from `baseSeconds`,
- * capped at SQS's 900 s maximum message delay, with "equal jitter" (between half and all of
- * it) so retries of a fleet do not arrive in lockstep. `random` is in [0, 1). Never throws.
- */
-export function backoffSeconds(
-  attempt: number,
-  baseSeconds: number,
-  random: () => number = Math.random,
-) {
-  const exponential = Math.min(900, baseSeconds * 2 ** Math.max(0, attempt - 2));
-  const half = exponential / 2;
-  return Math.min(900, Math.max(1, Math.round(half + random() * half)));
 }

@@ -1,6 +1,6 @@
 import { type EC2Client, type Instance, paginateDescribeInstances } from '@aws-sdk/client-ec2';
 import { paginateDescribeInstanceInformation, type SSMClient } from '@aws-sdk/client-ssm';
-import { chunk } from './chunk.ts';
+import { chunk } from '../platform/chunk.ts';
 
 // DescribeInstances returns at most 1,000 instances a page; DescribeInstanceInformation at most
 // 50, and its InstanceIds filter takes at most 50 ids

@@ -1,7 +1,7 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { logger } from './powertools.ts';
-import type { Rollout, Target } from './rollouts.ts';
-import { describeTrigger } from './trigger.ts';
+import { logger } from '../platform/powertools.ts';
+import type { Rollout, Target } from '../rollout/model.ts';
+import { describeTrigger } from '../rollout/trigger.ts';
 
 /** One message for the on-call. Never carries a secret value: only names, ids and reasons. */
 export interface Alert {

@@ -2,23 +2,27 @@ import {
   type AutoScalingClient,
   CompleteLifecycleActionCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { sendAlert } from './alerts.ts';
-import { filesForEnvironment } from './config.ts';
-import { type FanOutDeps, fanOut, RolloutBusyError } from './fanout.ts';
-import { describeInstancesById, resolveTargets } from './fleet.ts';
-import { logger } from './powertools.ts';
-import { newRolloutId, rolloutIdFloor } from './rollout-id.ts';
-import type { Target } from './rollouts.ts';
-import type { BootstrapCheck, LifecycleAction } from './schemas/instance-events.ts';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { type FileTarget, filesForEnvironment } from '../config.ts';
+import { RolloutBusyError } from '../errors.ts';
+import type { BootstrapCheck, LifecycleAction } from '../messages/instance-events.ts';
+import { logger } from '../platform/powertools.ts';
+import { sendAlert } from '../report/alerts.ts';
+import type { Target } from '../rollout/model.ts';
+import { newRolloutId } from '../rollout/rollout-id.ts';
+import { type FanOutDeps, fanOut } from '../send/fanout.ts';
+import { describeInstancesById, resolveTargets } from '../send/fleet.ts';
 
 export type { BootstrapCheck };
 
 export interface BootstrapDeps extends FanOutDeps {
   autoscaling: AutoScalingClient;
+  sqs: SQSClient;
+  sns: SNSClient;
+  alertsTopicArn?: string;
   /** The bootstrap queue, where checks wait (SQS DelaySeconds) instead of a Lambda sleeping. */
   bootstrapQueueUrl: string;
-  now?: () => Date;
 }
 
 export type BootstrapResult =
@@ -34,6 +38,32 @@ export type BootstrapResult =
 const DELIVERED = new Set<Target['status']>(['Success', 'Unchanged']);
 const NOT_DELIVERED = new Set<Target['status']>(['Failed', 'Unreachable']);
 const NOT_COVERING = new Set<Target['status']>(['Unreachable', 'Superseded']);
+
+/**
+ * The target that holds a file in place or on its way for this launch, or undefined: this
+ * launch's own bootstrap target, read by its key, in whatever state but Superseded; else the newest target of
+ * another rollout recorded since the launch that is not Unreachable or Superseded (say, a
+ * change that ran while the instance booted and could not reach it). Throws the SDK error.
+ */
+async function coveringTarget(
+  deps: BootstrapDeps,
+  bootstrapRolloutId: string,
+  instanceId: string,
+  file: FileTarget,
+  launch: string,
+): Promise<Target | undefined> {
+  const ref = { instanceId, path: file.path };
+  const own = await deps.store.getTarget(bootstrapRolloutId, ref);
+  // A Superseded own target means a later rollout took the file over: look for it below.
+  if (own !== undefined && own.status !== 'Superseded') return own;
+  const since = await deps.store.rolloutsOfParameterSince(file.parameter, launch, instanceId);
+  for (const entry of since.reverse()) {
+    if (entry.rolloutId === bootstrapRolloutId) continue;
+    const target = await deps.store.getTarget(entry.rolloutId, ref);
+    if (target !== undefined && !NOT_COVERING.has(target.status)) return target;
+  }
+  return undefined;
+}
 
 /** The first check of a new or newly running instance, due at once; gives up after the budget. */
 export function firstCheck(
@@ -65,7 +95,7 @@ export async function checkBootstrap(
   deps: BootstrapDeps,
   check: BootstrapCheck,
 ): Promise<BootstrapResult> {
-  const now = deps.now?.() ?? new Date();
+  const now = deps.ledger.now();
   const instance = await describeInstance(deps, check.instanceId);
   if (instance === undefined || !['pending', 'running'].includes(instance.state)) {
     logger.info('bootstrap stopped: the instance is not running', {
@@ -83,31 +113,32 @@ export async function checkBootstrap(
     if (check.lifecycle !== undefined) await complete(deps, check, 'CONTINUE', 'not-ours');
     return 'ignored';
   }
-  const launch = instance.launch;
   const files = filesForEnvironment(deps.config, environment);
+  // One bootstrap rollout per launch, its id derived from it, so both paths meet in it.
+  const bootstrapRolloutId = newRolloutId(instance.launchTime, `bootstrap:${check.instanceId}`);
   const latest = await Promise.all(
-    files.map((file) => deps.store.latestTargetSince(file.parameter, check.instanceId, launch)),
+    files.map((file) =>
+      coveringTarget(deps, bootstrapRolloutId, check.instanceId, file, instance.launch),
+    ),
   );
   // The plain path of an Auto Scaling instance gives up a minute after its lifecycle twin, so
   // that the lifecycle path, which knows what it told Auto Scaling, sends the launch's alert.
   const grace =
     check.lifecycle === undefined && instance.tags.has('aws:autoscaling:groupName') ? 60_000 : 0;
   const expired = now.getTime() >= Date.parse(check.deadline) + grace;
+  const launch = instance.launch;
 
-  // A file needs sending unless a rollout since the launch holds it in place or on its way:
-  // an Unreachable or Superseded target of another rollout (say, one that ran while the
-  // instance was booting) does not count; this launch's own bootstrap rollout always does.
-  const bootstrapRolloutId = newRolloutId(instance.launchTime, `bootstrap:${check.instanceId}`);
-  const needsSending = (found: (typeof latest)[number]) =>
-    found === undefined ||
-    (found.rolloutId !== bootstrapRolloutId && NOT_COVERING.has(found.target.status));
-  const uncovered = files.filter((_, index) => needsSending(latest[index]));
+  const uncovered = files.filter((_, index) => latest[index] === undefined);
   if (uncovered.length > 0) {
     if (instance.state !== 'running' || !(await isOnline(deps, environment, check.instanceId))) {
-      if (expired)
-        return giveUp(deps, check, instance.launch, environment, 'it never came online in SSM');
+      if (expired) return giveUp(deps, check, launch, environment, 'it never came online in SSM');
       await requeue(deps, check, now, Math.min(30, 5 * 2 ** check.checks));
       return 'waiting-for-ssm';
+    }
+    // Past the budget a launch hook is given up (Auto Scaling is waiting on us); a plain
+    // running or tagged instance still gets its files, however late the event came.
+    if (expired && check.lifecycle !== undefined) {
+      return giveUp(deps, check, launch, environment, 'its files were never sent');
     }
     const rolloutId = bootstrapRolloutId;
     try {
@@ -136,7 +167,7 @@ export async function checkBootstrap(
   }
 
   if (check.lifecycle === undefined) return 'already-done';
-  const statuses = latest.map((found) => found?.target.status);
+  const statuses = latest.map((found) => found?.status);
   if (statuses.every((status) => status !== undefined && DELIVERED.has(status))) {
     return (await complete(deps, check, 'CONTINUE', 'delivered')) ? 'continued' : 'already-done';
   }
@@ -169,7 +200,7 @@ async function giveUp(
   if (check.lifecycle !== undefined) await complete(deps, check, result, 'timed-out');
   // One alert per launch, whichever path gives up first.
   const key = launch;
-  if (await deps.store.claimBootstrapAlert(check.instanceId, key)) {
+  if (await deps.store.claimLaunchAlert(check.instanceId, key)) {
     const lifecycle = check.lifecycle;
     await sendAlert(deps.sns, deps.alertsTopicArn, {
       subject: `secrets-fanout: new ${environment} instance ${check.instanceId} did not get its files`,
@@ -183,7 +214,7 @@ async function giveUp(
       ],
       attributes: { kind: 'bootstrap-timed-out', instanceId: check.instanceId, environment },
     });
-    await deps.store.markBootstrapAlertSent(check.instanceId, key);
+    await deps.store.markLaunchAlertSent(check.instanceId, key);
   }
   return 'gave-up';
 }
@@ -270,9 +301,9 @@ async function describeInstance(deps: BootstrapDeps, instanceId: string) {
   return {
     state: instance.State?.Name ?? 'unknown',
     launchTime,
-    // Rollouts started by events have ids of second precision (the event's time): floor the
-    // launch to its second, or a change in the same second would look older than the launch.
-    launch: rolloutIdFloor(new Date(Math.floor(launchTime.getTime() / 1000) * 1000)),
+    // Rollouts are indexed by when the store recorded them, to the millisecond: any rollout
+    // recorded after the launch may have targeted the instance.
+    launch: launchTime.toISOString(),
     tags: new Map((instance.Tags ?? []).map((tag) => [tag.Key ?? '', tag.Value ?? ''])),
   };
 }

@@ -1,15 +1,15 @@
+import type { RolloutListRequest } from '../messages/requests.ts';
 import {
   type Counts,
   firstAttemptCommands,
   type LastError,
   type Rollout,
-  type RolloutStore,
   type Target,
   type TargetStatus,
   targetId,
-} from './rollouts.ts';
-import type { RolloutListRequest } from './schemas/requests.ts';
-import { describeTrigger } from './trigger.ts';
+} from '../rollout/model.ts';
+import type { RolloutStore } from '../rollout/store.ts';
+import { describeTrigger } from '../rollout/trigger.ts';
 
 export interface InstanceView {
   instanceId: string;
@@ -84,7 +84,8 @@ export async function recentRollouts(
     request.parameter !== undefined
       ? { parameter: request.parameter }
       : { environment: request.environment ?? '' };
-  return store.getRollouts(await store.recentRolloutIds(by, request.limit));
+  const entries = await store.recentRollouts(by, request.limit);
+  return store.getRollouts(entries.map((entry) => entry.rolloutId));
 }
 
 /** A rollout as a compact table for a terminal, one string per line. Never throws. */

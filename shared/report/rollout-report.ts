@@ -1,5 +1,5 @@
-import type { RolloutSummary } from './fanout.ts';
-import type { Trigger } from './trigger.ts';
+import type { Trigger } from '../rollout/trigger.ts';
+import type { RolloutSummary } from '../send/fanout.ts';
 
 /** A rollout as logged and returned: counts and ids, compact enough for any fleet size. */
 export interface RolloutReport {

@@ -14,6 +14,15 @@ export function isHttpRequest(event: unknown): event is HttpRequest {
   return typeof (event as HttpRequest)?.requestContext?.http?.method === 'string';
 }
 
+/**
+ * Whether the event came through the stack's own HTTP API (payload 2.0, AWS_IAM). A direct
+ * invoke can carry any shape, so this is a check of intent, not proof: the real guard is that
+ * only the HTTP function trusts a principal, and people are granted invoke on the other one.
+ */
+export function fromOwnApi(event: unknown, apiId: string): event is HttpRequest {
+  return isHttpRequest(event) && event.requestContext.apiId === apiId;
+}
+
 /** The signed caller's IAM ARN, as API Gateway verified it. */
 export function callerOf(request: HttpRequest): string {
   return request.requestContext.authorizer?.iam?.userArn ?? 'unknown IAM principal';

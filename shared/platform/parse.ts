@@ -1,11 +1,7 @@
 import { parse } from '@aws-lambda-powertools/parser';
 import type { MiddlewareObj } from '@middy/core';
 import type { ZodType } from 'zod';
-
-/** An event or request that does not match its schema; the message names every bad field. */
-export class InvalidInputError extends Error {
-  override name = 'InvalidInputError';
-}
+import { InvalidInputError } from '../errors.ts';
 
 // Standard Schema issues (what Powertools Parser puts in ParseError.cause) and zod issues.
 interface IssueLike {

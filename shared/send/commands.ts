@@ -1,6 +1,6 @@
 import { SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { chunk, mapSettled } from './chunk.ts';
-import type { FanoutConfig, FileTarget } from './config.ts';
+import type { FanoutConfig, FileTarget } from '../config.ts';
+import { chunk, mapSettled } from '../platform/chunk.ts';
 
 // SendCommand accepts at most 50 instance ids per call
 // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).

@@ -1,20 +1,19 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
-import type { FanoutConfig, FileTarget } from './config.ts';
-import { resolveTargets, type UnreachableInstance } from './fleet.ts';
-import { applyThenQueueRetries, retryOrFail } from './retries.ts';
+import type { FanoutConfig, FileTarget } from '../config.ts';
+import { InstancesNotInEnvironmentError, RolloutBusyError } from '../errors.ts';
+import type { Ledger } from '../rollout/ledger.ts';
 import {
   firstAttemptCommands,
   type NewTarget,
-  type RolloutStore,
   type Transition,
   targetId,
-} from './rollouts.ts';
-import { type SettlementDeps, settleAndAlert } from './settlement.ts';
-import { firstSweep, queueSweep } from './sweeps.ts';
-import type { Trigger } from './trigger.ts';
+} from '../rollout/model.ts';
+import { retryOrFail } from '../rollout/policy.ts';
+import type { RolloutStore } from '../rollout/store.ts';
+import type { Trigger } from '../rollout/trigger.ts';
+import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
+import { resolveTargets, type UnreachableInstance } from './fleet.ts';
 
 export type { Trigger };
 
@@ -32,35 +31,14 @@ export interface FanOutRequest {
   dryRun?: boolean;
 }
 
-/** Another run of the same rollout holds the sending lease; retry later (it resumes then). */
-export class RolloutBusyError extends Error {
-  override name = 'RolloutBusyError';
-  constructor(rolloutId: string) {
-    super(`rollout ${rolloutId} is being sent by another run; retry once it is done`);
-  }
-}
-
-/** Some requested instances are not running instances of the environment; nothing was sent. */
-export class InstancesNotInEnvironmentError extends Error {
-  override name = 'InstancesNotInEnvironmentError';
-  readonly instanceIds: string[];
-  constructor(environment: string, instanceIds: string[]) {
-    super(
-      `not running instances of ${environment} (tag and state checked): ${instanceIds.join(', ')}`,
-    );
-    this.instanceIds = instanceIds;
-  }
-}
-
-export interface FanOutDeps extends SettlementDeps {
+export interface FanOutDeps {
   ec2: EC2Client;
   ssm: SSMClient;
-  sqs: SQSClient;
   store: RolloutStore;
-  retryQueueUrl: string;
-  /** Where sweeps wait for a rollout's commands to be over (the status queue). */
-  statusQueueUrl: string;
+  ledger: Ledger;
   config: FanoutConfig;
+  /** How the on-call re-syncs from the CLI, e.g. `--stage prod`. */
+  stage?: string;
   documentName: string;
   outputLogGroup?: string;
 }
@@ -118,6 +96,8 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   };
   if (request.dryRun === true) return summary;
 
+  // The sweep first: whatever happens to this run from here on, the rollout has a safety net.
+  await deps.ledger.scheduleSweep(request.rolloutId);
   const created = await deps.store.create(
     {
       rolloutId: request.rolloutId,
@@ -131,7 +111,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   );
   let toSend: Map<string, string[]>;
   if (created) {
-    toSend = new Map(request.files.map((file) => [file.parameter, targets.reachable]));
+    toSend = new Map(request.files.map((file) => [file.path, targets.reachable]));
   } else if (await deps.store.takeOverSending(request.rolloutId)) {
     // The run before stopped: finish writing its targets if it had not, then send the rest.
     await deps.store.finishCreating(
@@ -145,7 +125,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   }
 
   for (const file of request.files) {
-    const instanceIds = toSend.get(file.parameter) ?? [];
+    const instanceIds = toSend.get(file.path) ?? [];
     if (instanceIds.length === 0) continue;
     const { sent, failed } = await sendInChunks(deps.ssm, {
       documentName: deps.documentName,
@@ -158,6 +138,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
         deps.store.recordCommand(request.rolloutId, {
           commandId: chunk.commandId,
           parameter: chunk.parameter,
+          path: chunk.path,
           attempt: 1,
           instanceIds: chunk.instanceIds,
         }),
@@ -165,23 +146,9 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     summary.commands.push(...sent);
     summary.failedChunks.push(...failed);
   }
-  if (summary.failedChunks.length > 0) {
-    await applyThenQueueRetries(
-      deps,
-      deps.config.retry,
-      request.rolloutId,
-      sendFailures(summary.failedChunks, deps.config.retry.maxAttempts),
-    );
-  }
+  const refused = sendFailures(summary.failedChunks, deps);
   await deps.store.releaseSending(request.rolloutId);
-  const settled = await settleAndAlert(deps, request.rolloutId);
-  if (created && settled?.state !== 'Settled') {
-    await queueSweep(
-      deps.sqs,
-      deps.statusQueueUrl,
-      firstSweep(request.rolloutId, deps.config.rollout.timeoutSeconds),
-    );
-  }
+  await deps.ledger.record(request.rolloutId, refused);
   return summary;
 }
 
@@ -202,7 +169,7 @@ function newTargets(
   ]);
 }
 
-/** After an interrupted run: per parameter, the pending first-attempt targets no command covers. */
+/** After an interrupted run: per file path, the pending first-attempt targets no command covers. */
 async function unsentTargets(
   store: RolloutStore,
   rolloutId: string,
@@ -216,7 +183,7 @@ async function unsentTargets(
   for (const target of loaded.targets) {
     if (target.status !== 'Pending' || target.attempt !== 1) continue;
     if (covered.has(targetId(target))) continue;
-    toSend.set(target.parameter, [...(toSend.get(target.parameter) ?? []), target.instanceId]);
+    toSend.set(target.path, [...(toSend.get(target.path) ?? []), target.instanceId]);
   }
   summary.targeted = loaded.targets
     .filter((t) => t.status !== 'Unreachable')
@@ -226,7 +193,8 @@ async function unsentTargets(
 }
 
 /** A refused first attempt is retried like any other failed attempt, while attempts remain. */
-function sendFailures(failed: FailedChunk[], maxAttempts: number): Transition[] {
+function sendFailures(failed: FailedChunk[], deps: FanOutDeps): Transition[] {
+  const now = deps.ledger.now();
   return failed.flatMap((chunk) => {
     const lastError = {
       status: 'SendCommandFailed',
@@ -234,9 +202,10 @@ function sendFailures(failed: FailedChunk[], maxAttempts: number): Transition[] 
     };
     return chunk.instanceIds.map((instanceId) =>
       retryOrFail(
-        { instanceId, parameter: chunk.parameter, fromAttempt: 1 },
+        { instanceId, parameter: chunk.parameter, path: chunk.path, fromAttempt: 1 },
         lastError,
-        maxAttempts,
+        deps.config.retry,
+        now,
       ),
     );
   });

@@ -1,0 +1,132 @@
+import type { CommandRecord, Counts, Rollout, Target, TerminalStatus } from './model.ts';
+
+/**
+ * The rollouts table's item layout: keys and the mapping between items and the model.
+ *
+ *   pk = R#<rolloutId>   sk = #ROLLOUT                 the rollout and its counters
+ *                        sk = T#<instanceId>#<path>    one target: an instance and one file
+ *                        sk = C#<commandId>            one SendCommand (≤50 instances, one file)
+ *   pk = P#<parameter>   sk = <createdAt>#<rolloutId>  rollouts of a parameter, in start order
+ *   pk = E#<environment> sk = <createdAt>#<rolloutId>  rollouts of an environment
+ *   pk = B#<instanceId>  sk = <launch>                 the alert about a new instance, once
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: items are untyped until toRollout/toTarget/toCommand map them
+export type Item = Record<string, any>;
+export type Key = { pk: string; sk: string };
+
+export const rolloutKey = (rolloutId: string) => ({ pk: `R#${rolloutId}`, sk: '#ROLLOUT' });
+export const targetKey = (rolloutId: string, t: { instanceId: string; path: string }) => ({
+  pk: `R#${rolloutId}`,
+  sk: `T#${t.instanceId}#${t.path}`,
+});
+export const commandKey = (rolloutId: string, commandId: string) => ({
+  pk: `R#${rolloutId}`,
+  sk: `C#${commandId}`,
+});
+export const launchAlertKey = (instanceId: string, launch: string) => ({
+  pk: `B#${instanceId}`,
+  sk: launch,
+});
+
+export const COUNTER_OF: Record<TerminalStatus, keyof Counts> = {
+  Success: 'success',
+  Unchanged: 'unchanged',
+  Failed: 'failed',
+  Unreachable: 'unreachable',
+  Superseded: 'superseded',
+};
+export const COUNTER_ATTRIBUTE: Record<keyof Counts, string> = {
+  total: 'nTotal',
+  pending: 'nPending',
+  success: 'nSuccess',
+  unchanged: 'nUnchanged',
+  failed: 'nFailed',
+  unreachable: 'nUnreachable',
+  superseded: 'nSuperseded',
+  terminated: 'nTerminated',
+  retries: 'nRetries',
+};
+
+/** An entry of a parameter's or environment's rollout index. */
+export interface IndexEntry {
+  rolloutId: string;
+  createdAt: string;
+  triggerType: Rollout['trigger']['type'];
+  version?: number;
+}
+
+export function indexPk(by: { parameter: string } | { environment: string }): string {
+  return 'parameter' in by ? `P#${by.parameter}` : `E#${by.environment}`;
+}
+
+export function counterAttributes(counts: Counts): Record<string, number> {
+  return Object.fromEntries(
+    (Object.keys(COUNTER_ATTRIBUTE) as Array<keyof Counts>).map((c) => [
+      COUNTER_ATTRIBUTE[c],
+      counts[c],
+    ]),
+  );
+}
+
+export function toIndexEntry(item: Item): IndexEntry {
+  return {
+    rolloutId: item.rolloutId,
+    createdAt: item.createdAt,
+    triggerType: item.triggerType,
+    ...(item.version === undefined ? {} : { version: Number(item.version) }),
+  };
+}
+
+export function toRollout(item: Item): Rollout {
+  const counts = Object.fromEntries(
+    (Object.keys(COUNTER_ATTRIBUTE) as Array<keyof Counts>).map((c) => [
+      c,
+      Number(item[COUNTER_ATTRIBUTE[c]] ?? 0),
+    ]),
+  ) as unknown as Counts;
+  return {
+    rolloutId: item.rolloutId,
+    trigger: item.trigger,
+    environment: item.environment,
+    parameters: item.parameters ?? [],
+    files: item.files ?? [],
+    ...(item.version === undefined ? {} : { version: Number(item.version) }),
+    createdAt: item.createdAt,
+    ...(item.settledAt === undefined ? {} : { settledAt: item.settledAt }),
+    state: item.state,
+    alert: item.alert,
+    ...(item.alertClaimUntil === undefined ? {} : { alertClaimUntil: item.alertClaimUntil }),
+    counts,
+    ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
+  };
+}
+
+export function toTarget(item: Item): Target {
+  return {
+    instanceId: item.instanceId,
+    parameter: item.parameter,
+    path: item.path,
+    status: item.status,
+    attempt: Number(item.attempt),
+    ...(item.commandId === undefined ? {} : { commandId: item.commandId }),
+    commandIds: item.commandIds ?? [],
+    ...(item.versionWritten === undefined ? {} : { versionWritten: Number(item.versionWritten) }),
+    ...(item.reason === undefined ? {} : { reason: item.reason }),
+    ...(item.lastError === undefined ? {} : { lastError: item.lastError }),
+    ...(item.retryAt === undefined ? {} : { retryAt: item.retryAt }),
+    ...(item.claimedUntil === undefined ? {} : { claimedUntil: item.claimedUntil }),
+    updatedAt: item.updatedAt,
+  };
+}
+
+export function toCommand(item: Item): CommandRecord {
+  return {
+    commandId: item.commandId,
+    parameter: item.parameter,
+    path: item.path,
+    attempt: Number(item.attempt),
+    instanceIds: item.instanceIds ?? [],
+    sentAt: item.sentAt,
+  };
+}

@@ -1,0 +1,183 @@
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { FanoutConfig } from '../config.ts';
+import type { RetryMessage } from '../messages/retry.ts';
+import type { SweepMessage } from '../messages/sweep.ts';
+import { chunk } from '../platform/chunk.ts';
+import { logger, metrics } from '../platform/powertools.ts';
+import type { Rollout, Target, Transition } from './model.ts';
+import { delayUntil, firstSweepDue, MIN_SWEEP_INTERVAL_SECONDS } from './policy.ts';
+import type { RolloutStore } from './store.ts';
+
+/** Publishes the one alert of a settled rollout; throws if it could not, so it is tried again. */
+export type RolloutNotifier = (rollout: Rollout, targets: Target[]) => Promise<void>;
+
+export interface LedgerDeps {
+  store: RolloutStore;
+  sqs: SQSClient;
+  retryQueueUrl: string;
+  /** Where sweeps wait (the status queue). */
+  statusQueueUrl: string;
+  config: Pick<FanoutConfig, 'retry' | 'rollout'>;
+  notify: RolloutNotifier;
+}
+
+// SendMessageBatch takes at most 10 entries
+// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
+const SQS_BATCH = 10;
+
+/**
+ * The one owner of the rollout state machine. Callers (tracker, retrier, sweeper, fan-out,
+ * bootstrap) report what they observed as transitions; only the ledger commits them and carries
+ * out what they imply, always in this order, so a crash between any two steps is finished by
+ * whoever comes next (a redelivered message, the sweep):
+ *
+ *   1. commit the transitions (idempotent: a commit found already applied still counts);
+ *   2. queue the retries the commit implies, each delayed until its attempt is due;
+ *   3. settle the rollout when nothing is pending (exactly one caller settles it);
+ *   4. claim the alert (Pending → Sending, with an expiry: one publisher at a time);
+ *   5. publish it;
+ *   6. mark it sent.
+ *
+ * Steps 3-6 run on every call, so any caller that finds a rollout settled with its alert
+ * unsent (a publish that failed, a publisher that died) sends it.
+ */
+export class Ledger {
+  private readonly deps: LedgerDeps;
+
+  constructor(deps: LedgerDeps) {
+    this.deps = deps;
+  }
+
+  /** The current time, as every rule of the ledger and its callers reads it. */
+  now(): Date {
+    return this.deps.store.clock();
+  }
+
+  /**
+   * Records observed transitions of one rollout and carries out their consequences.
+   * Returns what was applied (now or by an earlier call) and what was stale.
+   * Throws the SDK error (or the notifier's), so the caller's message is retried.
+   */
+  async record(
+    rolloutId: string,
+    transitions: Transition[],
+  ): Promise<{ applied: Transition[]; stale: Transition[] }> {
+    if (transitions.length === 0) {
+      await this.finish(rolloutId);
+      return { applied: [], stale: [] };
+    }
+    const { applied, alreadyApplied, stale } = await this.deps.store.commit(rolloutId, transitions);
+    if (alreadyApplied.length > 0) {
+      logger.info('transitions found already committed; finishing their consequences', {
+        rolloutId,
+        count: alreadyApplied.length,
+      });
+    }
+    await this.queueRetries(rolloutId, [...applied, ...alreadyApplied]);
+    await this.finish(rolloutId);
+    return { applied: [...applied, ...alreadyApplied], stale };
+  }
+
+  /**
+   * Settles the rollout if nothing is pending and sends its alert if one is owed and unclaimed.
+   * Safe to call any number of times, by anyone. Returns the rollout as it now stands.
+   * Throws the SDK error or the notifier's.
+   */
+  async finish(rolloutId: string): Promise<Rollout | undefined> {
+    const { store } = this.deps;
+    const { rollout, settledNow } = await store.settle(rolloutId);
+    if (rollout === undefined) return undefined;
+    if (settledNow) {
+      const seconds = (Date.parse(rollout.settledAt ?? '') - Date.parse(rollout.createdAt)) / 1000;
+      logger.info('rollout settled', { rolloutId, counts: rollout.counts, seconds });
+      metrics.addMetric('RolloutDuration', MetricUnit.Seconds, Math.max(0, seconds));
+      metrics.addMetric('RolloutsSettled', MetricUnit.Count, 1);
+      metrics.addMetric('RolloutsFailed', MetricUnit.Count, rollout.alert === 'Pending' ? 1 : 0);
+    }
+    if (!alertOwed(rollout, this.now())) return rollout;
+    if (!(await store.claimAlert(rolloutId))) return rollout;
+    const loaded = await store.load(rolloutId);
+    if (loaded === undefined) return rollout;
+    await this.deps.notify(loaded.rollout, loaded.targets);
+    await store.markAlertSent(rolloutId);
+    logger.info('rollout alert sent', { rolloutId });
+    return { ...loaded.rollout, alert: 'Sent' };
+  }
+
+  /**
+   * Queues a sweep of the rollout, due `due` (default: once its first attempts must be over).
+   * Called before a rollout is created and again on every takeover, so no rollout exists
+   * without one. Throws the SDK error.
+   */
+  async scheduleSweep(rolloutId: string, due?: Date, round = 0): Promise<void> {
+    const now = this.now();
+    const at = due ?? firstSweepDue(now, this.deps.config);
+    const sweep: SweepMessage = { kind: 'sweep', rolloutId, due: at.toISOString(), round };
+    await this.deps.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.deps.statusQueueUrl,
+        MessageBody: JSON.stringify(sweep),
+        DelaySeconds: delayUntil(at, now),
+      }),
+    );
+  }
+
+  /** Queues the sweep's next look: at `due`, but not sooner than the minimum interval. */
+  async sweepAgain(sweep: SweepMessage, due: number): Promise<void> {
+    const soonest = this.now().getTime() + MIN_SWEEP_INTERVAL_SECONDS * 1000;
+    await this.scheduleSweep(sweep.rolloutId, new Date(Math.max(due, soonest)), sweep.round + 1);
+  }
+
+  /**
+   * Queues each retry delayed until its attempt is due. Throws if any message could not be
+   * queued: the commit stands, and the caller's redelivery (or the sweep) queues it again.
+   */
+  private async queueRetries(rolloutId: string, transitions: Transition[]): Promise<void> {
+    const now = this.now();
+    const retries = transitions.flatMap((t) =>
+      t.to === 'Retry'
+        ? [
+            {
+              message: {
+                rolloutId,
+                instanceId: t.instanceId,
+                parameter: t.parameter,
+                path: t.path,
+                attempt: t.fromAttempt + 1,
+              } satisfies RetryMessage,
+              delay: delayUntil(t.retryAt, now),
+            },
+          ]
+        : [],
+    );
+    for (const part of chunk(retries, SQS_BATCH)) {
+      const { Failed } = await this.deps.sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: this.deps.retryQueueUrl,
+          Entries: part.map(({ message, delay }, index) => ({
+            Id: String(index),
+            MessageBody: JSON.stringify(message),
+            DelaySeconds: delay,
+          })),
+        }),
+      );
+      if (Failed !== undefined && Failed.length > 0) {
+        throw new Error(
+          `could not queue ${Failed.length} retries: ${Failed[0]?.Code} ${Failed[0]?.Message}`,
+        );
+      }
+    }
+  }
+}
+
+/** Whether a settled rollout's alert is owed and nobody holds a live claim on it. */
+function alertOwed(rollout: Rollout, now: Date): boolean {
+  if (rollout.state !== 'Settled') return false;
+  if (rollout.alert === 'Pending') return true;
+  return (
+    rollout.alert === 'Sending' &&
+    rollout.alertClaimUntil !== undefined &&
+    Date.parse(rollout.alertClaimUntil) < now.getTime()
+  );
+}

@@ -1,0 +1,184 @@
+import type { Trigger } from './trigger.ts';
+
+/**
+ * The rollout model: a rollout pushes some files of one environment to a resolved set of
+ * instances; each (instance, file) pair is a *target* that ends in exactly one terminal state.
+ * Plain data and pure rules only; the store persists it and the ledger moves it.
+ */
+
+/** The states a target can be in; all but Pending are terminal. */
+export type TargetStatus =
+  | 'Pending'
+  | 'Success'
+  | 'Unchanged'
+  | 'Failed'
+  | 'Unreachable'
+  | 'Superseded';
+export type TerminalStatus = Exclude<TargetStatus, 'Pending'>;
+
+/** Why an attempt did not succeed, as the on-call reads it. Never holds a secret value. */
+export interface LastError {
+  /** Run Command status and details ("Failed", "Delivery Timed Out"), or our own code. */
+  status: string;
+  exitCode?: number;
+  /** What the exit code means (shared/document-contract.ts). */
+  meaning?: string;
+  /** The last line of the command's stderr. */
+  stderr?: string;
+}
+
+/** One file of a rollout: a parameter written to a path. A parameter may go to several paths. */
+export interface RolloutFile {
+  parameter: string;
+  path: string;
+}
+
+/** What names a target within its rollout: the instance and the file's path. */
+export interface TargetRef {
+  instanceId: string;
+  /** The file's path; unique per instance within an environment (the config refuses two writers). */
+  path: string;
+  parameter: string;
+}
+
+export interface Target extends TargetRef {
+  status: TargetStatus;
+  /** 1 for the first send; each retry adds one. */
+  attempt: number;
+  commandId?: string;
+  commandIds: string[];
+  versionWritten?: number;
+  reason?: string;
+  lastError?: LastError;
+  /** When the current attempt (≥ 2) is due: its retry message waits in SQS until then. */
+  retryAt?: string;
+  /** While in the future, a retrier holds the claim to send the current attempt. */
+  claimedUntil?: string;
+  updatedAt: string;
+}
+
+export interface Counts {
+  total: number;
+  pending: number;
+  success: number;
+  unchanged: number;
+  failed: number;
+  unreachable: number;
+  superseded: number;
+  /** Unreachable because the instance was terminated (scale-in): counted, never alerted. */
+  terminated: number;
+  retries: number;
+}
+
+export type RolloutState = 'Creating' | 'InProgress' | 'Settled';
+/**
+ * None: nothing to say. Pending: settled with problems, alert not yet claimed. Sending: one
+ * caller claimed it until `alertClaimUntil` (a caller that dies leaves it to the next). Sent.
+ */
+export type AlertState = 'None' | 'Pending' | 'Sending' | 'Sent';
+
+export interface Rollout {
+  rolloutId: string;
+  trigger: Trigger;
+  environment: string;
+  parameters: string[];
+  files: RolloutFile[];
+  /** The parameter's version when the rollout started (single-parameter rollouts). */
+  version?: number;
+  /** When the store recorded it, to the millisecond: the order rollouts really started in. */
+  createdAt: string;
+  settledAt?: string;
+  state: RolloutState;
+  alert: AlertState;
+  alertClaimUntil?: string;
+  counts: Counts;
+  /** While set and in the future, a run is sending this rollout's first attempts. */
+  sendingUntil?: string;
+}
+
+export interface CommandRecord {
+  commandId: string;
+  parameter: string;
+  path: string;
+  attempt: number;
+  instanceIds: string[];
+  sentAt: string;
+}
+
+export interface NewTarget extends TargetRef {
+  status: 'Pending' | 'Unreachable';
+  reason?: string;
+}
+
+/** A target's move out of `fromAttempt`: to a terminal state, or to the next attempt. */
+export type Transition = TargetRef & {
+  fromAttempt: number;
+  /** The command this answers; the update applies only while it is the target's command. */
+  commandId?: string;
+  lastError?: LastError;
+} & (
+    | { to: TerminalStatus; versionWritten?: number; reason?: string }
+    | { to: 'Retry' /** When the next attempt is due (ISO 8601). */; retryAt: string }
+  );
+
+/** A target's identity within its rollout: `instanceId#path`. Never throws. */
+export function targetId(target: { instanceId: string; path: string }): string {
+  return `${target.instanceId}#${target.path}`;
+}
+
+/** The command that carried each target's first attempt, by targetId. Never throws. */
+export function firstAttemptCommands(commands: CommandRecord[]): Map<string, string> {
+  const first = new Map<string, string>();
+  for (const command of commands.filter((c) => c.attempt === 1)) {
+    for (const instanceId of command.instanceIds) {
+      first.set(targetId({ instanceId, path: command.path }), command.commandId);
+    }
+  }
+  return first;
+}
+
+/**
+ * Whether a rollout's result should page the on-call: anything failed, or unreachable for a
+ * reason other than the instance being terminated (a scale-in during a rollout is normal).
+ */
+export function needsAlert(counts: Counts): boolean {
+  return counts.failed > 0 || counts.unreachable - counts.terminated > 0;
+}
+
+/** The counts of a set of targets as they stand. Never throws. */
+export function countTargets(targets: Array<{ status: TargetStatus; reason?: string }>): Counts {
+  const count = (status: TargetStatus) => targets.filter((t) => t.status === status).length;
+  return {
+    total: targets.length,
+    pending: count('Pending'),
+    success: count('Success'),
+    unchanged: count('Unchanged'),
+    failed: count('Failed'),
+    unreachable: count('Unreachable'),
+    superseded: count('Superseded'),
+    terminated: targets.filter((t) => t.status === 'Unreachable' && t.reason === TERMINATED).length,
+    retries: 0,
+  };
+}
+
+/** The reason of an Unreachable target whose instance was terminated (never alerted). */
+export const TERMINATED = 'InstanceTerminated';
+
+/**
+ * Whether rollout `later` makes a pending retry of rollout `earlier` (same parameter, same
+ * instance and file) unnecessary. Only a rollout that started after it, by the store's clock,
+ * can: its commands fetch the parameter later, so they write at least what the retry would.
+ * When both versions are known a lower version never supersedes a higher one, whatever the
+ * order of the events that started them (two puts in one second can be delivered reversed).
+ * Rollout ids are never compared: their time is the event's, to the second. Never throws.
+ */
+export function supersedes(
+  later: Pick<Rollout, 'createdAt' | 'rolloutId' | 'version'>,
+  earlier: Pick<Rollout, 'createdAt' | 'rolloutId' | 'version'>,
+): boolean {
+  if (later.rolloutId === earlier.rolloutId) return false;
+  if (later.version !== undefined && earlier.version !== undefined) {
+    if (later.version < earlier.version) return false;
+  }
+  return later.createdAt > earlier.createdAt;
+}

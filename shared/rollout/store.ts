@@ -1,0 +1,446 @@
+import {
+  type DynamoDBDocumentClient,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { type CommitResult, commitTransitions } from './commit.ts';
+import {
+  commandKey,
+  counterAttributes,
+  type IndexEntry,
+  indexPk,
+  launchAlertKey,
+  rolloutKey,
+  targetKey,
+  toCommand,
+  toIndexEntry,
+  toRollout,
+  toTarget,
+} from './items.ts';
+import {
+  type AlertState,
+  type CommandRecord,
+  countTargets,
+  type NewTarget,
+  needsAlert,
+  type Rollout,
+  type Target,
+  type TargetRef,
+  type Transition,
+} from './model.ts';
+import { isConditionFailure, RolloutTable } from './table.ts';
+
+export { LEASE_SECONDS } from './table.ts';
+export type { CommitResult, IndexEntry };
+
+/**
+ * The rollouts table, as the rest of the service sees it: persistence only — the rollout's
+ * lifecycle writes, its reads, target commits, and claims (sending leases, attempts, alerts).
+ * What a transition implies (retries, settling, the alert) is the ledger's business.
+ * Item layout: ./items.ts; the transaction behind `commit`: ./commit.ts.
+ *
+ * Writes per target in the happy path: its creation and its terminal update. Target updates are
+ * conditional on the attempt they answer, so duplicate or late events never move a target
+ * backwards or count it twice; each batch of target updates commits with the rollout's counter
+ * update in one transaction, so counters never drift. A ConditionalCheckFailed is turned into a
+ * domain answer here (and in commit.ts) and nowhere else.
+ */
+export class RolloutStore {
+  private readonly table: RolloutTable;
+
+  constructor(db: DynamoDBDocumentClient, tableName: string, now: () => Date = () => new Date()) {
+    this.table = new RolloutTable(db, tableName, now);
+  }
+
+  /** The time every rule of the rollouts reads: the store's clock (a test's, or the real one). */
+  clock(): Date {
+    return this.table.clock();
+  }
+
+  /**
+   * Records a new rollout and its targets. The rollout item is written first, conditionally
+   * and in state Creating: it is the lock, so `false` (the rollout already exists: a
+   * redelivered event, or a second event for one new instance) means nothing was written, and
+   * no second run can overwrite targets the first one has already sent. Targets follow, then
+   * the rollout becomes InProgress with its counts. Throws the SDK error.
+   */
+  async create(
+    rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
+    targets: NewTarget[],
+  ): Promise<boolean> {
+    try {
+      await this.table.db.send(
+        new PutCommand({
+          TableName: this.table.name,
+          Item: {
+            ...rolloutKey(rollout.rolloutId),
+            type: 'rollout',
+            ...rollout,
+            createdAt: this.table.isoNow(),
+            state: 'Creating',
+            alert: 'None',
+            ...counterAttributes(countTargets([])),
+            sendingUntil: this.table.leaseEnd(),
+            expiresAt: this.table.expiry(),
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+    await this.finishCreating(rollout.rolloutId, targets, true);
+    return true;
+  }
+
+  /**
+   * Writes a Creating rollout's targets and makes it InProgress, with counts taken from every
+   * target it now holds (`onlyThese`: the creator's own call, which knows them). Also what a
+   * run that took over from a creator that stopped half-way calls: nothing has been sent while
+   * a rollout is Creating, so rewriting targets is safe. Throws the SDK error.
+   */
+  async finishCreating(rolloutId: string, targets: NewTarget[], onlyThese = false): Promise<void> {
+    const rollout = await this.getRollout(rolloutId);
+    if (rollout === undefined || rollout.state !== 'Creating') return;
+    const at = this.table.isoNow();
+    const expiresAt = this.table.expiry();
+    const targetItems = targets.map((target) => ({
+      ...targetKey(rolloutId, target),
+      type: 'target',
+      ...target,
+      attempt: 1,
+      commandIds: [],
+      updatedAt: at,
+      expiresAt,
+    }));
+    const sk = `${rollout.createdAt}#${rolloutId}`;
+    const indexItems = [
+      ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk })),
+      { pk: `E#${rollout.environment}`, sk },
+    ].map((key) => ({
+      ...key,
+      type: 'index',
+      rolloutId,
+      createdAt: rollout.createdAt,
+      triggerType: rollout.trigger.type,
+      ...(rollout.trigger.type === 'bootstrap' ? { bootstrapOf: rollout.trigger.instanceId } : {}),
+      ...(rollout.version === undefined ? {} : { version: rollout.version }),
+      expiresAt,
+    }));
+    await this.table.batchPut([...targetItems, ...indexItems]);
+    // A fresh rollout holds exactly these targets; after a takeover, count what is there.
+    const counts = countTargets(
+      onlyThese ? targets : ((await this.load(rolloutId))?.targets ?? []),
+    );
+    const counters = counterAttributes(counts);
+    try {
+      await this.table.db.send(
+        new UpdateCommand({
+          TableName: this.table.name,
+          Key: rolloutKey(rolloutId),
+          UpdateExpression: `SET #state = :inProgress, ${Object.keys(counters)
+            .map((name) => `${name} = :${name}`)
+            .join(', ')}`,
+          ConditionExpression: '#state = :creating',
+          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeValues: {
+            ':inProgress': 'InProgress',
+            ':creating': 'Creating',
+            ...Object.fromEntries(Object.entries(counters).map(([n, v]) => [`:${n}`, v])),
+          },
+        }),
+      );
+    } catch (error) {
+      // Another run finished creating it first: its counts stand.
+      if (!isConditionFailure(error)) throw error;
+    }
+  }
+
+  /**
+   * The creator of a rollout holds a lease on sending its first attempts. Another run of the
+   * same rollout (a redelivered event, or a second event for one new instance) may take over
+   * only once that lease has run out, so two runs never send the same targets at once.
+   * True if the caller now holds the lease. Throws the SDK error.
+   */
+  async takeOverSending(rolloutId: string): Promise<boolean> {
+    return this.table.conditional({
+      Key: rolloutKey(rolloutId),
+      UpdateExpression: 'SET sendingUntil = :until',
+      ConditionExpression:
+        'attribute_exists(pk) AND (attribute_not_exists(sendingUntil) OR sendingUntil < :now)',
+      ExpressionAttributeValues: { ':until': this.table.leaseEnd(), ':now': this.table.isoNow() },
+    });
+  }
+
+  /** Gives up the sending lease once every first attempt is sent and recorded. */
+  async releaseSending(rolloutId: string): Promise<void> {
+    await this.table.conditional({
+      Key: rolloutKey(rolloutId),
+      UpdateExpression: 'REMOVE sendingUntil',
+      ConditionExpression: 'attribute_exists(pk)',
+    });
+  }
+
+  /** Records a command sent to some targets of one file. Throws the SDK error. */
+  async recordCommand(rolloutId: string, command: Omit<CommandRecord, 'sentAt'>): Promise<void> {
+    await this.table.db.send(
+      new PutCommand({
+        TableName: this.table.name,
+        Item: {
+          ...commandKey(rolloutId, command.commandId),
+          type: 'command',
+          ...command,
+          sentAt: this.table.isoNow(),
+          expiresAt: this.table.expiry(),
+        },
+      }),
+    );
+  }
+
+  /** The rollout (strongly consistent), or undefined. Throws the SDK error. */
+  async getRollout(rolloutId: string): Promise<Rollout | undefined> {
+    const Item = await this.table.get(rolloutKey(rolloutId));
+    return Item === undefined ? undefined : toRollout(Item);
+  }
+
+  /** One target, or undefined. Throws the SDK error. */
+  async getTarget(rolloutId: string, ref: { instanceId: string; path: string }) {
+    const Item = await this.table.get(targetKey(rolloutId, ref));
+    return Item === undefined ? undefined : toTarget(Item);
+  }
+
+  /** The rollout with all its targets and commands; undefined if there is no such rollout. */
+  async load(
+    rolloutId: string,
+  ): Promise<{ rollout: Rollout; targets: Target[]; commands: CommandRecord[] } | undefined> {
+    const items = await this.table.queryAll({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': `R#${rolloutId}` },
+      ConsistentRead: true,
+    });
+    const rolloutItem = items.find((item) => item.type === 'rollout');
+    if (rolloutItem === undefined) return undefined;
+    return {
+      rollout: toRollout(rolloutItem),
+      targets: items.filter((item) => item.type === 'target').map(toTarget),
+      commands: items.filter((item) => item.type === 'command').map(toCommand),
+    };
+  }
+
+  /** Command records by (rollout, command) pair; missing ones are absent from the map. */
+  async getCommands(
+    keys: Array<{ rolloutId: string; commandId: string }>,
+  ): Promise<Map<string, CommandRecord>> {
+    const items = await this.table.batchGet(keys.map((k) => commandKey(k.rolloutId, k.commandId)));
+    return new Map(items.map((item) => [item.commandId as string, toCommand(item)]));
+  }
+
+  /**
+   * Commits target transitions of one rollout: each batch of ≤99 target updates commits with
+   * one update of the rollout's counters, under a ClientRequestToken, so the SDK's retry of a
+   * commit whose reply was lost is answered as the first call was.
+   * A transition whose condition fails is re-read: if the target is already where it asks to
+   * go it is `alreadyApplied` (its consequences are still owed), otherwise `stale`.
+   * Throws RolloutNotFoundError, or the SDK error for anything else.
+   */
+  commit(rolloutId: string, transitions: Transition[]): Promise<CommitResult> {
+    return commitTransitions(this.table, rolloutId, transitions);
+  }
+
+  /**
+   * Marks the rollout settled if no target is pending; `settledNow` is true for exactly one
+   * caller. The alert becomes Pending when the result needs one. Throws the SDK error.
+   */
+  async settle(rolloutId: string): Promise<{ rollout: Rollout | undefined; settledNow: boolean }> {
+    const rollout = await this.getRollout(rolloutId);
+    if (rollout === undefined || rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
+      return { rollout, settledNow: false };
+    }
+    const alert: AlertState = needsAlert(rollout.counts) ? 'Pending' : 'None';
+    const settledAt = this.table.isoNow();
+    const settledNow = await this.table.conditional({
+      Key: rolloutKey(rolloutId),
+      UpdateExpression: 'SET #state = :settled, settledAt = :at, alert = :alert',
+      ConditionExpression: '#state = :inProgress AND nPending = :zero',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: {
+        ':settled': 'Settled',
+        ':inProgress': 'InProgress',
+        ':at': settledAt,
+        ':alert': alert,
+        ':zero': 0,
+      },
+    });
+    if (!settledNow) return { rollout: await this.getRollout(rolloutId), settledNow };
+    return { rollout: { ...rollout, state: 'Settled', settledAt, alert }, settledNow };
+  }
+
+  /**
+   * Claims the rollout's alert (Pending → Sending until the claim runs out): true for exactly
+   * one caller at a time; a claim whose holder died (its publish failed, its function timed
+   * out) can be taken again once it has run out. Throws the SDK error.
+   */
+  async claimAlert(rolloutId: string): Promise<boolean> {
+    return this.claimAlertItem(rolloutKey(rolloutId), false);
+  }
+
+  /** Records that the rollout's alert went out. Throws the SDK error. */
+  async markAlertSent(rolloutId: string): Promise<void> {
+    await this.markAlertItemSent(rolloutKey(rolloutId));
+  }
+
+  /**
+   * Claims the one alert about a new instance's launch, the same way as a rollout's: the first
+   * caller, or a later one once an earlier claim has run out unsent. Throws the SDK error.
+   */
+  async claimLaunchAlert(instanceId: string, launch: string): Promise<boolean> {
+    return this.claimAlertItem(launchAlertKey(instanceId, launch), true, {
+      type: 'launch-alert',
+      expiresAt: this.table.expiry(),
+    });
+  }
+
+  /** Records that the alert about a launch went out. Throws the SDK error. */
+  async markLaunchAlertSent(instanceId: string, launch: string): Promise<void> {
+    await this.markAlertItemSent(launchAlertKey(instanceId, launch));
+  }
+
+  /**
+   * Claims the right to send `attempt` to a target: true for exactly one caller at a time, and
+   * only while the target is pending at that attempt with no command yet. A claim runs out
+   * after the lease, so a sender that stopped before recording its command does not leave the
+   * target pending forever. Throws the SDK error.
+   */
+  async claimAttempt(rolloutId: string, ref: TargetRef, attempt: number): Promise<boolean> {
+    return this.table.conditional({
+      Key: targetKey(rolloutId, ref),
+      UpdateExpression: 'SET claimedAttempt = :attempt, claimedUntil = :until',
+      ConditionExpression:
+        '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedAttempt) OR claimedAttempt < :attempt OR claimedUntil < :now)',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: {
+        ':pending': 'Pending',
+        ':attempt': attempt,
+        ':until': this.table.leaseEnd(),
+        ':now': this.table.isoNow(),
+      },
+    });
+  }
+
+  /** Records the command sent for a target's current attempt (and its command record). */
+  async recordAttemptCommand(
+    rolloutId: string,
+    ref: TargetRef,
+    attempt: number,
+    commandId: string,
+  ): Promise<void> {
+    await this.recordCommand(rolloutId, {
+      commandId,
+      parameter: ref.parameter,
+      path: ref.path,
+      attempt,
+      instanceIds: [ref.instanceId],
+    });
+    await this.table.db.send(
+      new UpdateCommand({
+        TableName: this.table.name,
+        Key: targetKey(rolloutId, ref),
+        UpdateExpression:
+          'SET commandId = :command, commandIds = list_append(commandIds, :commands), updatedAt = :at',
+        ConditionExpression: 'attempt = :attempt',
+        ExpressionAttributeValues: {
+          ':command': commandId,
+          ':commands': [commandId],
+          ':attempt': attempt,
+          ':at': this.table.isoNow(),
+        },
+      }),
+    );
+  }
+
+  /** The newest rollouts of a parameter or environment, newest first (index entries). */
+  async recentRollouts(
+    by: { parameter: string } | { environment: string },
+    limit: number,
+  ): Promise<IndexEntry[]> {
+    const { Items } = await this.table.db.send(
+      new QueryCommand({
+        TableName: this.table.name,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': indexPk(by) },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return (Items ?? []).map(toIndexEntry);
+  }
+
+  /**
+   * Every rollout of a parameter recorded after `after` (an ISO instant), oldest first, all
+   * pages, that may target `instanceId`: other instances' bootstrap rollouts are filtered out
+   * by DynamoDB, so a scale-out of hundreds does not make this grow. Throws the SDK error.
+   */
+  async rolloutsOfParameterSince(
+    parameter: string,
+    after: string,
+    instanceId: string,
+  ): Promise<IndexEntry[]> {
+    const items = await this.table.queryAll({
+      KeyConditionExpression: 'pk = :pk AND sk > :after',
+      FilterExpression: 'attribute_not_exists(bootstrapOf) OR bootstrapOf = :instance',
+      ExpressionAttributeValues: {
+        ':pk': indexPk({ parameter }),
+        // Entries of the same millisecond sort after `after` itself: `<after>#…` > `<after>`.
+        ':after': after,
+        ':instance': instanceId,
+      },
+    });
+    return items.map(toIndexEntry);
+  }
+
+  /** Rollout items by id, in the order asked; missing ids are left out. */
+  async getRollouts(rolloutIds: string[]): Promise<Rollout[]> {
+    const items = await this.table.batchGet(rolloutIds.map(rolloutKey));
+    const found = new Map(items.map((item) => [item.rolloutId as string, toRollout(item)]));
+    return rolloutIds.flatMap((id) => found.get(id) ?? []);
+  }
+
+  private async claimAlertItem(
+    key: { pk: string; sk: string },
+    mayCreate: boolean,
+    onCreate: Record<string, unknown> = {},
+  ): Promise<boolean> {
+    const sets = ['alert = :sending', 'alertClaimUntil = :until'];
+    const values: Record<string, unknown> = {
+      ':sending': 'Sending',
+      ':pending': 'Pending',
+      ':until': this.table.leaseEnd(),
+      ':now': this.table.isoNow(),
+    };
+    const names: Record<string, string> = {};
+    for (const [name, value] of Object.entries(onCreate)) {
+      // `#name`: some attribute names (type) are DynamoDB reserved words.
+      sets.push(`#${name} = if_not_exists(#${name}, :${name})`);
+      names[`#${name}`] = name;
+      values[`:${name}`] = value;
+    }
+    return this.table.conditional({
+      Key: key,
+      UpdateExpression: `SET ${sets.join(', ')}`,
+      ...(Object.keys(names).length > 0 ? { ExpressionAttributeNames: names } : {}),
+      ConditionExpression: `${mayCreate ? 'attribute_not_exists(pk) OR ' : ''}alert = :pending OR (alert = :sending AND alertClaimUntil < :now)`,
+      ExpressionAttributeValues: values,
+    });
+  }
+
+  private async markAlertItemSent(key: { pk: string; sk: string }): Promise<void> {
+    await this.table.conditional({
+      Key: key,
+      UpdateExpression: 'SET alert = :sent REMOVE alertClaimUntil',
+      ConditionExpression: 'alert = :sending',
+      ExpressionAttributeValues: { ':sent': 'Sent', ':sending': 'Sending' },
+    });
+  }
+}
