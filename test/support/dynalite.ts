@@ -1,4 +1,5 @@
 import {
+  Agent,
   createServer,
   request as httpRequest,
   type IncomingHttpHeaders,
@@ -23,6 +24,7 @@ export async function startDynalite(): Promise<{ endpoint: string; close: () => 
   await listen(backend);
   const backendPort = (backend.address() as AddressInfo).port;
   const lock = new WriteLock();
+  const tokens = new RequestTokens();
 
   const front = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -36,8 +38,9 @@ export async function startDynalite(): Promise<{ endpoint: string; close: () => 
       };
       try {
         if (operation === 'TransactWriteItems') {
+          const input = JSON.parse(body.toString('utf8'));
           const reply = await lock.run(() =>
-            transactWrite(backendPort, req.headers, JSON.parse(body.toString('utf8'))),
+            tokens.answer(input, () => transactWrite(backendPort, req.headers, input)),
           );
           send(
             reply.status,
@@ -118,6 +121,48 @@ class WriteLock {
     const result = this.tail.then(section);
     this.tail = result.catch(() => undefined);
     return result;
+  }
+}
+
+/**
+ * TransactWriteItems' ClientRequestToken: "If you submit a request with the same client token
+ * ... within 10 minutes, the original result is returned" and "the same client token but a
+ * change in other parameters within the 10-minute idempotency window ... returns an
+ * IdempotentParameterMismatch exception"
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html).
+ */
+class RequestTokens {
+  private readonly seen = new Map<
+    string,
+    { request: string; at: number; reply: { status: number; body: Json } }
+  >();
+
+  async answer(
+    input: Json,
+    run: () => Promise<{ status: number; body: Json }>,
+  ): Promise<{ status: number; body: Json }> {
+    const token: unknown = input.ClientRequestToken;
+    if (typeof token !== 'string') return run();
+    const { ClientRequestToken: _, ...rest } = input;
+    const request = JSON.stringify(rest);
+    const earlier = this.seen.get(token);
+    if (earlier !== undefined && Date.now() - earlier.at < 10 * 60_000) {
+      if (earlier.request !== request) {
+        return {
+          status: 400,
+          body: {
+            __type: 'com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException',
+            message:
+              'The request uses the same client token as a previous, but non-identical request.',
+          },
+        };
+      }
+      return earlier.reply;
+    }
+    const reply = await run();
+    // Only a committed transaction is remembered; a cancelled one did nothing to repeat.
+    if (reply.status === 200) this.seen.set(token, { request, at: Date.now(), reply });
+    return reply;
   }
 }
 
@@ -264,10 +309,15 @@ function sortKeys(value: Json): Json {
   return Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)));
 }
 
+// One pool of kept-alive connections to the backend: a new TCP connection per forwarded call
+// cost more than the call itself.
+const backendAgent = new Agent({ keepAlive: true, maxSockets: 16 });
+
 function call(port: number, headers: IncomingHttpHeaders, body: Buffer): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
+        agent: backendAgent,
         host: '127.0.0.1',
         port,
         method: 'POST',

@@ -1,0 +1,401 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { checkBootstrap, firstCheck } from '../../shared/bootstrap/new-instances.ts';
+import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
+import { startDynalite } from '../support/dynalite.ts';
+import { World, type WorldOptions } from '../support/ledger-world.ts';
+
+/**
+ * The ledger's regression tests: each case of the interleaving review (issue "The rollout
+ * ledger"), reproduced step by step against the real store on dynalite, with Run Command,
+ * EC2 and SQS faked in memory and time on a virtual clock.
+ */
+
+let dynamo: { endpoint: string; close: () => Promise<void> };
+let tables = 0;
+let world: World | undefined;
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+});
+afterAll(() => dynamo.close());
+afterEach((context) => {
+  if (context.task.result?.state === 'fail' && world !== undefined)
+    console.log(world.trace.join('\n'));
+  world?.close();
+});
+
+async function newWorld(options: Omit<WorldOptions, 'endpoint' | 'tableName'>): Promise<World> {
+  world = await World.create({
+    ...options,
+    endpoint: dynamo.endpoint,
+    tableName: `rollouts-${++tables}`,
+  });
+  return world;
+}
+
+const MINUTE = 60_000;
+
+describe('case 1: one parameter mapped to two paths', () => {
+  it('keys targets by file: 3 instances × 2 paths are 6 targets, and a failing path alerts', async () => {
+    // Arrange
+    const w = await newWorld({ instances: 3, twoPaths: true, maxAttempts: 1 });
+
+    // Act: the second path fails with a permanent error on every instance
+    const rolloutId = await w.put();
+    await w.drain((commandId) =>
+      w.commands.get(commandId)?.path === '/opt/app/env.php' ? 'content-invalid' : 'updated',
+    );
+
+    // Assert
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.targets).toHaveLength(6);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.rollout.counts).toMatchObject({ total: 6, success: 3, failed: 3, pending: 0 });
+    const failedPaths = new Set(
+      loaded?.targets.filter((t) => t.status === 'Failed').map((t) => t.path),
+    );
+    expect(failedPaths).toEqual(new Set(['/opt/app/env.php']));
+    expect(w.alertsOf(rolloutId)).toBe(1);
+  });
+
+  it('30 instances × 2 paths settle with 60 targets and counters that match them', async () => {
+    const w = await newWorld({ instances: 30, twoPaths: true, maxAttempts: 1 });
+
+    const rolloutId = await w.put();
+    await w.drain((commandId) =>
+      w.commands.get(commandId)?.path === '/opt/app/env.php' ? 'content-invalid' : 'updated',
+    );
+
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.targets).toHaveLength(60);
+    expect(loaded?.rollout.counts).toMatchObject({ total: 60, success: 30, failed: 30 });
+    expect(w.alertsOf(rolloutId)).toBe(1);
+  });
+});
+
+describe('case 2: concurrent settlers', () => {
+  it('publishes the alert once when the same final event is tracked by two batches at once', async () => {
+    // Arrange: one instance, its only attempt fails permanently; the event arrives twice
+    const w = await newWorld({ instances: 1, maxAttempts: 1 });
+    const rolloutId = await w.put();
+    const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(commandId, instanceId, 'content-invalid', 'twice');
+    const [first, second] = w.queues.status.filter((m) => !JSON.parse(m.body).kind);
+
+    // Act: two track invocations handle one copy each, concurrently
+    const deliverOne = async (m: typeof first) => {
+      w.queues.status = w.queues.status.filter((x) => x !== m);
+      w.queues.status.unshift(m!);
+      await w.deliver('status', 1);
+    };
+    await Promise.all([deliverOne(first), deliverOne(second)]);
+    await w.drain();
+
+    // Assert
+    expect(w.alertsOf(rolloutId)).toBe(1);
+    expect((await w.store.getRollout(rolloutId))?.alert).toBe('Sent');
+  });
+
+  it('lets only one of two concurrent claimers publish, and a later one once the claim ran out unsent', async () => {
+    const w = await newWorld({ instances: 1, maxAttempts: 1 });
+    const rolloutId = await w.put();
+    const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(commandId, instanceId, 'content-invalid', 'lost');
+    // settle without an alert being claimed yet: a commit through the store only
+    await w.store.commit(rolloutId, [
+      {
+        instanceId,
+        parameter: '/prod/env.php',
+        path: '/var/www/html/env.php',
+        fromAttempt: 1,
+        to: 'Failed',
+        lastError: { status: 'Failed' },
+      },
+    ]);
+    await w.store.settle(rolloutId);
+
+    const claims = await Promise.all([
+      w.store.claimAlert(rolloutId),
+      w.store.claimAlert(rolloutId),
+    ]);
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    expect(await w.store.claimAlert(rolloutId)).toBe(false);
+    w.advance(3 * MINUTE);
+    expect(await w.store.claimAlert(rolloutId)).toBe(true);
+  });
+});
+
+describe('case 3: a sweep and a retry waiting out its delay', () => {
+  for (const maxAttempts of [2, 3]) {
+    it(`does not bump or fail a target whose retry is queued (maxAttempts ${maxAttempts})`, async () => {
+      // Arrange: a slow instance fails attempt 1 just before the first sweep is due; its retry
+      // then waits out its backoff in SQS while the sweep runs
+      const w = await newWorld({ instances: 1, maxAttempts });
+      const rolloutId = await w.put();
+      const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+      const sweep = w.queues.status.find((m) => JSON.parse(m.body).kind === 'sweep');
+      const due = Date.parse(JSON.parse(sweep!.body).due);
+      w.clock = due - 5_000;
+      w.runInvocation(commandId, instanceId, 'fetch-failed');
+      await w.deliver('status');
+      const target = (await w.store.load(rolloutId))?.targets[0];
+      expect(target).toMatchObject({ status: 'Pending', attempt: 2 });
+      expect(Date.parse(target!.retryAt!)).toBeGreaterThan(due);
+
+      // Act: the sweep runs (its hops done) while the retry is still delayed
+      w.clock = due;
+      for (const m of w.queues.status) m.visibleAt = Math.min(m.visibleAt, due);
+      await w.deliver('status');
+
+      // Assert: still attempt 2, pending; the real attempt-2 message then succeeds
+      expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+        status: 'Pending',
+        attempt: 2,
+      });
+      await w.drain();
+      expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+        status: 'Success',
+        attempt: 2,
+      });
+      expect(w.alertsOf(rolloutId)).toBe(0);
+    });
+  }
+
+  it('waits for a slow instance until its attempt deadline and records its real result', async () => {
+    // Arrange: the command is delivered but the instance takes nearly the whole timeout
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+
+    // Act: sweeps come and go while Run Command still says InProgress, before the deadline
+    w.advance(20 * MINUTE); // rollout timeout 600 s + execution 600 s
+    await w.deliver('status');
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+      status: 'Pending',
+      attempt: 1,
+    });
+    w.runInvocation(commandId, instanceId, 'updated', 'lost'); // finishes; its event is lost
+    await w.drain();
+
+    // Assert: the sweep read the real result
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+      status: 'Success',
+      attempt: 1,
+      versionWritten: 2,
+    });
+  });
+});
+
+describe('case 4: supersession compares versions, never id order', () => {
+  it('two puts in one second: the v2 rollout is never superseded by the v1 rollout', async () => {
+    // Arrange: v1's event is delivered after v2 (second-precision times, hash-ordered ids)
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const second = Math.floor(w.clock / 1000) * 1000;
+    const v1 = await w.put({ eventSecond: second, deliver: false }); // v1 put at .2 s
+    const v2 = await w.put({ eventSecond: second, deliver: false }); // v2 put at .7 s
+    // v2's propagate runs first; its command fails retryably, the instance keeps v1 on disk
+    await w.propagate(v2, 3); // version numbers: world starts at 1, so v1=2, v2=3
+    const [[c2, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.parameterVersion.set('/prod/env.php', 2); // the instance's fetch still sees v1
+    w.runInvocation(c2, instanceId, 'updated');
+    w.parameterVersion.set('/prod/env.php', 3);
+    // v1's late event starts a rollout recorded later, at version 2
+    w.advance(1);
+    await w.propagate(v1, 2);
+    const [[c1]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c1, instanceId, 'fetch-failed');
+
+    // Act
+    await w.drain();
+
+    // Assert: the instance ends on v3 and nothing was called superseded by an older version
+    expect(w.disk.get(instanceId)?.get('/var/www/html/env.php')).toBe(3);
+    const v2Target = (await w.store.load(v2))?.targets[0];
+    expect(v2Target?.status).not.toBe('Superseded');
+  });
+
+  it('a later rollout at no lower version supersedes a pending retry', async () => {
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const first = await w.put();
+    const [[c1, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c1, instanceId, 'fetch-failed');
+    await w.deliver('status'); // attempt 2 queued
+    w.advance(1000);
+    const second = await w.put();
+
+    await w.drain();
+
+    expect((await w.store.load(first))?.targets[0]?.status).toBe('Superseded');
+    expect((await w.store.load(second))?.targets[0]?.status).toBe('Success');
+    expect(w.disk.get(instanceId)?.get('/var/www/html/env.php')).toBe(3);
+  });
+});
+
+describe('case 5: a settled rollout whose alert failed', () => {
+  it('is alerted by the next sweep', async () => {
+    // Arrange: the last status event settles the rollout, but SNS publish fails
+    const w = await newWorld({ instances: 1, maxAttempts: 1 });
+    const rolloutId = await w.put();
+    const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(commandId, instanceId, 'content-invalid');
+    w.inject({ kind: 'sns-fails' });
+    await w.deliver('status');
+    expect((await w.store.getRollout(rolloutId))?.state).toBe('Settled');
+    expect(w.alertsOf(rolloutId)).toBe(0);
+    // the failed status message is dropped (say it went to the DLQ): only the sweep is left
+    w.queues.status = w.queues.status.filter((m) => JSON.parse(m.body).kind === 'sweep');
+
+    // Act
+    await w.drain();
+
+    // Assert
+    expect(w.alertsOf(rolloutId)).toBe(1);
+    expect((await w.store.getRollout(rolloutId))?.alert).toBe('Sent');
+  });
+});
+
+describe('case 6: a lost transaction reply', () => {
+  it('still queues the retry the commit implied, when the reply of the commit is lost', async () => {
+    // Arrange: attempt 1 fails retryably
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(commandId, instanceId, 'fetch-failed');
+    // Track's calls: ListCommandInvocations, BatchGetItem (commands), GetCommandInvocation,
+    // DescribeInstances, then TransactWriteItems: its reply is lost.
+    w.inject({ kind: 'lost-reply', at: 4 });
+    await w.deliver('status');
+    const afterCrash = (await w.store.load(rolloutId))?.targets[0];
+    expect(afterCrash).toMatchObject({ status: 'Pending', attempt: 2 });
+    expect(w.queues.retry).toHaveLength(0); // the crash came before the retry was queued
+
+    // Act: the status message comes back after its visibility timeout
+    w.advance(MINUTE);
+    await w.deliver('status');
+
+    // Assert: the redelivery found the commit applied and queued its retry
+    expect(w.queues.retry).toHaveLength(1);
+    await w.drain();
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+      status: 'Success',
+      attempt: 2,
+    });
+    expect((await w.store.getRollout(rolloutId))?.counts).toMatchObject({
+      success: 1,
+      retries: 1,
+      pending: 0,
+    });
+  });
+});
+
+describe('case 7: a rollout whose first run does not finish', () => {
+  it('a resync that crashes half-way is swept: never-sent targets are sent and the rollout settles', async () => {
+    // Arrange: 120 instances; the resync dies (a timeout) at its second SendCommand. Calls:
+    // SendMessage (sweep), DescribeInstances, 3× DescribeInstanceInformation, PutItem, GetItem,
+    // 5× BatchWriteItem (120 targets + 2 index entries), UpdateItem, then SendCommand…
+    const w = await newWorld({ instances: 120, maxAttempts: 3 });
+    w.inject({ kind: 'die', at: 14 });
+    const rolloutId = await w.resync();
+    const sent = w.pendingInvocations().length;
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(120);
+
+    // Act
+    await w.drain();
+
+    // Assert
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.targets.every((t) => t.status === 'Success')).toBe(true);
+    expect(w.alertsOf(rolloutId)).toBe(0);
+  });
+
+  it('a crash right after the rollout is created still leaves a sweep that finishes it', async () => {
+    const w = await newWorld({ instances: 3, maxAttempts: 2 });
+    w.inject({ kind: 'crash', at: 4 }); // after SendMessage, DescribeInstances, DescribeInstanceInformation, PutItem
+    const rolloutId = await w.resync();
+    expect((await w.store.getRollout(rolloutId))?.state).toBe('Creating');
+
+    await w.drain();
+
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(w.alertsOf(rolloutId)).toBe(loaded?.rollout.counts.failed ? 1 : 0);
+  });
+});
+
+describe('case 8: a scale-out of 26 or more instances', () => {
+  it('completes every lifecycle hook: each instance finds its own bootstrap target by its id', async () => {
+    // Arrange: 30 instances launched in the same minute, each with its own bootstrap rollout
+    const w = await newWorld({ instances: 30, maxAttempts: 2 });
+    const deps = w.bootstrapDeps();
+    for (const [i, id] of w.instances.entries()) {
+      w.launchTime.set(id, new Date(w.clock - 60_000 + i * 1000));
+    }
+    const lifecycle = { groupName: 'web', hookName: 'secrets-fanout', token: 'tok' };
+    const check = (instanceId: string) =>
+      firstCheck(deps, instanceId, w.launchTime.get(instanceId) as Date, lifecycle);
+    for (const id of w.instances) await checkBootstrap(deps, check(id));
+    for (const id of w.instances) {
+      const rolloutId = newRolloutId(w.launchTime.get(id) as Date, `bootstrap:${id}`);
+      w.rolloutIds.push(rolloutId);
+    }
+    await w.drain();
+
+    // Act: the first instance's next check, after 29 later bootstrap rollouts of the parameter
+    const result = await checkBootstrap(deps, { ...check(w.instances[0] as string), checks: 1 });
+
+    // Assert
+    expect(result).toBe('continued');
+    expect(w.lifecycleResults.get(w.instances[0] as string)).toBe('CONTINUE');
+  });
+
+  it('gives up within its budget (and alerts once) when its files were never sent', async () => {
+    const w = await newWorld({ instances: 1, maxAttempts: 2 });
+    const deps = w.bootstrapDeps();
+    const id = w.instances[0] as string;
+    w.launchTime.set(id, new Date(w.clock));
+    const lifecycle = { groupName: 'web', hookName: 'secrets-fanout', token: 'tok' };
+    const first = firstCheck(deps, id, new Date(w.clock), lifecycle);
+
+    // Act: the instance is online, but every check's send dies before the rollout exists
+    w.advance((w.config.bootstrap.timeoutSeconds + 1) * 1000);
+    const result = await checkBootstrap(deps, { ...first, checks: 5 });
+
+    // Assert
+    expect(result).toBe('gave-up');
+    expect(w.lifecycleResults.get(id)).toBe('ABANDON');
+    // its one alert is recorded as sent: no later check claims it again
+    const launch = (w.launchTime.get(id) as Date).toISOString();
+    expect(await w.store.claimLaunchAlert(id, launch)).toBe(false);
+  });
+});
+
+describe('case 10: a scale-in between resolution and retry', () => {
+  it('records the terminated instance as Unreachable (InstanceTerminated), counted, never paged', async () => {
+    // Arrange: attempt 1 fails retryably; the instance is terminated before the retry
+    const w = await newWorld({ instances: 2, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    const [[commandId, gone], [, stays]] = w.pendingInvocations() as [
+      [string, string],
+      [string, string],
+    ];
+    w.runInvocation(commandId, gone, 'fetch-failed');
+    w.runInvocation(commandId, stays, 'updated');
+    await w.deliver('status');
+    w.terminated.add(gone);
+
+    // Act
+    await w.drain();
+
+    // Assert
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.targets.find((t) => t.instanceId === gone)).toMatchObject({
+      status: 'Unreachable',
+      reason: 'InstanceTerminated',
+    });
+    expect(loaded?.rollout.counts).toMatchObject({ unreachable: 1, terminated: 1, success: 1 });
+    expect(loaded?.rollout.alert).toBe('None');
+    expect(w.alertsOf(rolloutId)).toBe(0);
+  });
+});

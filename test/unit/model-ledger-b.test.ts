@@ -1,0 +1,5 @@
+import { describeLedgerModel } from '../support/ledger-model.ts';
+
+// The rollout ledger's model-based test, seed 1129: half of the 1,000 CI scenarios (the other
+// half is model-ledger-a.test.ts, so the two run on two cores).
+describeLedgerModel(1129, 500);
