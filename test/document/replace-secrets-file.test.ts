@@ -3,8 +3,16 @@
  * a fake `aws` and `systemctl` (real `timeout`, `flock` and coreutils).
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { it as base, describe, expect } from 'vitest';
 import { DocumentExitCode, parseResultLine } from '../../shared/document-contract.ts';
 import {
@@ -153,7 +161,7 @@ describe.each(SHELLS)(
         expect(box.awsEnv().AWS_DEFAULT_REGION).toBe('eu-central-1');
       });
 
-      it('replaces the previous version atomically (new inode) and keeps it as .bak.1', async ({
+      it('replaces the previous version atomically (new inode) and keeps a root-only copy as .bak.1', async ({
         box,
       }) => {
         const before = installOld(box);
@@ -165,7 +173,8 @@ describe.each(SHELLS)(
         expect(statSync(box.dest).ino).not.toBe(before.ino);
         expect(readFileSync(box.dest, 'utf8')).toBe(NEW);
         expect(readFileSync(`${box.dest}.bak.1`, 'utf8')).toBe(OLD);
-        expect(statSync(`${box.dest}.bak.1`).ino).toBe(before.ino);
+        // A copy, never the replaced inode itself: another name for that inode keeps its owner.
+        expect(statSync(`${box.dest}.bak.1`).ino).not.toBe(before.ino);
         expect(box.listDir()).toEqual(['env.php', 'env.php.bak.1']);
       });
 
@@ -216,7 +225,7 @@ describe.each(SHELLS)(
         const before = snapshot(box.dest);
         box.setParameter(OLD, 6);
 
-        const result = await runDocument(shell, box);
+        const result = await runDocument(shell, box, { parameters: { ReloadService: 'php-fpm' } });
 
         expect(result.status).toBe(0);
         expect(parseResultLine(result.stdout)).toEqual({ result: 'unchanged', version: 6 });
@@ -224,7 +233,10 @@ describe.each(SHELLS)(
         expect(after.mode).toBe(0o400);
         expect(after.ino).toBe(before.ino);
         expect(after.mtimeMs).toBe(before.mtimeMs);
+        expect(after.content).toEqual(before.content);
         expect(result.stdout).toContain('owner and mode set');
+        expect(box.systemctlCalls()).toEqual([]);
+        expect(box.listDir()).toEqual(['env.php']);
       });
     });
 
@@ -460,7 +472,8 @@ describe.each(SHELLS)(
       it('another run holds the lock for too long', async ({ box }) => {
         const before = installOld(box);
         box.setParameter(NEW, 7);
-        const lock = join(box.dir, '.env.php.secrets-fanout.lock');
+        const lock = box.lockPath();
+        mkdirSync(dirname(lock), { recursive: true });
         const holder = spawn('flock', [lock, 'sleep', '10'], { stdio: 'ignore' });
         try {
           await waitFor(() => lockIsHeld(lock));
