@@ -294,6 +294,54 @@ describe.each(SHELLS)(
       expect(results[0]?.stderr).toMatch(/has more than one hard link/);
     });
 
+    it('the live file swapped for a symlink between the checks and the link: refused, nothing followed', async ({
+      hostile,
+    }) => {
+      // A test double for ln does what the owner can do at that moment, then runs the real ln.
+      const { box, outside } = hostile;
+      const real = execFileSync('sh', ['-c', 'command -v ln'], { encoding: 'utf8' }).trim();
+      rmSync(join(box.bin, 'ln'));
+      writeFileSync(
+        join(box.bin, 'ln'),
+        `#!/bin/sh\n'${real}' -sfn '${join(outside, 'file')}' '${box.dest}'\nexec '${real}' "$@"\n`,
+        { mode: 0o755 },
+      );
+      const outsideBefore = tree(outside);
+      box.setParameter(FIRST, 8);
+
+      const result = await runDocument(shell, box, { parameters: FILE_PARAMETERS });
+
+      expect(result.status).toBe(DocumentExitCode.DestinationUnusable);
+      expect(result.stderr).toMatch(/was replaced while in use/);
+      expect(tree(outside)).toEqual(outsideBefore);
+      expect(lstatSync(box.dest).isSymbolicLink()).toBe(true);
+      expect(box.listDir()).toEqual(['env.php']);
+    });
+
+    it('leaves what another user named like its temporary directory, removes what a killed run left', async ({
+      hostile,
+    }) => {
+      const { box } = hostile;
+      const ours = join(box.dir, '.env.php.secrets-fanout.K1lledRun0');
+      mkdirSync(ours, { mode: 0o700 });
+      writeFileSync(join(ours, 'new'), 'stale');
+      asOwner('mkdir', join(box.dir, '.env.php.secrets-fanout.NotOurs000'));
+      asOwner(
+        'sh',
+        '-c',
+        `echo mine > '${join(box.dir, '.env.php.secrets-fanout.NotOurs000', 'f')}'`,
+      );
+      box.setParameter(FIRST, 8);
+
+      const result = await runDocument(shell, box, { parameters: FILE_PARAMETERS });
+
+      expect(result.status).toBe(0);
+      expect(existsSync(ours)).toBe(false);
+      expect(readFileSync(join(box.dir, '.env.php.secrets-fanout.NotOurs000', 'f'), 'utf8')).toBe(
+        'mine\n',
+      );
+    });
+
     it('a backup name holding a directory of the owner: refused before anything is fetched', async ({
       hostile,
     }) => {

@@ -5,8 +5,10 @@
 import { spawn } from 'node:child_process';
 import {
   chmodSync,
+  chownSync,
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   statSync,
   symlinkSync,
@@ -457,6 +459,68 @@ describe.each(SHELLS)(
         expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
         expect(box.listDir()).toEqual(['env.php', 'link.php']);
         expect(snapshot(box.dest)).toEqual(before);
+      });
+
+      it('directory writable by every user and not sticky: refused, nothing fetched', async ({
+        box,
+      }) => {
+        const before = installOld(box);
+        chmodSync(box.dir, 0o777);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(lastLine(result.stderr)).toMatch(/writable by every user and not sticky/);
+        expect(box.awsCalls()).toBe(0);
+        expectUntouched(box, before);
+      });
+
+      it('a world-writable sticky directory (like /tmp) is accepted', async ({ box }) => {
+        chmodSync(box.dir, 0o1777);
+        box.setParameter(NEW, 7);
+
+        const result = await runDocument(shell, box);
+
+        expect(result.status).toBe(0);
+        expect(readFileSync(box.dest, 'utf8')).toBe(NEW);
+      });
+
+      it('the state directory is a symbolic link: refused, nothing created where it points', async ({
+        box,
+      }) => {
+        const before = installOld(box);
+        const elsewhere = join(box.root, 'elsewhere');
+        mkdirSync(elsewhere);
+        symlinkSync(elsewhere, box.stateRoot);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(readdirSync(elsewhere)).toEqual([]);
+        expectUntouched(box, before);
+      });
+
+      it('the state directory belongs to another user: refused', async ({ box }) => {
+        const before = installOld(box);
+        mkdirSync(box.stateRoot, { mode: 0o700 });
+        chownSync(box.stateRoot, 65534, 65534);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(readdirSync(box.stateRoot)).toEqual([]);
+        expectUntouched(box, before);
+      });
+
+      it('keeps the lock in a 0700 state directory, never beside the file', async ({ box }) => {
+        box.setParameter(NEW, 7);
+
+        const result = await runDocument(shell, box);
+
+        expect(result.status).toBe(0);
+        expect(existsSync(box.lockPath())).toBe(true);
+        expect(statSync(box.stateRoot).mode & 0o7777).toBe(0o700);
+        expect(box.listDir()).toEqual(['env.php']);
       });
 
       it('owner does not exist (write failed)', async ({ box }) => {
