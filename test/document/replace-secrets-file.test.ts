@@ -199,6 +199,8 @@ describe.each(SHELLS)(
         for (const suffix of ['fetch', 'new', 'prev', 'err']) {
           writeFileSync(join(box.dir, `.env.php.secrets-fanout.4242.${suffix}`), 'stale');
         }
+        // What earlier versions of the document kept beside the file: their lock.
+        writeFileSync(join(box.dir, '.env.php.secrets-fanout.lock'), '');
         box.setParameter(NEW, 7);
 
         const result = await runDocument(shell, box);
