@@ -2,7 +2,9 @@
  * Runs the real ReplaceSecretsFile script, rendered from documents/replace-secrets-file.yml the
  * way SSM Agent renders it, under a chosen shell, in a sandbox: a temp directory for the files, a
  * PATH made only of the tools a stock Linux instance has (symlinks to the real ones) plus a fake
- * `aws` and a fake `systemctl` (test/document/fixtures/bin).
+ * `aws` and a fake `systemctl` (test/document/fixtures/bin). The document's root-only state
+ * directory (/var/lib/secrets-fanout on an instance, where its lock lives) is
+ * SECRETS_FANOUT_STATE_DIR inside the sandbox.
  */
 import { execFile } from 'node:child_process';
 import {
