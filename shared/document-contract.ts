@@ -27,7 +27,13 @@ export const DocumentExitCode = {
   BadArguments: 64,
   /** The fetched value is empty or fails the Format check; the old file is untouched. */
   ContentInvalid: 65,
-  /** The destination's directory does not exist, or the destination is not a regular file. */
+  /**
+   * Refused before the swap, the live file untouched: the destination's directory does not exist
+   * or is writable by every user without the sticky bit; the destination is a symbolic link, not
+   * a regular file, or has a second hard link; a backup name holds a directory; the document's
+   * temporary directory or the live file was replaced while in use; or the state directory
+   * (/var/lib/secrets-fanout) is not the runner's own directory.
+   */
   DestinationUnusable: 66,
   /** The file was swapped, the reload failed, the previous file was restored and reloaded. */
   ReloadFailedRolledBack: 70,
@@ -35,9 +41,16 @@ export const DocumentExitCode = {
   RollbackFailed: 71,
   /** Format=json but neither jq nor python3 is installed on the instance. */
   ValidatorUnavailable: 69,
-  /** Creating, owning or renaming the new file failed (unknown user, read-only fs, disk full). */
+  /**
+   * Creating, owning or renaming a file failed (unknown user or group, read-only file system).
+   * A full disk always ends here, whichever write hit it, the fetched output's included, and is
+   * permanent: freeing space takes someone, so alerting beats retrying within minutes.
+   */
   WriteFailed: 73,
-  /** `aws ssm get-parameter` failed, timed out or printed something unparseable. */
+  /**
+   * `aws ssm get-parameter` failed, timed out or printed something unparseable. Never a full
+   * disk: storing the CLI's output is a write, WriteFailed.
+   */
   FetchFailed: 75,
   /** Another run on the same destination held the lock for longer than the script waits. */
   LockBusy: 76,

@@ -2,7 +2,9 @@
  * Runs the real ReplaceSecretsFile script, rendered from documents/replace-secrets-file.yml the
  * way SSM Agent renders it, under a chosen shell, in a sandbox: a temp directory for the files, a
  * PATH made only of the tools a stock Linux instance has (symlinks to the real ones) plus a fake
- * `aws` and a fake `systemctl` (test/document/fixtures/bin).
+ * `aws` and a fake `systemctl` (test/document/fixtures/bin). The document's root-only state
+ * directory (/var/lib/secrets-fanout on an instance, where its lock lives) is
+ * SECRETS_FANOUT_STATE_DIR inside the sandbox.
  */
 import { execFile } from 'node:child_process';
 import {
@@ -56,6 +58,9 @@ const SYSTEM_TOOLS = [
   'grep',
   'head',
   'ln',
+  'mkdir',
+  'mktemp',
+  'rmdir',
   'mv',
   'rm',
   'sed',
@@ -108,6 +113,10 @@ export interface Sandbox {
   dest: string;
   /** The fake AWS CLI's control and log directory. */
   state: string;
+  /** The document's root-only state directory (SECRETS_FANOUT_STATE_DIR; /var/lib/secrets-fanout on an instance). */
+  stateRoot: string;
+  /** Where the document keeps the lock for the sandbox destination. */
+  lockPath(): string;
   bin: string;
   /** Sets what the fake `aws` returns. */
   setParameter(value: string | Buffer, version?: number): void;
@@ -120,7 +129,7 @@ export interface Sandbox {
   /** How many times the fake `aws` ran. */
   awsCalls(): number;
   awsEnv(): Record<string, string>;
-  /** Names in the destination directory other than the lock file. */
+  /** Names in the destination directory. */
   listDir(): string[];
   cleanup(): void;
 }
@@ -129,6 +138,7 @@ export function makeSandbox(options: { without?: Tool[]; realAws?: string } = {}
   const root = mkdtempSync(join(tmpdir(), 'sfdoc'));
   const dir = join(root, 'www');
   const state = join(root, 'state');
+  const stateRoot = join(root, 'var-lib-secrets-fanout');
   mkdirSync(dir);
   mkdirSync(state);
   const bin = makeBin(root, options);
@@ -138,7 +148,11 @@ export function makeSandbox(options: { without?: Tool[]; realAws?: string } = {}
     dir,
     dest,
     state,
+    stateRoot,
     bin,
+    lockPath() {
+      return join(stateRoot, 'locks', realpathSync(dir), '@env.php');
+    },
     setParameter(value, version = 7) {
       writeFileSync(join(state, 'value'), value);
       writeFileSync(join(state, 'version'), String(version));
@@ -175,9 +189,7 @@ export function makeSandbox(options: { without?: Tool[]; realAws?: string } = {}
       return Object.fromEntries(entries);
     },
     listDir() {
-      return readdirSync(dir)
-        .filter((name) => !name.endsWith('.secrets-fanout.lock'))
-        .sort();
+      return readdirSync(dir).sort();
     },
     cleanup() {
       rmSync(root, { recursive: true, force: true });
@@ -243,6 +255,7 @@ export function runDocument(
     PATH: box.bin,
     FAKE_AWS_STATE: box.state,
     FAKE_DEST: box.dest,
+    SECRETS_FANOUT_STATE_DIR: box.stateRoot,
     ...step.env,
     ...options.rawEnv,
     ...options.env,

@@ -3,8 +3,18 @@
  * a fake `aws` and `systemctl` (real `timeout`, `flock` and coreutils).
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { it as base, describe, expect } from 'vitest';
 import { DocumentExitCode, parseResultLine } from '../../shared/document-contract.ts';
 import {
@@ -153,7 +163,7 @@ describe.each(SHELLS)(
         expect(box.awsEnv().AWS_DEFAULT_REGION).toBe('eu-central-1');
       });
 
-      it('replaces the previous version atomically (new inode) and keeps it as .bak.1', async ({
+      it('replaces the previous version atomically (new inode) and keeps a root-only copy as .bak.1', async ({
         box,
       }) => {
         const before = installOld(box);
@@ -165,7 +175,8 @@ describe.each(SHELLS)(
         expect(statSync(box.dest).ino).not.toBe(before.ino);
         expect(readFileSync(box.dest, 'utf8')).toBe(NEW);
         expect(readFileSync(`${box.dest}.bak.1`, 'utf8')).toBe(OLD);
-        expect(statSync(`${box.dest}.bak.1`).ino).toBe(before.ino);
+        // A copy, never the replaced inode itself: another name for that inode keeps its owner.
+        expect(statSync(`${box.dest}.bak.1`).ino).not.toBe(before.ino);
         expect(box.listDir()).toEqual(['env.php', 'env.php.bak.1']);
       });
 
@@ -188,6 +199,8 @@ describe.each(SHELLS)(
         for (const suffix of ['fetch', 'new', 'prev', 'err']) {
           writeFileSync(join(box.dir, `.env.php.secrets-fanout.4242.${suffix}`), 'stale');
         }
+        // What earlier versions of the document kept beside the file: their lock.
+        writeFileSync(join(box.dir, '.env.php.secrets-fanout.lock'), '');
         box.setParameter(NEW, 7);
 
         const result = await runDocument(shell, box);
@@ -216,7 +229,7 @@ describe.each(SHELLS)(
         const before = snapshot(box.dest);
         box.setParameter(OLD, 6);
 
-        const result = await runDocument(shell, box);
+        const result = await runDocument(shell, box, { parameters: { ReloadService: 'php-fpm' } });
 
         expect(result.status).toBe(0);
         expect(parseResultLine(result.stdout)).toEqual({ result: 'unchanged', version: 6 });
@@ -224,7 +237,10 @@ describe.each(SHELLS)(
         expect(after.mode).toBe(0o400);
         expect(after.ino).toBe(before.ino);
         expect(after.mtimeMs).toBe(before.mtimeMs);
+        expect(after.content).toEqual(before.content);
         expect(result.stdout).toContain('owner and mode set');
+        expect(box.systemctlCalls()).toEqual([]);
+        expect(box.listDir()).toEqual(['env.php']);
       });
     });
 
@@ -447,6 +463,68 @@ describe.each(SHELLS)(
         expect(snapshot(box.dest)).toEqual(before);
       });
 
+      it('directory writable by every user and not sticky: refused, nothing fetched', async ({
+        box,
+      }) => {
+        const before = installOld(box);
+        chmodSync(box.dir, 0o777);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(lastLine(result.stderr)).toMatch(/writable by every user and not sticky/);
+        expect(box.awsCalls()).toBe(0);
+        expectUntouched(box, before);
+      });
+
+      it('a world-writable sticky directory (like /tmp) is accepted', async ({ box }) => {
+        chmodSync(box.dir, 0o1777);
+        box.setParameter(NEW, 7);
+
+        const result = await runDocument(shell, box);
+
+        expect(result.status).toBe(0);
+        expect(readFileSync(box.dest, 'utf8')).toBe(NEW);
+      });
+
+      it('the state directory is a symbolic link: refused, nothing created where it points', async ({
+        box,
+      }) => {
+        const before = installOld(box);
+        const elsewhere = join(box.root, 'elsewhere');
+        mkdirSync(elsewhere);
+        symlinkSync(elsewhere, box.stateRoot);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(readdirSync(elsewhere)).toEqual([]);
+        expectUntouched(box, before);
+      });
+
+      it('the state directory belongs to another user: refused', async ({ box }) => {
+        const before = installOld(box);
+        mkdirSync(box.stateRoot, { mode: 0o700 });
+        chownSync(box.stateRoot, 65534, 65534);
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.DestinationUnusable, 'destination-unusable');
+        expect(readdirSync(box.stateRoot)).toEqual([]);
+        expectUntouched(box, before);
+      });
+
+      it('keeps the lock in a 0700 state directory, never beside the file', async ({ box }) => {
+        box.setParameter(NEW, 7);
+
+        const result = await runDocument(shell, box);
+
+        expect(result.status).toBe(0);
+        expect(existsSync(box.lockPath())).toBe(true);
+        expect(statSync(box.stateRoot).mode & 0o7777).toBe(0o700);
+        expect(box.listDir()).toEqual(['env.php']);
+      });
+
       it('owner does not exist (write failed)', async ({ box }) => {
         const before = installOld(box);
         box.setParameter(NEW, 7);
@@ -460,7 +538,8 @@ describe.each(SHELLS)(
       it('another run holds the lock for too long', async ({ box }) => {
         const before = installOld(box);
         box.setParameter(NEW, 7);
-        const lock = join(box.dir, '.env.php.secrets-fanout.lock');
+        const lock = box.lockPath();
+        mkdirSync(dirname(lock), { recursive: true });
         const holder = spawn('flock', [lock, 'sleep', '10'], { stdio: 'ignore' });
         try {
           await waitFor(() => lockIsHeld(lock));

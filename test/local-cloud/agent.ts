@@ -208,6 +208,8 @@ export class Agents {
         AWS_SECRET_ACCESS_KEY: 'local-cloud-instance-secret',
         AWS_ENDPOINT_URL_SSM: ssmEndpoint,
         LOCAL_CLOUD_INSTANCE_STATE: instance.stateDir,
+        // The document's root-only state directory (its lock), inside the instance like the rest.
+        SECRETS_FANOUT_STATE_DIR: instance.path('/var/lib/secrets-fanout'),
         ...step.env,
       });
       writeFileSync(join(dir, 'stdout'), result.stdout);
