@@ -1,4 +1,5 @@
 import { loadConfig, mappedParameterNames, requireEnv } from '../shared/config.ts';
+import { InvalidInputError } from '../shared/errors.ts';
 import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/messages/requests.ts';
 import { documents } from '../shared/platform/clients/dynamodb.ts';
 import { isHttpRequest, respond } from '../shared/platform/http.ts';
@@ -28,7 +29,17 @@ async function lookUp(input: unknown): Promise<Answer> {
     const parsed = RolloutRequestSchema.safeParse(input);
     if (!parsed.success) return invalid(parsed.error);
     correlate({ rolloutId: parsed.data.rolloutId });
-    const view = await rolloutView(store, parsed.data.rolloutId);
+    const { rolloutId, limit, nextToken } = parsed.data;
+    let view: Awaited<ReturnType<typeof rolloutView>>;
+    try {
+      view = await rolloutView(store, rolloutId, {
+        limit,
+        ...(nextToken === undefined ? {} : { nextToken }),
+      });
+    } catch (error) {
+      if (error instanceof InvalidInputError) return invalid(error);
+      throw error;
+    }
     if (view === undefined) {
       return { status: 404, body: { error: `no rollout ${parsed.data.rolloutId}` } };
     }
@@ -51,7 +62,8 @@ async function lookUp(input: unknown): Promise<Answer> {
 }
 
 /**
- * The on-call view. GET /rollouts/{id} and GET /rollouts?parameter=…&limit=… answer JSON;
+ * The on-call view. GET /rollouts/{id}[?limit=…&nextToken=…] (≤1,000 instances a page; the
+ * counts always cover all) and GET /rollouts?parameter=…&limit=… answer JSON;
  * `serverless invoke -f status --data '{"rolloutId":"…"}'` answers a table, one line per string.
  */
 export const lambdaHandler = async (event: unknown): Promise<unknown> => {
@@ -60,9 +72,8 @@ export const lambdaHandler = async (event: unknown): Promise<unknown> => {
     return answer.table ?? answer.body;
   }
   const id = event.pathParameters?.id;
-  const answer = await lookUp(
-    id === undefined ? { ...(event.queryStringParameters ?? {}) } : { rolloutId: id },
-  );
+  const query = { ...(event.queryStringParameters ?? {}) };
+  const answer = await lookUp(id === undefined ? query : { ...query, rolloutId: id });
   return respond(answer.status, answer.body);
 };
 

@@ -19,7 +19,13 @@ export const ResyncRequestSchema = z
 
 export type ResyncRequest = z.infer<typeof ResyncRequestSchema>;
 
-/** The on-call view of one rollout. */
+/** Instances per page of one rollout: ~190 B each keeps a page far below Lambda's 6 MB. */
+export const MAX_INSTANCES_PER_PAGE = 1000;
+
+/**
+ * The on-call view of one rollout, a page of its instances at a time (the counts always cover
+ * every instance). `nextToken` is the one the previous page returned.
+ */
 export const RolloutRequestSchema = z.strictObject({
   rolloutId: z
     .string()
@@ -27,7 +33,14 @@ export const RolloutRequestSchema = z.strictObject({
       /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
       'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
     ),
+  limit: z.coerce.number().int().min(1).max(MAX_INSTANCES_PER_PAGE).default(MAX_INSTANCES_PER_PAGE),
+  nextToken: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,2048}$/, 'must be the nextToken a previous page returned')
+    .optional(),
 });
+
+export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;
 
 /** The newest rollouts of a parameter or an environment. */
 export const RolloutListRequestSchema = z

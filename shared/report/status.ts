@@ -1,4 +1,5 @@
-import type { RolloutListRequest } from '../messages/requests.ts';
+import { InvalidInputError } from '../errors.ts';
+import { MAX_INSTANCES_PER_PAGE, type RolloutListRequest } from '../messages/requests.ts';
 import {
   type Counts,
   firstAttemptCommands,
@@ -34,17 +35,25 @@ export interface RolloutView {
   createdAt: string;
   settledAt?: string;
   counts: Counts;
+  /** A page of the instances; `nextToken` asks for the next one. */
   instances: InstanceView[];
+  nextToken?: string;
 }
 
-/** One rollout with every instance, or undefined if there is no such rollout. Throws the SDK error. */
+/**
+ * One rollout with a page of its instances (counts always cover all of them), or undefined if
+ * there is no such rollout; `nextToken` is there while more instances follow. Throws
+ * InvalidInputError for a token that is not one this view handed out, and the SDK error.
+ */
 export async function rolloutView(
   store: RolloutStore,
   rolloutId: string,
+  page: { limit: number; nextToken?: string } = { limit: MAX_INSTANCES_PER_PAGE },
 ): Promise<RolloutView | undefined> {
-  const loaded = await store.load(rolloutId);
+  const after = page.nextToken === undefined ? undefined : decodeToken(page.nextToken, rolloutId);
+  const loaded = await store.loadPage(rolloutId, page.limit, after);
   if (loaded === undefined) return undefined;
-  const { rollout, targets, commands } = loaded;
+  const { rollout, targets, commands, lastKey } = loaded;
   const firstCommand = firstAttemptCommands(commands);
   return {
     rolloutId: rollout.rolloutId,
@@ -57,7 +66,21 @@ export async function rolloutView(
     ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),
     counts: rollout.counts,
     instances: targets.map((t) => instanceView(t, firstCommand.get(targetId(t)))),
+    ...(lastKey === undefined ? {} : { nextToken: encodeToken(lastKey) }),
   };
+}
+
+// The token is the last target key of the page, base64url: opaque to callers, checked on return.
+function encodeToken(lastKey: string): string {
+  return Buffer.from(lastKey, 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string, rolloutId: string): string {
+  const key = Buffer.from(token, 'base64url').toString('utf8');
+  if (!/^T#i-[0-9a-f]{8,17}#\/[A-Za-z0-9_./-]+$/.test(key) || encodeToken(key) !== token) {
+    throw new InvalidInputError(`nextToken is not one a page of rollout ${rolloutId} returned`);
+  }
+  return key;
 }
 
 function instanceView(target: Target, firstCommandId: string | undefined): InstanceView {
@@ -116,6 +139,11 @@ export function rolloutTable(view: RolloutView): string[] {
       ],
       ...rows,
     ]),
+    ...(view.nextToken === undefined
+      ? []
+      : [
+          `more instances on the next page: --data '${JSON.stringify({ rolloutId: view.rolloutId, nextToken: view.nextToken })}'`,
+        ]),
   ];
 }
 

@@ -229,6 +229,45 @@ export class RolloutStore {
     };
   }
 
+  /**
+   * One page of a rollout's targets (in key order) and all its commands, for the status view;
+   * `after` is the last target key of the previous page. undefined if there is no such rollout.
+   * Throws the SDK error.
+   */
+  async loadPage(
+    rolloutId: string,
+    limit: number,
+    after?: string,
+  ): Promise<
+    { rollout: Rollout; targets: Target[]; commands: CommandRecord[]; lastKey?: string } | undefined
+  > {
+    const rollout = await this.getRollout(rolloutId);
+    if (rollout === undefined) return undefined;
+    const pk = `R#${rolloutId}`;
+    const { Items, LastEvaluatedKey } = await this.table.db.send(
+      new QueryCommand({
+        TableName: this.table.name,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :t)',
+        ExpressionAttributeValues: { ':pk': pk, ':t': 'T#' },
+        ...(after === undefined ? {} : { ExclusiveStartKey: { pk, sk: after } }),
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    const commands = await this.table.queryAll({
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
+      ExpressionAttributeValues: { ':pk': pk, ':c': 'C#' },
+      ConsistentRead: true,
+    });
+    const lastKey = LastEvaluatedKey?.sk as string | undefined;
+    return {
+      rollout,
+      targets: (Items ?? []).map(toTarget),
+      commands: commands.map(toCommand),
+      ...(lastKey === undefined ? {} : { lastKey }),
+    };
+  }
+
   /** Command records by (rollout, command) pair; missing ones are absent from the map. */
   async getCommands(
     keys: Array<{ rolloutId: string; commandId: string }>,
