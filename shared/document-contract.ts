@@ -35,6 +35,8 @@ export const DocumentExitCode = {
    * (/var/lib/secrets-fanout) is not the runner's own directory.
    */
   DestinationUnusable: 66,
+  /** The parameter does not exist in Parameter Store (deleted, or never created): not retried. */
+  ParameterNotFound: 67,
   /** The file was swapped, the reload failed, the previous file was restored and reloaded. */
   ReloadFailedRolledBack: 70,
   /** The reload failed and restoring the previous file (or reloading it) failed too. */
@@ -70,6 +72,7 @@ const exitCodeClasses: ReadonlyMap<number, ExitCodeClass> = new Map<number, Exit
   [DocumentExitCode.BadArguments, 'permanent'],
   [DocumentExitCode.ContentInvalid, 'permanent'],
   [DocumentExitCode.DestinationUnusable, 'permanent'],
+  [DocumentExitCode.ParameterNotFound, 'permanent'],
   [DocumentExitCode.ReloadFailedRolledBack, 'permanent'],
   [DocumentExitCode.RollbackFailed, 'permanent'],
   [DocumentExitCode.ValidatorUnavailable, 'permanent'],
@@ -105,6 +108,7 @@ export const FailureReasonExitCode = {
   'write-failed': DocumentExitCode.WriteFailed,
   'fetch-failed': DocumentExitCode.FetchFailed,
   'fetch-timeout': DocumentExitCode.FetchFailed,
+  'parameter-not-found': DocumentExitCode.ParameterNotFound,
   'lock-busy': DocumentExitCode.LockBusy,
   'tool-missing': DocumentExitCode.ToolMissing,
 } as const;

@@ -120,7 +120,7 @@ export interface Sandbox {
   bin: string;
   /** Sets what the fake `aws` returns. */
   setParameter(value: string | Buffer, version?: number): void;
-  setAwsMode(mode: 'ok' | 'fail' | 'hang' | 'empty' | 'garbage' | 'truncated'): void;
+  setAwsMode(mode: 'ok' | 'fail' | 'not-found' | 'hang' | 'empty' | 'garbage' | 'truncated'): void;
   /** Exit status of the n-th systemctl call (1-based). */
   setSystemctlStatus(call: number, status: number): void;
   systemctlCalls(): string[];

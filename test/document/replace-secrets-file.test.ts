@@ -141,6 +141,8 @@ describe.each(SHELLS)(
           'text',
         ]);
         expect(box.awsEnv()).toMatchObject({ AWS_PAGER: '', AWS_CLI_AUTO_PROMPT: 'off' });
+        // throttled fetches are retried by the CLI itself, with backoff and jitter
+        expect(box.awsEnv()).toMatchObject({ AWS_RETRY_MODE: 'standard', AWS_MAX_ATTEMPTS: '6' });
         expect(box.awsCalls()).toBe(1);
       });
 
@@ -332,7 +334,18 @@ describe.each(SHELLS)(
         const result = await runDocument(shell, box);
 
         expectFailure(result, DocumentExitCode.FetchFailed, 'fetch-failed');
-        expect(lastLine(result.stderr)).toContain('ParameterNotFound');
+        expect(lastLine(result.stderr)).toContain('AccessDeniedException');
+        expectUntouched(box, before);
+      });
+
+      it('the parameter does not exist (permanent: retrying cannot help)', async ({ box }) => {
+        const before = installOld(box);
+        box.setAwsMode('not-found');
+
+        const result = await runDocument(shell, box);
+
+        expectFailure(result, DocumentExitCode.ParameterNotFound, 'parameter-not-found');
+        expect(lastLine(result.stderr)).toContain('does not exist in Parameter Store');
         expectUntouched(box, before);
       });
 
