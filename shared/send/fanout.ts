@@ -29,6 +29,8 @@ export interface FanOutRequest {
   instanceIds?: string[];
   /** Resolve and report, but record nothing and send nothing. */
   dryRun?: boolean;
+  /** Record nothing when the environment has no running instance at all (`empty` says so). */
+  skipIfEmpty?: boolean;
 }
 
 export interface FanOutDeps {
@@ -56,6 +58,8 @@ export interface RolloutSummary {
   /** True when an earlier, interrupted run of the same rollout had already sent some commands. */
   resumed: boolean;
   dryRun: boolean;
+  /** No running instance carries the environment's tag: nothing was recorded or sent. */
+  empty: boolean;
 }
 
 /**
@@ -93,8 +97,9 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     failedChunks: [],
     resumed: false,
     dryRun: request.dryRun === true,
+    empty: targets.reachable.length === 0 && targets.unreachable.length === 0,
   };
-  if (request.dryRun === true) return summary;
+  if (request.dryRun === true || (summary.empty && request.skipIfEmpty === true)) return summary;
 
   // The sweep first: whatever happens to this run from here on, the rollout has a safety net.
   await deps.ledger.scheduleSweep(request.rolloutId);

@@ -44,8 +44,24 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
           `environment ${request.environment} is not configured; configured: ${deps.config.environments.join(', ')}`,
         );
   }
-  const version =
-    request.parameter === undefined ? undefined : await currentVersion(deps.ssm, request.parameter);
+  // A parameter that does not exist cannot be pushed: say so now rather than let every
+  // instance fail to fetch it (DescribeParameters: metadata only, never a value).
+  const versions = new Map(
+    await Promise.all(
+      [...new Set(files.map((f) => f.parameter))].map(
+        async (name) => [name, await currentVersion(deps.ssm, name)] as const,
+      ),
+    ),
+  );
+  const missing = [...versions].filter(([, v]) => v === undefined).map(([name]) => name);
+  const present = files.filter((f) => !missing.includes(f.parameter));
+  if (present.length === 0) {
+    return refuse(
+      404,
+      `${missing.join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist in Parameter Store; nothing sent`,
+    );
+  }
+  const version = request.parameter === undefined ? undefined : versions.get(request.parameter);
   const rolloutId = newRolloutId(new Date());
   correlate({
     rolloutId,
@@ -58,11 +74,28 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
       rolloutId,
       trigger: { type: 'resync', principal },
       environment,
-      files,
+      files: present,
       ...(version === undefined ? {} : { version }),
       ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
       ...(request.dryRun === true ? { dryRun: true } : {}),
+      skipIfEmpty: true,
     });
+    if (summary.empty && request.dryRun !== true) {
+      logger.info('resync: no running instance in the environment; nothing recorded or sent', {
+        principal,
+        environment,
+      });
+      return {
+        status: 200,
+        body: {
+          nothingToSend: true,
+          reason: `no running instance is tagged ${deps.config.tagKey}=${environment}; no rollout was recorded`,
+          requestedBy: principal,
+          environment,
+          parameters: summary.parameters,
+        },
+      };
+    }
     const stage = deps.stage === undefined ? '' : ` --stage ${deps.stage}`;
     logger.info(request.dryRun === true ? 'resync dry run' : 'resync sent', {
       principal,
@@ -81,6 +114,9 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
         ...(version === undefined ? {} : { version }),
         targeted: summary.targeted,
         unreachable: summary.unreachable,
+        ...(missing.length === 0
+          ? {}
+          : { skipped: missing.map((parameter) => ({ parameter, reason: 'does not exist' })) }),
         ...(request.dryRun === true
           ? {}
           : {

@@ -26,8 +26,11 @@ const table = withRolloutsTable(async () => ({
 const prod = instanceIds(3);
 const dev = instanceIds(2, 100);
 const JANE = 'arn:aws:sts::123456789012:assumed-role/oncall/jane';
+/** The parameters that exist in Parameter Store. */
+let existing: Set<string>;
 
 beforeEach(() => {
+  existing = new Set(['/prod/env.php', '/dev/env.php', '/staging/env.php']);
   ec2Mock.on(DescribeInstancesCommand).callsFake(({ Filters }) => {
     const env = Filters.find((f: any) => f.Name === 'tag:Environment')?.Values[0];
     const only = Filters.find((f: any) => f.Name === 'instance-id')?.Values;
@@ -41,9 +44,11 @@ beforeEach(() => {
       PingStatus: 'Online',
     })),
   }));
-  ssmMock
-    .on(DescribeParametersCommand)
-    .resolves({ Parameters: [{ Name: '/prod/env.php', Version: 9 }] });
+  ssmMock.on(DescribeParametersCommand).callsFake(({ ParameterFilters }) => ({
+    Parameters: (ParameterFilters?.[0]?.Values ?? [])
+      .filter((name: string) => existing.has(name))
+      .map((Name: string) => ({ Name, Version: Name === '/prod/env.php' ? 9 : 2 })),
+  }));
   ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-resync' } });
   sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
   snsMock.on(PublishCommand).resolves({ MessageId: 'm' });
@@ -213,5 +218,41 @@ describe('resync by direct invoke', () => {
     expect(body).toMatchObject({ status: 400, error: expect.stringContaining('POST /resync') });
     expect(sent()).toEqual([]);
     expect(sqsMock.calls()).toHaveLength(0);
+  });
+});
+
+describe('requests that cannot do anything are answered, not queued', () => {
+  it('a parameter that does not exist in Parameter Store is a 404 naming it; nothing is recorded or sent', async () => {
+    // Arrange
+    existing.delete('/prod/env.php');
+
+    // Act
+    const response = await call(post({ parameter: '/prod/env.php' }));
+
+    // Assert
+    expect(response.statusCode).toBe(404);
+    expect(JSON.parse(response.body).error).toBe(
+      '/prod/env.php does not exist in Parameter Store; nothing sent',
+    );
+    expect(sent()).toHaveLength(0);
+    expect(sqsMock.calls()).toHaveLength(0);
+  });
+
+  it('an environment with no running instance answers 200 "nothing to send" and records no rollout', async () => {
+    // Arrange: dev has no running instance (scaled to zero)
+    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    const before = await table.store.recentRollouts({ environment: 'dev' }, 50);
+
+    // Act
+    const response = await call(post({ environment: 'dev' }));
+
+    // Assert
+    expect(response.statusCode).toBe(200);
+    const body = JSON.parse(response.body);
+    expect(body).toMatchObject({ nothingToSend: true, environment: 'dev' });
+    expect(body.reason).toContain('Environment=dev');
+    expect(body.rolloutId).toBeUndefined();
+    expect(sent()).toHaveLength(0);
+    expect(await table.store.recentRollouts({ environment: 'dev' }, 50)).toEqual(before);
   });
 });
