@@ -9,20 +9,18 @@ import { RetryMessageSchema } from '../shared/messages/retry.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseOrThrow } from '../shared/platform/parse.ts';
 import { logger, metrics } from '../shared/platform/powertools.ts';
-import { retryTarget } from '../shared/track/retrier.ts';
+import { BUSY_RETRY_SECONDS, retryChunk } from '../shared/track/retrier.ts';
 
 const deps = depsFromEnv();
 const retryQueueUrl = requireEnv('RETRY_QUEUE_URL');
 const processor = new BatchProcessor(EventType.SQS);
-// A busy or early retry is looked at again this soon.
-const BUSY_RETRY_SECONDS = 15;
 
-/** One delayed retry: send the target its next attempt, or record why it needs none. */
+/** One delayed retry of a chunk: send the targets their next attempt, or record why not. */
 async function retryRecord(record: SQSRecord): Promise<void> {
   const message = parseOrThrow(RetryMessageSchema, JSON.parse(record.body), 'retry message');
-  let result: Awaited<ReturnType<typeof retryTarget>>;
+  let results: Awaited<ReturnType<typeof retryChunk>>;
   try {
-    result = await retryTarget(deps, message);
+    results = await retryChunk(deps, message);
   } catch (error) {
     if (error instanceof RetryBusyError) {
       // Come back in seconds, not after the queue's full visibility timeout.
@@ -36,9 +34,18 @@ async function retryRecord(record: SQSRecord): Promise<void> {
     }
     throw error;
   }
-  metrics.addMetric(`Retries${result[0]?.toUpperCase()}${result.slice(1)}`, MetricUnit.Count, 1);
+  const counts = new Map<string, number>();
+  for (const result of results.values()) counts.set(result, (counts.get(result) ?? 0) + 1);
+  for (const [result, n] of counts) {
+    metrics.addMetric(`Retries${result[0]?.toUpperCase()}${result.slice(1)}`, MetricUnit.Count, n);
+  }
   // Keys on the line itself: records of a batch run concurrently, so appended keys would mix.
-  logger.info('retry handled', { ...message, result });
+  const { instanceIds, ...chunk } = message;
+  logger.info('retry handled', {
+    ...chunk,
+    instances: instanceIds.length,
+    results: Object.fromEntries(counts),
+  });
 }
 
 /** A batch of due retries (SQS, delayed by the backoff); failed ones come back later. */

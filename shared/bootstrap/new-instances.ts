@@ -56,7 +56,7 @@ async function coveringTarget(
   const own = await deps.store.getTarget(bootstrapRolloutId, ref);
   // A Superseded own target means a later rollout took the file over: look for it below.
   if (own !== undefined && own.status !== 'Superseded') return own;
-  const since = await deps.store.rolloutsOfParameterSince(file.parameter, launch, instanceId);
+  const since = await deps.store.rolloutsOfParameterSince(file.parameter, launch, [instanceId]);
   for (const entry of since.reverse()) {
     if (entry.rolloutId === bootstrapRolloutId) continue;
     const target = await deps.store.getTarget(entry.rolloutId, ref);

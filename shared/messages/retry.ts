@@ -1,9 +1,15 @@
 import * as z from 'zod';
 
-/** The message the ledger queues (delayed until the attempt is due) to send a target its next attempt. */
+/**
+ * The message the ledger queues (delayed until the attempt is due) to send the next attempt to
+ * a chunk of targets of one file: at most 50 instances, one SendCommand.
+ */
 export const RetryMessageSchema = z.strictObject({
   rolloutId: z.string().min(1),
-  instanceId: z.string().min(1),
+  instanceIds: z
+    .array(z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/))
+    .min(1)
+    .max(50),
   parameter: z.string().min(1),
   /** The file: a parameter may be written to several paths, each its own target. */
   path: z.string().min(1),

@@ -25,6 +25,9 @@ export interface LedgerDeps {
 // SendMessageBatch takes at most 10 entries
 // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
 const SQS_BATCH = 10;
+// SendCommand takes at most 50 instance ids
+// (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+const MAX_INSTANCES_PER_RETRY = 50;
 
 /**
  * The one owner of the rollout state machine. Callers (tracker, retrier, sweeper, fan-out,
@@ -130,34 +133,42 @@ export class Ledger {
   }
 
   /**
-   * Queues each retry delayed until its attempt is due. Throws if any message could not be
-   * queued: the commit stands, and the caller's redelivery (or the sweep) queues it again.
+   * Queues the retries, delayed until their attempt is due: targets of one file whose next
+   * attempt is due at the same moment (the retries of one observation batch share a backoff)
+   * go as one message per 50 instances, so a retry is one SendCommand for the chunk, not one per
+   * instance. Throws if any message could not be queued: the commit stands, and the caller's
+   * redelivery (or the sweep) queues it again.
    */
   private async queueRetries(rolloutId: string, transitions: Transition[]): Promise<void> {
     const now = this.now();
-    const retries = transitions.flatMap((t) =>
-      t.to === 'Retry'
-        ? [
-            {
-              message: {
-                rolloutId,
-                instanceId: t.instanceId,
-                parameter: t.parameter,
-                path: t.path,
-                attempt: t.fromAttempt + 1,
-              } satisfies RetryMessage,
-              delay: delayUntil(t.retryAt, now),
-            },
-          ]
-        : [],
+    const groups = new Map<
+      string,
+      { message: Omit<RetryMessage, 'instanceIds'>; retryAt: string; ids: string[] }
+    >();
+    for (const t of transitions) {
+      if (t.to !== 'Retry') continue;
+      const key = `${t.path}\0${t.fromAttempt}\0${t.retryAt}`;
+      const group = groups.get(key) ?? {
+        message: { rolloutId, parameter: t.parameter, path: t.path, attempt: t.fromAttempt + 1 },
+        retryAt: t.retryAt,
+        ids: [],
+      };
+      group.ids.push(t.instanceId);
+      groups.set(key, group);
+    }
+    const messages = [...groups.values()].flatMap((group) =>
+      chunk(group.ids, MAX_INSTANCES_PER_RETRY).map((instanceIds) => ({
+        body: { ...group.message, instanceIds } satisfies RetryMessage,
+        delay: delayUntil(group.retryAt, now),
+      })),
     );
-    for (const part of chunk(retries, SQS_BATCH)) {
+    for (const part of chunk(messages, SQS_BATCH)) {
       const { Failed } = await this.deps.sqs.send(
         new SendMessageBatchCommand({
           QueueUrl: this.deps.retryQueueUrl,
-          Entries: part.map(({ message, delay }, index) => ({
+          Entries: part.map(({ body, delay }, index) => ({
             Id: String(index),
-            MessageBody: JSON.stringify(message),
+            MessageBody: JSON.stringify(body),
             DelaySeconds: delay,
           })),
         }),
@@ -168,6 +179,20 @@ export class Ledger {
         );
       }
     }
+  }
+
+  /**
+   * Puts a retry message back for the part of a chunk another run holds or that is not
+   * committed yet, due in `seconds`. Throws the SDK error.
+   */
+  async requeueRetry(message: RetryMessage, seconds: number): Promise<void> {
+    await this.deps.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.deps.retryQueueUrl,
+        MessageBody: JSON.stringify(message),
+        DelaySeconds: seconds,
+      }),
+    );
   }
 }
 

@@ -4,6 +4,7 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { mapSettled } from '../platform/chunk.ts';
 import { type CommitResult, commitTransitions } from './commit.ts';
 import {
   commandKey,
@@ -211,6 +212,12 @@ export class RolloutStore {
     return Item === undefined ? undefined : toTarget(Item);
   }
 
+  /** Targets of one file by instance id (absent ones are left out). Throws the SDK error. */
+  async getTargets(rolloutId: string, refs: Array<{ instanceId: string; path: string }>) {
+    const items = await this.table.batchGet(refs.map((ref) => targetKey(rolloutId, ref)));
+    return new Map(items.map((item) => [item.instanceId as string, toTarget(item)]));
+  }
+
   /** The rollout with all its targets and commands; undefined if there is no such rollout. */
   async load(
     rolloutId: string,
@@ -368,23 +375,28 @@ export class RolloutStore {
     });
   }
 
-  /** Records the command sent for a target's current attempt (and its command record). */
-  async recordAttemptCommand(
+  /**
+   * Records the command sent for some targets' current attempt: its command record, then each
+   * target's command (conditional on the attempt, so a target that moved on is left alone).
+   * Throws the SDK error.
+   */
+  async recordAttemptCommands(
     rolloutId: string,
-    ref: TargetRef,
+    refs: TargetRef[],
     attempt: number,
     commandId: string,
   ): Promise<void> {
+    const [first] = refs;
+    if (first === undefined) return;
     await this.recordCommand(rolloutId, {
       commandId,
-      parameter: ref.parameter,
-      path: ref.path,
+      parameter: first.parameter,
+      path: first.path,
       attempt,
-      instanceIds: [ref.instanceId],
+      instanceIds: refs.map((ref) => ref.instanceId),
     });
-    await this.table.db.send(
-      new UpdateCommand({
-        TableName: this.table.name,
+    const results = await mapSettled(refs, 10, (ref) =>
+      this.table.conditional({
         Key: targetKey(rolloutId, ref),
         UpdateExpression:
           'SET commandId = :command, commandIds = list_append(commandIds, :commands), updatedAt = :at',
@@ -397,6 +409,8 @@ export class RolloutStore {
         },
       }),
     );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** The newest rollouts of a parameter or environment, newest first (index entries). */
@@ -418,22 +432,24 @@ export class RolloutStore {
 
   /**
    * Every rollout of a parameter recorded after `after` (an ISO instant), oldest first, all
-   * pages, that may target `instanceId`: other instances' bootstrap rollouts are filtered out
-   * by DynamoDB, so a scale-out of hundreds does not make this grow. Throws the SDK error.
+   * pages, that may target any of `instanceIds` (≤ 99): other instances' bootstrap rollouts are
+   * filtered out by DynamoDB, so a scale-out of hundreds does not make this grow.
+   * Throws the SDK error.
    */
   async rolloutsOfParameterSince(
     parameter: string,
     after: string,
-    instanceId: string,
+    instanceIds: string[],
   ): Promise<IndexEntry[]> {
+    const names = instanceIds.map((_, i) => `:i${i}`);
     const items = await this.table.queryAll({
       KeyConditionExpression: 'pk = :pk AND sk > :after',
-      FilterExpression: 'attribute_not_exists(bootstrapOf) OR bootstrapOf = :instance',
+      FilterExpression: `attribute_not_exists(bootstrapOf) OR bootstrapOf IN (${names.join(', ')})`,
       ExpressionAttributeValues: {
         ':pk': indexPk({ parameter }),
         // Entries of the same millisecond sort after `after` itself: `<after>#…` > `<after>`.
         ':after': after,
-        ':instance': instanceId,
+        ...Object.fromEntries(instanceIds.map((id, i) => [`:i${i}`, id])),
       },
     });
     return items.map(toIndexEntry);

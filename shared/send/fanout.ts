@@ -200,6 +200,8 @@ async function unsentTargets(
 /** A refused first attempt is retried like any other failed attempt, while attempts remain. */
 function sendFailures(failed: FailedChunk[], deps: FanOutDeps): Transition[] {
   const now = deps.ledger.now();
+  // One backoff for all: a refused chunk is retried as one chunk, not as 50 single retries.
+  const jitter = Math.random();
   return failed.flatMap((chunk) => {
     const lastError = {
       status: 'SendCommandFailed',
@@ -211,6 +213,7 @@ function sendFailures(failed: FailedChunk[], deps: FanOutDeps): Transition[] {
         lastError,
         deps.config.retry,
         now,
+        () => jitter,
       ),
     );
   });

@@ -7,6 +7,7 @@ import {
   type LastError,
   type Rollout,
   supersedes,
+  type Target,
   type TargetRef,
   TERMINATED,
   type Transition,
@@ -22,160 +23,246 @@ export interface RetrierDeps extends TrackerDeps {
   outputLogGroup?: string;
 }
 
-export type RetryResult = 'sent' | 'stale' | 'superseded' | 'unreachable' | 'requeued' | 'failed';
+export type RetryResult =
+  | 'sent'
+  | 'stale'
+  | 'superseded'
+  | 'unreachable'
+  | 'requeued'
+  | 'failed'
+  | 'busy';
 
 // A newer rollout's target of the same file that will deliver (or has delivered) the newest value.
 const DELIVERING = new Set(['Pending', 'Success', 'Unchanged']);
+/** A busy or early part of a chunk is looked at again this soon. */
+export const BUSY_RETRY_SECONDS = 15;
 
 /**
- * Sends a target its next attempt, unless it has moved on (a duplicate message: `stale`), a
- * rollout that started later at no lower version will deliver the file (`superseded`), or the
- * instance left the environment (`unreachable`). An instance that is running but not reachable
- * right now, or a send that fails, uses up the attempt (`requeued`, or `failed` when none is
- * left). Every outcome is reported to the ledger. Throws RetryBusyError when another run holds
- * the attempt, and the SDK error when the store cannot be read or written.
+ * Sends the next attempt to a chunk of targets of one file (≤50 instances, queued together by
+ * the ledger): one target read, one resolution (DescribeInstances + DescribeInstanceInformation)
+ * and one SendCommand for the chunk, whatever its size. A target that has moved on is `stale`;
+ * one a later rollout at no lower version delivers is `superseded`; one whose instance left the
+ * environment is `unreachable` (terminated: never paged); one running but not reachable now, or
+ * whose send fails, uses up the attempt (`requeued`, or `failed` when none is left). Targets
+ * another run holds, or whose attempt is not committed yet, come back later in a message of
+ * their own (`busy`). Every outcome goes to the ledger in one record. Returns the result of
+ * each instance; throws RetryBusyError when the whole chunk is busy (SQS brings it back), and
+ * the SDK error when the store cannot be read or written.
  */
-export async function retryTarget(deps: RetrierDeps, message: RetryMessage): Promise<RetryResult> {
-  const { rolloutId, attempt } = message;
-  const ref: TargetRef = {
-    instanceId: message.instanceId,
-    parameter: message.parameter,
-    path: message.path,
-  };
-  const target = await deps.store.getTarget(rolloutId, ref);
-  if (target !== undefined && target.status === 'Pending' && target.attempt < attempt) {
-    // Not committed yet (the ledger commits before it queues, so this is a copy from a commit
-    // still in flight): let SQS bring it back rather than drop it as stale.
-    throw new RetryBusyError(rolloutId, ref.instanceId, attempt);
-  }
-  if (
-    target === undefined ||
-    target.status !== 'Pending' ||
-    target.attempt !== attempt ||
-    target.commandId !== undefined
-  ) {
-    // Finish anyway: an earlier run may have moved the target, then stopped before settling.
-    await deps.ledger.finish(rolloutId);
-    return 'stale';
-  }
-  const rollout = await deps.store.getRollout(rolloutId);
-  const report = async (transition: Transition, result: RetryResult) => {
-    await deps.ledger.record(rolloutId, [transition]);
-    return result;
-  };
-  const base = { ...ref, fromAttempt: attempt };
+export async function retryChunk(
+  deps: RetrierDeps,
+  message: RetryMessage,
+): Promise<Map<string, RetryResult>> {
+  const { rolloutId, attempt, parameter, path } = message;
+  const refs = message.instanceIds.map((instanceId) => ({ instanceId, parameter, path }));
+  const targets = await deps.store.getTargets(rolloutId, refs);
+  const results = new Map<string, RetryResult>();
+  const state = (ref: TargetRef) => classifyTarget(targets.get(ref.instanceId), attempt);
+  // Not committed yet (a copy from a commit still in flight): SQS brings it back.
+  const early = refs.filter((ref) => state(ref) === 'early');
+  for (const ref of refs.filter((r) => state(r) === 'stale')) results.set(ref.instanceId, 'stale');
+  const due = refs.filter((ref) => state(ref) === 'due');
 
-  const newer = rollout === undefined ? undefined : await supersedingRollout(deps, rollout, ref);
-  if (newer !== undefined) {
-    logger.info('retry skipped: a later rollout delivers the file', { rolloutId, ...ref, newer });
-    return report({ ...base, to: 'Superseded', reason: `superseded by ${newer}` }, 'superseded');
-  }
+  const transitions: Transition[] = [];
+  const jitter = Math.random(); // one backoff for the chunk: its next retry stays one chunk
+  const report = (ref: TargetRef, transition: Transition, result: RetryResult) => {
+    transitions.push(transition);
+    results.set(
+      ref.instanceId,
+      transition.to === 'Failed' && result === 'requeued' ? 'failed' : result,
+    );
+  };
+  const useUp = (ref: TargetRef, lastError: LastError) =>
+    report(
+      ref,
+      retryOrFail(
+        { ...ref, fromAttempt: attempt },
+        lastError,
+        deps.config.retry,
+        deps.ledger.now(),
+        () => jitter,
+      ),
+      'requeued',
+    );
 
+  const rollout = due.length === 0 ? undefined : await deps.store.getRollout(rolloutId);
   const file =
     rollout === undefined
       ? undefined
       : filesForEnvironment(deps.config, rollout.environment).find(
-          (f) => f.parameter === ref.parameter && f.path === ref.path,
+          (f) => f.parameter === parameter && f.path === path,
         );
-  if (rollout === undefined || file === undefined) {
-    return report(
-      {
-        ...base,
-        to: 'Failed',
-        lastError: {
-          status: 'NotMapped',
-          stderr: `${ref.parameter} → ${ref.path} is no longer in custom.fanout`,
+  let toSend: TargetRef[] = [];
+  if (due.length > 0 && (rollout === undefined || file === undefined)) {
+    for (const ref of due) {
+      report(
+        ref,
+        {
+          ...ref,
+          fromAttempt: attempt,
+          to: 'Failed',
+          lastError: {
+            status: 'NotMapped',
+            stderr: `${parameter} → ${path} is no longer in custom.fanout`,
+          },
         },
-      },
-      'failed',
+        'failed',
+      );
+    }
+  } else if (rollout !== undefined) {
+    toSend = await notSuperseded(deps, rollout, due, (ref, newer) =>
+      report(
+        ref,
+        { ...ref, fromAttempt: attempt, to: 'Superseded', reason: `superseded by ${newer}` },
+        'superseded',
+      ),
     );
-  }
-  const targets = await resolveTargets(deps, {
-    tagKey: deps.config.tagKey,
-    environment: rollout.environment,
-    instanceIds: [ref.instanceId],
-  });
-  const unreachable = targets.unreachable[0];
-  if (targets.reachable.length === 0 && unreachable === undefined) {
-    // No longer a running member of the environment. Terminated (a scale-in) is normal and
-    // never pages; stopped or re-tagged is worth a look.
-    const state = (await instanceStates(deps.ec2, [ref.instanceId])).get(ref.instanceId);
-    const reason =
-      state === 'terminated' || state === 'missing' ? TERMINATED : 'NotRunningInEnvironment';
-    return report({ ...base, to: 'Unreachable', reason }, 'unreachable');
-  }
-  if (unreachable !== undefined) {
-    return useUpAttempt(deps, message, { status: `Unreachable: ${unreachable.reason}` });
-  }
-
-  if (!(await deps.store.claimAttempt(rolloutId, ref, attempt))) {
-    // Another run claimed this attempt and has not recorded a command: it is sending now, or
-    // it stopped. Come back after its claim has run out (SQS redelivers this message).
-    throw new RetryBusyError(rolloutId, ref.instanceId, attempt);
-  }
-  const { sent, failed } = await sendInChunks(deps.ssm, {
-    documentName: deps.documentName,
-    file,
-    instanceIds: [ref.instanceId],
-    rolloutId,
-    attempt,
-    rollout: deps.config.rollout,
-    ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
-  });
-  const commandId = sent[0]?.commandId;
-  if (commandId === undefined) {
-    const error = failed[0]?.error;
-    return useUpAttempt(deps, message, {
-      status: 'SendCommandFailed',
-      stderr: `${error?.name}: ${error?.message}`,
+    toSend = await stillReachable(deps, rollout.environment, toSend, {
+      gone: (ref, reason) =>
+        report(ref, { ...ref, fromAttempt: attempt, to: 'Unreachable', reason }, 'unreachable'),
+      unreachableNow: (ref, reason) => useUp(ref, { status: `Unreachable: ${reason}` }),
     });
   }
-  await deps.store.recordAttemptCommand(rolloutId, ref, attempt, commandId);
-  logger.info('retry sent', { rolloutId, ...ref, attempt, commandId });
-  return 'sent';
+
+  // Claim each target's attempt: another run may hold it (sending now, or stopped).
+  const claims = await Promise.all(
+    toSend.map((ref) => deps.store.claimAttempt(rolloutId, ref, attempt)),
+  );
+  const claimed = toSend.filter((_, i) => claims[i]);
+  const busy = [...early, ...toSend.filter((_, i) => !claims[i])];
+  if (claimed.length > 0 && file !== undefined) {
+    const { sent, failed } = await sendInChunks(deps.ssm, {
+      documentName: deps.documentName,
+      file,
+      instanceIds: claimed.map((ref) => ref.instanceId),
+      rolloutId,
+      attempt,
+      rollout: deps.config.rollout,
+      ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
+    });
+    for (const chunk of sent) {
+      const chunkRefs = claimed.filter((ref) => chunk.instanceIds.includes(ref.instanceId));
+      await deps.store.recordAttemptCommands(rolloutId, chunkRefs, attempt, chunk.commandId);
+      for (const ref of chunkRefs) results.set(ref.instanceId, 'sent');
+      logger.info('retry sent', {
+        rolloutId,
+        parameter,
+        path,
+        attempt,
+        commandId: chunk.commandId,
+        instances: chunkRefs.length,
+      });
+    }
+    for (const chunk of failed) {
+      for (const instanceId of chunk.instanceIds) {
+        useUp(
+          { instanceId, parameter, path },
+          { status: 'SendCommandFailed', stderr: `${chunk.error.name}: ${chunk.error.message}` },
+        );
+      }
+    }
+  }
+  if (busy.length === refs.length) {
+    // Nothing of the chunk could be done now: let SQS bring the message itself back.
+    throw new RetryBusyError(rolloutId, refs[0]?.instanceId ?? '', attempt);
+  }
+  await deps.ledger.record(rolloutId, transitions);
+  if (busy.length > 0) {
+    for (const ref of busy) results.set(ref.instanceId, 'busy');
+    await deps.ledger.requeueRetry(
+      { ...message, instanceIds: busy.map((ref) => ref.instanceId) },
+      BUSY_RETRY_SECONDS,
+    );
+  }
+  return results;
 }
 
-/** Uses up this attempt without a command: the next one is queued, or the target fails. */
-async function useUpAttempt(
-  deps: RetrierDeps,
-  message: RetryMessage,
-  lastError: LastError,
-): Promise<RetryResult> {
-  const transition = retryOrFail(
-    {
-      instanceId: message.instanceId,
-      parameter: message.parameter,
-      path: message.path,
-      fromAttempt: message.attempt,
-    },
-    lastError,
-    deps.config.retry,
-    deps.ledger.now(),
-  );
-  await deps.ledger.record(message.rolloutId, [transition]);
-  return transition.to === 'Failed' ? 'failed' : 'requeued';
+/** Where a target stands for a retry of `attempt`. */
+function classifyTarget(target: Target | undefined, attempt: number): 'due' | 'early' | 'stale' {
+  if (target === undefined || target.status !== 'Pending') return 'stale';
+  if (target.attempt < attempt) return 'early';
+  return target.attempt === attempt && target.commandId === undefined ? 'due' : 'stale';
 }
 
 /**
- * A rollout of the same parameter that started after this one, at no lower version, and will
- * deliver (or delivered) the same file to the same instance; its id, or undefined. Reads every
- * such rollout (all pages), and one target of each; other instances' bootstraps are left out
- * by the query, since they never target this instance. Throws the SDK error.
+ * The targets no later rollout takes over; `superseded` is told about the others. A rollout
+ * supersedes if it started after this one at no lower version and its target of the same file
+ * will deliver (or delivered) it. One paged query of the parameter's rollouts since this one
+ * (other instances' bootstraps filtered out), then one target read per later rollout.
  */
-async function supersedingRollout(
+async function notSuperseded(
   deps: RetrierDeps,
   rollout: Rollout,
-  ref: TargetRef,
-): Promise<string | undefined> {
-  const later = await deps.store.rolloutsOfParameterSince(
-    ref.parameter,
-    rollout.createdAt,
-    ref.instanceId,
-  );
+  refs: TargetRef[],
+  superseded: (ref: TargetRef, by: string) => void,
+): Promise<TargetRef[]> {
+  if (refs.length === 0) return [];
+  const [first] = refs;
+  const later = (
+    await deps.store.rolloutsOfParameterSince(
+      first?.parameter ?? '',
+      rollout.createdAt,
+      refs.map((ref) => ref.instanceId),
+    )
+  ).filter((entry) => supersedes(entry, rollout));
+  const left = new Map(refs.map((ref) => [ref.instanceId, ref]));
   for (const entry of later) {
-    if (!supersedes(entry, rollout)) continue;
-    const other = await deps.store.getTarget(entry.rolloutId, ref);
-    if (other !== undefined && DELIVERING.has(other.status)) return entry.rolloutId;
+    if (left.size === 0) break;
+    const theirs = await deps.store.getTargets(entry.rolloutId, [...left.values()]);
+    for (const [instanceId, target] of theirs) {
+      const ref = left.get(instanceId);
+      if (ref === undefined || !DELIVERING.has(target.status)) continue;
+      logger.info('retry skipped: a later rollout delivers the file', {
+        rolloutId: rollout.rolloutId,
+        ...ref,
+        newer: entry.rolloutId,
+      });
+      superseded(ref, entry.rolloutId);
+      left.delete(instanceId);
+    }
   }
-  return undefined;
+  return [...left.values()];
+}
+
+/**
+ * The targets whose instances are still running, tagged and reachable; the others are told
+ * apart: gone from the environment (terminated: never paged; stopped or re-tagged: worth a
+ * look) or running but not reachable right now. One resolution for all of them.
+ */
+async function stillReachable(
+  deps: RetrierDeps,
+  environment: string,
+  refs: TargetRef[],
+  tell: {
+    gone: (ref: TargetRef, reason: string) => void;
+    unreachableNow: (ref: TargetRef, reason: string) => void;
+  },
+): Promise<TargetRef[]> {
+  if (refs.length === 0) return [];
+  const resolved = await resolveTargets(deps, {
+    tagKey: deps.config.tagKey,
+    environment,
+    instanceIds: refs.map((ref) => ref.instanceId),
+  });
+  const reachable = new Set(resolved.reachable);
+  const unreachable = new Map(resolved.unreachable.map((u) => [u.instanceId, u.reason]));
+  const gone = refs.filter(
+    (ref) => !reachable.has(ref.instanceId) && !unreachable.has(ref.instanceId),
+  );
+  const states = await instanceStates(
+    deps.ec2,
+    gone.map((ref) => ref.instanceId),
+  );
+  for (const ref of gone) {
+    const state = states.get(ref.instanceId);
+    tell.gone(
+      ref,
+      state === 'terminated' || state === 'missing' ? TERMINATED : 'NotRunningInEnvironment',
+    );
+  }
+  for (const ref of refs) {
+    const reason = unreachable.get(ref.instanceId);
+    if (reason !== undefined) tell.unreachableNow(ref, reason);
+  }
+  return refs.filter((ref) => reachable.has(ref.instanceId));
 }

@@ -42,12 +42,14 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   const commandOf = (t: Target) =>
     t.commandId ?? (t.attempt === 1 ? firstCommand.get(targetId(t)) : undefined);
   const overdue = (t: Target) => now.getTime() > attemptDeadline(t, rollout, deps.config);
+  const jitter = Math.random(); // one backoff for the sweep's retries: they go out as chunks
   const lost = (t: Target, status: string, stderr: string) =>
     retryOrFail(
       { instanceId: t.instanceId, parameter: t.parameter, path: t.path, fromAttempt: t.attempt },
       { status, stderr },
       deps.config.retry,
       now,
+      () => jitter,
     );
 
   // 1. Targets with a command: ask Run Command, as if their status events had arrived.

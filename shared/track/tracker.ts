@@ -168,8 +168,10 @@ async function judge(deps: TrackerDeps, observations: Observation[]): Promise<Tr
     observations.filter((o) => o.invocation.status !== 'Success').map((o) => o.target.instanceId),
   );
   const now = deps.store.clock();
+  // One backoff for the batch: its retries of one file go out together, as one chunk.
+  const jitter = Math.random();
   const transitions = observations.map((o) =>
-    transitionFor(o, states.get(o.target.instanceId) ?? 'running', deps.config.retry, now),
+    transitionFor(o, states.get(o.target.instanceId) ?? 'running', deps.config.retry, now, jitter),
   );
   countTransitions(transitions);
   return transitions;
@@ -181,6 +183,7 @@ function transitionFor(
   state: InstanceState,
   retry: FanoutConfig['retry'],
   now: Date,
+  jitter: number,
 ): Transition {
   const base = { ...o.target, fromAttempt: o.attempt, commandId: o.commandId };
   const outcome = classify(o.invocation, state);
@@ -197,7 +200,7 @@ function transitionFor(
     case 'InstanceGone':
       return { ...base, to: 'Unreachable', reason: outcome.reason, lastError: outcome.lastError };
     case 'Retryable':
-      return retryOrFail(base, outcome.lastError, retry, now);
+      return retryOrFail(base, outcome.lastError, retry, now, () => jitter);
   }
 }
 

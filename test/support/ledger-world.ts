@@ -17,7 +17,7 @@ import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
 import { RolloutStore } from '../../shared/rollout/store.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
-import { retryTarget } from '../../shared/track/retrier.ts';
+import { retryChunk } from '../../shared/track/retrier.ts';
 import { sweepRollout } from '../../shared/track/sweeper.ts';
 import { type StatusMessage, trackStatusEvents } from '../../shared/track/tracker.ts';
 import { createRolloutsTable } from './dynalite.ts';
@@ -38,6 +38,8 @@ export type Fault =
   | { kind: 'lost-reply'; at: number }
   /** The function dies at the n-th AWS call of the next step: it and every later call fail. */
   | { kind: 'die'; at: number }
+  /** The next SendCommand is throttled (after the SDK's own retries). */
+  | { kind: 'send-throttled' }
   /** The next alert publish fails (SNS or KMS throttling). */
   | { kind: 'sns-fails' };
 
@@ -343,10 +345,10 @@ export class World {
       const m = batch[0] as Message;
       const message = JSON.parse(m.body) as RetryMessage;
       await this.step(
-        `retry ${message.instanceId} ${message.path} attempt ${message.attempt}`,
+        `retry ${message.instanceIds.join(',')} ${message.path} attempt ${message.attempt}`,
         async () => {
           try {
-            await retryTarget(this.tracker, message);
+            await retryChunk(this.tracker, message);
             done(m);
           } catch (error) {
             if (error instanceof RetryBusyError) m.visibleAt = this.clock + BUSY_VISIBILITY_MS;
@@ -493,6 +495,9 @@ export class World {
         };
       }
       case 'SendCommandCommand': {
+        if (this.takeFault('send-throttled')) {
+          throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+        }
         const commandId = `c-${String(this.nextId++).padStart(4, '0')}`;
         const ids: string[] = input.InstanceIds;
         this.commands.set(commandId, {
@@ -624,7 +629,7 @@ export class World {
     } catch (error) {
       this.log(`${what} ✗ ${(error as Error).name}: ${(error as Error).message}`);
     } finally {
-      this.faults = this.faults.filter((f) => f.kind === 'sns-fails');
+      this.faults = this.faults.filter((f) => !('at' in f));
     }
   }
 
@@ -637,7 +642,7 @@ export class World {
   private async call<T>(run: () => Promise<T>, exempt = false): Promise<T> {
     const n = this.callsThisStep++;
     if (exempt) return run();
-    const fault = this.faults.find((f) => f.kind !== 'sns-fails' && f.at === n);
+    const fault = this.faults.find((f) => 'at' in f && f.at === n);
     if (fault?.kind === 'crash') throw crash();
     if (this.faults.some((f) => f.kind === 'die' && n >= f.at)) throw crash();
     const result = await run();

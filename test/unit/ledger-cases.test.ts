@@ -399,3 +399,69 @@ describe('case 10: a scale-in between resolution and retry', () => {
     expect(w.alertsOf(rolloutId)).toBe(0);
   });
 });
+
+describe('retries go out in chunks (one SendCommand per ≤50 instances)', () => {
+  it('a throttled 50-instance SendCommand is retried as one chunk, not 50 single retries', async () => {
+    // Arrange: the first SendCommand of the rollout is throttled past the SDK's retries
+    const w = await newWorld({ instances: 50, maxAttempts: 3 });
+    w.inject({ kind: 'send-throttled' });
+
+    // Act
+    const rolloutId = await w.put();
+
+    // Assert: one retry message holding all 50 instances, then one SendCommand for them
+    expect(w.queues.retry).toHaveLength(1);
+    expect(JSON.parse(w.queues.retry[0]!.body).instanceIds).toHaveLength(50);
+    await w.drain();
+    expect(w.commands.size).toBe(1);
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.targets.every((t) => t.status === 'Success' && t.attempt === 2)).toBe(true);
+  });
+
+  it('a batch of failures of one command is retried as one chunk per file', async () => {
+    const w = await newWorld({ instances: 10, twoPaths: true, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    for (const [commandId, instanceId] of w.pendingInvocations()) {
+      w.runInvocation(commandId, instanceId, 'fetch-failed');
+    }
+
+    await w.deliver('status', 20);
+
+    const messages = w.queues.retry.map((m) => JSON.parse(m.body));
+    expect(messages).toHaveLength(2);
+    expect(messages.map((m) => m.instanceIds.length)).toEqual([10, 10]);
+    expect(new Set(messages.map((m) => m.path))).toEqual(
+      new Set(['/var/www/html/env.php', '/opt/app/env.php']),
+    );
+    await w.drain();
+    expect(w.commands.size).toBe(4); // 2 first attempts + 2 chunked retries
+    expect((await w.store.getRollout(rolloutId))?.counts).toMatchObject({
+      success: 20,
+      retries: 20,
+    });
+  });
+
+  it('sends the rest of a chunk when another run holds one target, and brings that one back alone', async () => {
+    // Arrange: 5 instances fail attempt 1; one target's attempt 2 is claimed by another run
+    const w = await newWorld({ instances: 5, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    for (const [commandId, instanceId] of w.pendingInvocations()) {
+      w.runInvocation(commandId, instanceId, 'fetch-failed');
+    }
+    await w.deliver('status', 10);
+    const held = w.instances[0] as string;
+    const ref = { instanceId: held, parameter: '/prod/env.php', path: '/var/www/html/env.php' };
+    expect(await w.store.claimAttempt(rolloutId, ref, 2)).toBe(true);
+
+    // Act
+    w.clock = Math.max(...w.queues.retry.map((m) => m.visibleAt));
+    await w.deliver('retry');
+
+    // Assert: one SendCommand for the 4 others; the held one comes back in a message of its own
+    const retries = [...w.commands.values()].filter((c) => c.comment.endsWith('attempt 2'));
+    expect(retries).toHaveLength(1);
+    expect([...retries[0]!.invocations.keys()]).toHaveLength(4);
+    expect(retries[0]!.invocations.has(held)).toBe(false);
+    expect(w.queues.retry.map((m) => JSON.parse(m.body).instanceIds)).toEqual([[held]]);
+  });
+});

@@ -211,7 +211,7 @@ describe('propagate', () => {
     });
   });
 
-  it('queues a retry for every instance of a chunk SSM refused', async () => {
+  it('queues the chunk SSM refused as one retry of all its instances', async () => {
     // Arrange: the one chunk is refused after the SDK's own retries
     ssmMock
       .on(SendCommandCommand)
@@ -223,15 +223,15 @@ describe('propagate', () => {
     const queued = sqsMock
       .commandCalls(SendMessageBatchCommand)
       .flatMap((call) => call.args[0].input.Entries ?? []);
-    expect(queued.map((entry) => JSON.parse(entry.MessageBody!))).toEqual(
-      fleet.slice(0, 2).map((instanceId) => ({
+    expect(queued.map((entry) => JSON.parse(entry.MessageBody!))).toEqual([
+      {
         rolloutId: expect.any(String),
-        instanceId,
+        instanceIds: fleet.slice(0, 2),
         parameter: '/prod/env.php',
         path: '/var/www/html/env.php',
         attempt: 2,
-      })),
-    );
+      },
+    ]);
     for (const entry of queued) expect(entry.DelaySeconds).toBeGreaterThanOrEqual(15);
   });
 });

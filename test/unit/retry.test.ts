@@ -93,7 +93,7 @@ const retryFrom = (instanceId: string, fromAttempt: number): Transition => ({
   retryAt: new Date().toISOString(),
 });
 const retryBatch = (rolloutId: string, instanceId: string, attempt = 2) =>
-  sqsBatch([{ rolloutId, instanceId, parameter, path, attempt }]);
+  sqsBatch([{ rolloutId, instanceIds: [instanceId], parameter, path, attempt }]);
 
 describe('retry', () => {
   it('sends the next attempt to that instance only and records its command', async () => {

@@ -225,7 +225,7 @@ describe('RolloutStore', () => {
     );
     expect(claims.filter(Boolean)).toHaveLength(1);
     expect(await store.claimAttempt(rolloutId, ref(a!), 3)).toBe(false);
-    await store.recordAttemptCommand(rolloutId, ref(a!), 2, 'cmd-retry');
+    await store.recordAttemptCommands(rolloutId, [ref(a!)], 2, 'cmd-retry');
     expect(await store.getTarget(rolloutId, ref(a!))).toMatchObject({
       commandId: 'cmd-retry',
       commandIds: ['cmd-retry'],
@@ -239,7 +239,7 @@ describe('RolloutStore', () => {
     const olderId = await newRollout([a!, b!]);
     const older = (await store.getRollout(olderId))!;
     const since = async (after: string, instanceId: string) =>
-      (await store.rolloutsOfParameterSince(parameter, after, instanceId)).filter((entry) =>
+      (await store.rolloutsOfParameterSince(parameter, after, [instanceId])).filter((entry) =>
         supersedes(entry, older),
       );
     expect(await since(older.createdAt, a!)).toEqual([]);
@@ -267,7 +267,7 @@ describe('RolloutStore', () => {
     expect(await store.getTarget(newer, ref(b!))).toBeUndefined();
     const newest = (await store.getRollout(bootstrapOfB))!;
     expect(
-      (await store.rolloutsOfParameterSince(parameter, newest.createdAt, a!)).filter((e) =>
+      (await store.rolloutsOfParameterSince(parameter, newest.createdAt, [a!])).filter((e) =>
         supersedes(e, newest),
       ),
     ).toEqual([]);

@@ -80,9 +80,9 @@ describe('status', () => {
         lastError: { status: 'Failed', exitCode: 75, meaning: 'FetchFailed' },
       },
     ]);
-    await table.store.recordAttemptCommand(
+    await table.store.recordAttemptCommands(
       rolloutId,
-      { instanceId: b!, parameter, path },
+      [{ instanceId: b!, parameter, path }],
       2,
       'cmd-retry',
     );

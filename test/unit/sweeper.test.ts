@@ -161,7 +161,7 @@ describe('sweeping a rollout', () => {
     expect(retries).toHaveLength(1);
     expect(JSON.parse(retries[0]!.MessageBody!)).toEqual({
       rolloutId,
-      instanceId: a,
+      instanceIds: [a],
       parameter,
       path,
       attempt: 2,
@@ -243,7 +243,7 @@ describe('sweeping a rollout', () => {
     for (let attempt = 1; attempt < lastAttempt; attempt++) {
       await store().commit(rolloutId, [{ ...ref(a!), fromAttempt: attempt, to: 'Retry', retryAt }]);
     }
-    await store().recordAttemptCommand(rolloutId, ref(a!), lastAttempt, 'cmd-last');
+    await store().recordAttemptCommands(rolloutId, [ref(a!)], lastAttempt, 'cmd-last');
     listed = { [a!]: { Status: 'InProgress' } };
     const deadline = attemptDeadline({ retryAt }, { createdAt: start.toISOString() }, config);
     // Act

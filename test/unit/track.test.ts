@@ -235,7 +235,7 @@ describe('track', () => {
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? []);
     expect(entries.map((e) => JSON.parse(e.MessageBody!))).toEqual([
-      { rolloutId, instanceId: id, parameter, path, attempt: 2 },
+      { rolloutId, instanceIds: [id], parameter, path, attempt: 2 },
     ]);
     expect(entries[0]?.DelaySeconds).toBeGreaterThanOrEqual(15);
     expect(entries[0]?.DelaySeconds).toBeLessThanOrEqual(30);
@@ -262,7 +262,7 @@ describe('track', () => {
     const last = 'ffffffff-aaaa-bbbb-cccc-000000000003';
     // The retrier's command names its attempt in its Comment, as every command of ours does.
     commentOf.set(last, rolloutComment(rolloutId, 3));
-    await table.store.recordAttemptCommand(rolloutId, ref(id!), 3, last);
+    await table.store.recordAttemptCommands(rolloutId, [ref(id!)], 3, last);
     invocations.set(last, new Map([[id!, fetchFailed]]));
     // Act
     await deliver(last, [id!], 'Failed');
