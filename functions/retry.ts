@@ -1,39 +1,32 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { ChangeMessageVisibilityCommand } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { requireEnv } from '../shared/config.ts';
 import { depsFromEnv } from '../shared/deps.ts';
-import { RetryBusyError } from '../shared/errors.ts';
-import { RetryMessageSchema } from '../shared/messages/retry.ts';
+import { ResumeMessageSchema, RetryMessageSchema } from '../shared/messages/retry.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseOrThrow } from '../shared/platform/parse.ts';
 import { logger, metrics } from '../shared/platform/powertools.ts';
-import { BUSY_RETRY_SECONDS, retryChunk } from '../shared/track/retrier.ts';
+import { resumeRollout } from '../shared/send/resume.ts';
+import { retryChunk } from '../shared/track/retrier.ts';
 
 const deps = depsFromEnv();
-const retryQueueUrl = requireEnv('RETRY_QUEUE_URL');
 const processor = new BatchProcessor(EventType.SQS);
 
-/** One delayed retry of a chunk: send the targets their next attempt, or record why not. */
+/**
+ * One delayed retry of a chunk: send the targets their next attempt, or record why not. Or a
+ * request of the sweep to resume a rollout its creator left half-created.
+ */
 async function retryRecord(record: SQSRecord): Promise<void> {
-  const message = parseOrThrow(RetryMessageSchema, JSON.parse(record.body), 'retry message');
-  let results: Awaited<ReturnType<typeof retryChunk>>;
-  try {
-    results = await retryChunk(deps, message);
-  } catch (error) {
-    if (error instanceof RetryBusyError) {
-      // Come back in seconds, not after the queue's full visibility timeout.
-      await deps.sqs.send(
-        new ChangeMessageVisibilityCommand({
-          QueueUrl: retryQueueUrl,
-          ReceiptHandle: record.receiptHandle,
-          VisibilityTimeout: BUSY_RETRY_SECONDS,
-        }),
-      );
-    }
-    throw error;
+  const body = JSON.parse(record.body);
+  if (body?.kind === 'resume') {
+    const { rolloutId } = parseOrThrow(ResumeMessageSchema, body, 'resume message');
+    const result = await resumeRollout(deps, rolloutId);
+    metrics.addMetric('RolloutsResumed', MetricUnit.Count, result === 'resumed' ? 1 : 0);
+    logger.info('resume handled', { rolloutId, result });
+    return;
   }
+  const message = parseOrThrow(RetryMessageSchema, body, 'retry message');
+  const results = await retryChunk(deps, message);
   const counts = new Map<string, number>();
   for (const result of results.values()) counts.set(result, (counts.get(result) ?? 0) + 1);
   for (const [result, n] of counts) {

@@ -40,11 +40,3 @@ export class InstancesNotInEnvironmentError extends Error {
     this.instanceIds = instanceIds;
   }
 }
-
-/** Another run holds this attempt's claim, or the attempt is not committed yet; retry later. */
-export class RetryBusyError extends Error {
-  override name = 'RetryBusyError';
-  constructor(rolloutId: string, instanceId: string, attempt: number) {
-    super(`attempt ${attempt} of ${instanceId} in ${rolloutId} is claimed by another run`);
-  }
-}

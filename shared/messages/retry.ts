@@ -13,7 +13,18 @@ export const RetryMessageSchema = z.strictObject({
   parameter: z.string().min(1),
   /** The file: a parameter may be written to several paths, each its own target. */
   path: z.string().min(1),
-  attempt: z.number().int().min(2),
+  /** 1 only when the sweep re-sends a first attempt nobody sent. */
+  attempt: z.number().int().min(1),
+  /** How often the retrier put (part of) this chunk back because it was busy. */
+  requeues: z.number().int().min(1).max(20).optional(),
 });
 
 export type RetryMessage = z.infer<typeof RetryMessageSchema>;
+
+/** Resume a rollout its creator left half-created (queued by the sweep on the retry queue). */
+export const ResumeMessageSchema = z.strictObject({
+  kind: z.literal('resume'),
+  rolloutId: z.string().min(1),
+});
+
+export type ResumeMessage = z.infer<typeof ResumeMessageSchema>;

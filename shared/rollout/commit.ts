@@ -34,14 +34,40 @@ export async function commitTransitions(
   transitions: Transition[],
 ): Promise<CommitResult> {
   const result: CommitResult = { applied: [], alreadyApplied: [], stale: [] };
-  // One transaction may not touch an item twice: of copies of one move, the first counts.
-  const unique = new Map<string, Transition>();
+  // One transaction may not touch an item twice. Exact copies of one move are stale at once;
+  // a different observation of the same target (a late event of an older attempt beside the
+  // current one's) is tried in a round of its own, after the first, on its own conditions.
+  const rounds: Transition[][] = [];
+  const seen = new Set<string>();
   for (const t of transitions) {
-    if (unique.has(targetId(t))) result.stale.push(t);
-    else unique.set(targetId(t), t);
+    const copy = `${targetId(t)}\0${t.fromAttempt}\0${t.commandId ?? ''}\0${t.to}`;
+    if (seen.has(copy)) {
+      result.stale.push(t);
+      continue;
+    }
+    seen.add(copy);
+    const round = rounds.find((r) => !r.some((other) => targetId(other) === targetId(t)));
+    if (round === undefined) rounds.push([t]);
+    else round.push(t);
   }
+  for (const round of rounds) {
+    const part = await commitRound(table, rolloutId, round);
+    result.applied.push(...part.applied);
+    result.alreadyApplied.push(...part.alreadyApplied);
+    result.stale.push(...part.stale);
+  }
+  return result;
+}
+
+/** Commits transitions of distinct targets, ≤99 a transaction with the rollout's counters. */
+async function commitRound(
+  table: RolloutTable,
+  rolloutId: string,
+  unique: Transition[],
+): Promise<CommitResult> {
+  const result: CommitResult = { applied: [], alreadyApplied: [], stale: [] };
   const failedChecks: Transition[] = [];
-  for (const part of chunk([...unique.values()], TARGETS_PER_TRANSACTION)) {
+  for (const part of chunk(unique, TARGETS_PER_TRANSACTION)) {
     let remaining = part;
     for (let conflicts = 0; remaining.length > 0; ) {
       const at = table.isoNow();
@@ -113,7 +139,7 @@ function transitionUpdate(tableName: string, rolloutId: string, t: Transition, a
     sets.push('attempt = :next', 'retryAt = :retryAt');
     values[':next'] = t.fromAttempt + 1;
     values[':retryAt'] = t.retryAt;
-    removes.push('commandId');
+    removes.push('commandId', 'resends');
   } else {
     sets.push('#status = :to');
     values[':to'] = t.to;
@@ -127,6 +153,11 @@ function transitionUpdate(tableName: string, rolloutId: string, t: Transition, a
     }
   }
   let condition = '#status = :pending AND attempt = :from';
+  if (t.unsent === true) {
+    // "Never sent" only while it still is: no command recorded, no live claim of a sender.
+    condition +=
+      ' AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedUntil) OR claimedUntil < :at)';
+  }
   if (t.commandId !== undefined) {
     // A late event from an older attempt's command must not settle the current attempt.
     condition += ' AND (attribute_not_exists(commandId) OR commandId = :command)';

@@ -92,6 +92,7 @@ export function toRollout(item: Item): Rollout {
     parameters: item.parameters ?? [],
     files: item.files ?? [],
     ...(item.version === undefined ? {} : { version: Number(item.version) }),
+    ...(item.instanceIds === undefined ? {} : { instanceIds: item.instanceIds }),
     createdAt: item.createdAt,
     ...(item.settledAt === undefined ? {} : { settledAt: item.settledAt }),
     state: item.state,
@@ -116,6 +117,7 @@ export function toTarget(item: Item): Target {
     ...(item.lastError === undefined ? {} : { lastError: item.lastError }),
     ...(item.retryAt === undefined ? {} : { retryAt: item.retryAt }),
     ...(item.claimedUntil === undefined ? {} : { claimedUntil: item.claimedUntil }),
+    ...(item.resends === undefined ? {} : { resends: Number(item.resends) }),
     updatedAt: item.updatedAt,
   };
 }

@@ -1,12 +1,17 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { FanoutConfig } from '../config.ts';
-import type { RetryMessage } from '../messages/retry.ts';
+import type { ResumeMessage, RetryMessage } from '../messages/retry.ts';
 import type { SweepMessage } from '../messages/sweep.ts';
 import { chunk } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
 import type { Rollout, Target, Transition } from './model.ts';
-import { delayUntil, firstSweepDue, MIN_SWEEP_INTERVAL_SECONDS } from './policy.ts';
+import {
+  delayUntil,
+  firstSweepDue,
+  MAX_SWEEP_RESENDS,
+  MIN_SWEEP_INTERVAL_SECONDS,
+} from './policy.ts';
 import type { RolloutStore } from './store.ts';
 
 /** Publishes the one alert of a settled rollout; throws if it could not, so it is tried again. */
@@ -179,6 +184,60 @@ export class Ledger {
         );
       }
     }
+  }
+
+  /**
+   * Asks the fan-out to resume a rollout left half-created (its creator stopped and nobody is
+   * redelivering it): a message on the retry queue, whose function sends. Throws the SDK error.
+   */
+  async requestResume(rolloutId: string): Promise<void> {
+    await this.deps.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: this.deps.retryQueueUrl,
+        MessageBody: JSON.stringify({ kind: 'resume', rolloutId } satisfies ResumeMessage),
+      }),
+    );
+  }
+
+  /**
+   * Re-sends attempts nobody sent (their retry message lost to a crash or the dead-letter
+   * queue, or a fan-out that died): each target is marked resent (conditionally: still unsent,
+   * no live claim, resent fewer than MAX_SWEEP_RESENDS times), then queued at once, in chunks.
+   * Returns the targets it could not mark: the caller counts their attempt as used.
+   * Throws the SDK error.
+   */
+  async resend(rolloutId: string, targets: Target[]): Promise<Target[]> {
+    const marked: Target[] = [];
+    const refused: Target[] = [];
+    for (const target of targets) {
+      if (await this.deps.store.markResent(rolloutId, target, MAX_SWEEP_RESENDS)) {
+        marked.push(target);
+      } else {
+        refused.push(target);
+      }
+    }
+    const groups = new Map<string, Target[]>();
+    for (const t of marked) {
+      const key = `${t.path}\0${t.attempt}`;
+      groups.set(key, [...(groups.get(key) ?? []), t]);
+    }
+    for (const group of groups.values()) {
+      for (const part of chunk(group, MAX_INSTANCES_PER_RETRY)) {
+        const [first] = part;
+        if (first === undefined) continue;
+        await this.requeueRetry(
+          {
+            rolloutId,
+            instanceIds: part.map((t) => t.instanceId),
+            parameter: first.parameter,
+            path: first.path,
+            attempt: first.attempt,
+          },
+          0,
+        );
+      }
+    }
+    return refused;
   }
 
   /**

@@ -54,6 +54,8 @@ export interface Target extends TargetRef {
   retryAt?: string;
   /** While in the future, a retrier holds the claim to send the current attempt. */
   claimedUntil?: string;
+  /** How often the sweep re-queued the current attempt because nobody had sent it. */
+  resends?: number;
   updatedAt: string;
 }
 
@@ -85,6 +87,8 @@ export interface Rollout {
   files: RolloutFile[];
   /** The parameter's version when the rollout started (single-parameter rollouts). */
   version?: number;
+  /** The instances it was restricted to (a resync of some, a bootstrap), if any. */
+  instanceIds?: string[];
   /** When the store recorded it, to the millisecond: the order rollouts really started in. */
   createdAt: string;
   settledAt?: string;
@@ -115,6 +119,11 @@ export type Transition = TargetRef & {
   fromAttempt: number;
   /** The command this answers; the update applies only while it is the target's command. */
   commandId?: string;
+  /**
+   * The attempt was not sent (the sweep found no command; the retrier could not send): the
+   * update applies only while no command is recorded and no sender holds a live claim.
+   */
+  unsent?: true;
   lastError?: LastError;
 } & (
     | { to: TerminalStatus; versionWritten?: number; reason?: string }

@@ -88,6 +88,16 @@ export function attemptDeadline(
 }
 
 /**
+ * The instant after which a command sent at `sentAt` is over by SSM's own rules: a delivery
+ * timeout, then the step's execution timeout ("Delivery Timed Out" / "Execution Timed Out",
+ * https://docs.aws.amazon.com/systems-manager/latest/userguide/monitor-commands.html), plus a
+ * margin. An invocation Run Command still calls unfinished after this is lost. Never throws.
+ */
+export function commandDeadline(sentAt: string, timing: Timing): number {
+  return Date.parse(sentAt) + (attemptSeconds(timing) + MARGIN_SECONDS) * 1000;
+}
+
+/**
  * Whether nobody can still be sending the target's current attempt: its retry message is
  * not waiting out its delay (or being handled), no retrier holds a live claim, and no run holds
  * the rollout's sending lease for a first attempt. A target for which this is false is never
@@ -101,12 +111,18 @@ export function mayBeSendingStill(
   const t = now.getTime();
   const until = (iso: string | undefined) => iso !== undefined && Date.parse(iso) > t;
   if (until(target.claimedUntil)) return true;
-  if (target.attempt === 1) return until(rollout.sendingUntil);
-  // The retry message becomes visible at retryAt, may be turned away busy a few times and
-  // holds a claim while it sends: give it a lease and a margin beyond its due time.
-  const retryAt = target.retryAt === undefined ? 0 : Date.parse(target.retryAt);
-  return t < retryAt + (LEASE_SECONDS + MARGIN_SECONDS) * 1000;
+  if (target.attempt === 1 && until(rollout.sendingUntil)) return true;
+  // A retry message becomes visible at retryAt, may be turned away busy a few times and holds
+  // a claim while it sends: give it a lease and a margin beyond its due time.
+  if (target.retryAt === undefined) return false;
+  return t < Date.parse(target.retryAt) + (LEASE_SECONDS + MARGIN_SECONDS) * 1000;
 }
+
+/**
+ * How many times the sweep re-queues an attempt nobody sent (a retry message lost to a crash
+ * or the dead-letter queue, a fan-out that died) before it counts the attempt as used.
+ */
+export const MAX_SWEEP_RESENDS = 3;
 
 /** When to sweep a new rollout first: once its first attempts must be over. Never throws. */
 export function firstSweepDue(createdAt: Date, timing: Timing): Date {

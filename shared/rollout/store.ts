@@ -376,6 +376,44 @@ export class RolloutStore {
   }
 
   /**
+   * Marks a target's current attempt as re-queued by the sweep (due now, one more resend),
+   * only while it is still pending at that attempt with no command and no live claim, and has
+   * been re-queued fewer than `max` times. False if any of that no longer holds.
+   * Throws the SDK error.
+   */
+  async markResent(rolloutId: string, target: Target, max: number): Promise<boolean> {
+    return this.table.conditional({
+      Key: targetKey(rolloutId, target),
+      UpdateExpression: 'SET retryAt = :now, resends = if_not_exists(resends, :zero) + :one',
+      ConditionExpression:
+        '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedUntil) OR claimedUntil < :now) AND (attribute_not_exists(resends) OR resends < :max)',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: {
+        ':now': this.table.isoNow(),
+        ':zero': 0,
+        ':one': 1,
+        ':pending': 'Pending',
+        ':attempt': target.attempt,
+        ':max': max,
+      },
+    });
+  }
+
+  /** Lets go of claims on targets' attempt that sent nothing (SSM was throttling). */
+  async releaseClaims(rolloutId: string, refs: TargetRef[], attempt: number): Promise<void> {
+    await Promise.all(
+      refs.map((ref) =>
+        this.table.conditional({
+          Key: targetKey(rolloutId, ref),
+          UpdateExpression: 'REMOVE claimedAttempt, claimedUntil',
+          ConditionExpression: 'claimedAttempt = :attempt AND attribute_not_exists(commandId)',
+          ExpressionAttributeValues: { ':attempt': attempt },
+        }),
+      ),
+    );
+  }
+
+  /**
    * Records the command sent for some targets' current attempt: its command record, then each
    * target's command (conditional on the attempt, so a target that moved on is left alone).
    * Throws the SDK error.

@@ -31,6 +31,11 @@ export interface FanOutRequest {
   dryRun?: boolean;
   /** Record nothing when the environment has no running instance at all (`empty` says so). */
   skipIfEmpty?: boolean;
+  /**
+   * Finishing a rollout someone else created and left half-done: requested instances that
+   * are gone since are no longer an error (they simply get no target).
+   */
+  resume?: boolean;
 }
 
 export interface FanOutDeps {
@@ -80,7 +85,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     environment: request.environment,
     ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
   });
-  if (request.instanceIds !== undefined) {
+  if (request.instanceIds !== undefined && request.resume !== true) {
     const found = new Set([...targets.reachable, ...targets.unreachable.map((u) => u.instanceId)]);
     const missing = request.instanceIds.filter((id) => !found.has(id));
     if (missing.length > 0) throw new InstancesNotInEnvironmentError(request.environment, missing);
@@ -111,6 +116,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
       parameters: summary.parameters,
       files: request.files.map(({ parameter, path }) => ({ parameter, path })),
       ...(request.version === undefined ? {} : { version: request.version }),
+      ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
     },
     newTargets(request.files, targets.reachable, targets.unreachable),
   );

@@ -1,6 +1,5 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { filesForEnvironment } from '../config.ts';
-import { RetryBusyError } from '../errors.ts';
 import type { RetryMessage } from '../messages/retry.ts';
 import { logger } from '../platform/powertools.ts';
 import {
@@ -34,8 +33,10 @@ export type RetryResult =
 
 // A newer rollout's target of the same file that will deliver (or has delivered) the newest value.
 const DELIVERING = new Set(['Pending', 'Success', 'Unchanged']);
-/** A busy or early part of a chunk is looked at again this soon. */
+/** A busy or early part of a chunk is looked at again this soon (times its re-queues so far). */
 export const BUSY_RETRY_SECONDS = 15;
+// 15 + 30 + … + 120 s: longer than a claim (120 s) can hold a target, before the sweep takes over.
+const MAX_REQUEUES = 8;
 
 /**
  * Sends the next attempt to a chunk of targets of one file (≤50 instances, queued together by
@@ -45,9 +46,9 @@ export const BUSY_RETRY_SECONDS = 15;
  * environment is `unreachable` (terminated: never paged); one running but not reachable now, or
  * whose send fails, uses up the attempt (`requeued`, or `failed` when none is left). Targets
  * another run holds, or whose attempt is not committed yet, come back later in a message of
- * their own (`busy`). Every outcome goes to the ledger in one record. Returns the result of
- * each instance; throws RetryBusyError when the whole chunk is busy (SQS brings it back), and
- * the SDK error when the store cannot be read or written.
+ * their own (`busy`), as do those SSM turned away with throttling (no attempt used). Every
+ * outcome goes to the ledger in one record. Returns the result of each instance; throws the SDK
+ * error when the store cannot be read or written.
  */
 export async function retryChunk(
   deps: RetrierDeps,
@@ -72,11 +73,12 @@ export async function retryChunk(
       transition.to === 'Failed' && result === 'requeued' ? 'failed' : result,
     );
   };
-  const useUp = (ref: TargetRef, lastError: LastError) =>
+  // `unsent`: not sending it ourselves (we hold no claim), so only while nobody else sent it.
+  const useUp = (ref: TargetRef, lastError: LastError, unsent = true) =>
     report(
       ref,
       retryOrFail(
-        { ...ref, fromAttempt: attempt },
+        { ...ref, fromAttempt: attempt, ...(unsent ? { unsent: true as const } : {}) },
         lastError,
         deps.config.retry,
         deps.ledger.now(),
@@ -129,7 +131,7 @@ export async function retryChunk(
     toSend.map((ref) => deps.store.claimAttempt(rolloutId, ref, attempt)),
   );
   const claimed = toSend.filter((_, i) => claims[i]);
-  const busy = [...early, ...toSend.filter((_, i) => !claims[i])];
+  const busy: TargetRef[] = [...early, ...toSend.filter((_, i) => !claims[i])];
   if (claimed.length > 0 && file !== undefined) {
     const { sent, failed } = await sendInChunks(deps.ssm, {
       documentName: deps.documentName,
@@ -154,27 +156,68 @@ export async function retryChunk(
       });
     }
     for (const chunk of failed) {
-      for (const instanceId of chunk.instanceIds) {
+      const chunkRefs = claimed.filter((ref) => chunk.instanceIds.includes(ref.instanceId));
+      if (isTransient(chunk.error.name)) {
+        // Throttled (after the SDK's adaptive retries) or a 5xx: SSM said nothing about the
+        // instances, so no attempt is used; let go of the claims and come back a little later.
+        await deps.store.releaseClaims(rolloutId, chunkRefs, attempt);
+        busy.push(...chunkRefs);
+        continue;
+      }
+      for (const ref of chunkRefs) {
         useUp(
-          { instanceId, parameter, path },
+          ref,
           { status: 'SendCommandFailed', stderr: `${chunk.error.name}: ${chunk.error.message}` },
+          false,
         );
       }
     }
   }
-  if (busy.length === refs.length) {
-    // Nothing of the chunk could be done now: let SQS bring the message itself back.
-    throw new RetryBusyError(rolloutId, refs[0]?.instanceId ?? '', attempt);
-  }
   await deps.ledger.record(rolloutId, transitions);
-  if (busy.length > 0) {
-    for (const ref of busy) results.set(ref.instanceId, 'busy');
-    await deps.ledger.requeueRetry(
-      { ...message, instanceIds: busy.map((ref) => ref.instanceId) },
-      BUSY_RETRY_SECONDS,
-    );
-  }
+  if (busy.length > 0) await comeBack(deps, message, busy, results);
   return results;
+}
+
+// SendCommand errors that say nothing about the instances: the service was busy.
+const TRANSIENT = new Set([
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'InternalServerError',
+  'InternalServerErrorException',
+  'ServiceUnavailable',
+]);
+function isTransient(name: string): boolean {
+  return TRANSIENT.has(name);
+}
+
+/**
+ * Puts the busy part of a chunk back on the retry queue in a message of its own, a bounded
+ * number of times (the message counts them); past that it is left to the sweep, which finds
+ * the attempt unsent and re-queues or uses it up. The original message is then done, so a
+ * busy retry never lands in the dead-letter queue. Throws the SDK error.
+ */
+async function comeBack(
+  deps: RetrierDeps,
+  message: RetryMessage,
+  busy: TargetRef[],
+  results: Map<string, RetryResult>,
+): Promise<void> {
+  const requeues = (message.requeues ?? 0) + 1;
+  if (requeues > MAX_REQUEUES) {
+    logger.warn('retry still busy after its re-queues; the sweep takes it from here', {
+      rolloutId: message.rolloutId,
+      path: message.path,
+      attempt: message.attempt,
+      instances: busy.length,
+    });
+    for (const ref of busy) results.set(ref.instanceId, 'busy');
+    return;
+  }
+  for (const ref of busy) results.set(ref.instanceId, 'busy');
+  await deps.ledger.requeueRetry(
+    { ...message, instanceIds: busy.map((ref) => ref.instanceId), requeues },
+    BUSY_RETRY_SECONDS * requeues,
+  );
 }
 
 /** Where a target stands for a retry of `attempt`. */

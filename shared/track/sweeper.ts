@@ -1,16 +1,22 @@
 import type { SweepMessage } from '../messages/sweep.ts';
 import { logger } from '../platform/powertools.ts';
 import { firstAttemptCommands, type Target, type Transition, targetId } from '../rollout/model.ts';
-import { attemptDeadline, mayBeSendingStill, retryOrFail } from '../rollout/policy.ts';
+import {
+  attemptDeadline,
+  commandDeadline,
+  mayBeSendingStill,
+  retryOrFail,
+} from '../rollout/policy.ts';
 import { observeTargets, type TrackerDeps } from './tracker.ts';
 
 export type SweepResult = 'early' | 'done' | 'again';
 
 /**
  * One sweep of one rollout (see SweepMessageSchema): the safety net that makes "nothing stays
- * pending silently" true. For each pending target it asks Run Command about the current
- * attempt's command; a target whose attempt is past its deadline with no final status, or that
- * nobody is sending (no retry waiting out its delay, no live claim, no sending lease), uses up
+ * pending silently" true. A half-created rollout is resumed by the fan-out. For each pending
+ * target it asks Run Command about the current attempt's command; one still unfinished after
+ * SSM must have ended it uses up its attempt. One that nobody is sending (no retry waiting out
+ * its delay, no live claim, no sending lease) is sent again, a few times at most, then uses up
  * its attempt. What it observed goes to the ledger like any other observation; a settled
  * rollout whose alert is still owed gets it sent. It looks again until the rollout is settled
  * and its alert is out. Throws SDK errors, so the message is retried.
@@ -22,37 +28,45 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
     await ledger.scheduleSweep(sweep.rolloutId, new Date(sweep.due), sweep.round);
     return 'early';
   }
-  let loaded = await store.load(sweep.rolloutId);
+  const loaded = await store.load(sweep.rolloutId);
   if (loaded === undefined) return 'done';
-  if (
-    loaded.rollout.state === 'Creating' &&
-    !mayBeSendingStill({ attempt: 1 }, loaded.rollout, now)
-  ) {
-    // Its creator stopped before the targets were all written, and no run took over (a resync
-    // is not redelivered): count what was written; what was never sent is retried below.
-    logger.warn('rollout left half-created; finishing it', { rolloutId: sweep.rolloutId });
-    await store.finishCreating(sweep.rolloutId, []);
-    loaded = (await store.load(sweep.rolloutId)) ?? loaded;
-  }
   const { rollout, targets, commands } = loaded;
+  if (rollout.state === 'Creating') {
+    // Its creator stopped before every target was written (a resync is not redelivered):
+    // once its lease has run out, the fan-out resumes it (resolving again, writing what is
+    // missing, sending what was not sent) under a lease of its own. Look again after.
+    if (!mayBeSendingStill({ attempt: 1 }, rollout, now)) {
+      logger.warn('rollout left half-created; resuming it', { rolloutId: rollout.rolloutId });
+      await ledger.requestResume(rollout.rolloutId);
+    }
+    await ledger.sweepAgain(sweep, now.getTime());
+    return 'again';
+  }
 
   const transitions: Transition[] = [];
   const pending = targets.filter((t) => t.status === 'Pending');
+  const sentAt = new Map(commands.map((c) => [c.commandId, c.sentAt]));
   const firstCommand = firstAttemptCommands(commands);
   const commandOf = (t: Target) =>
     t.commandId ?? (t.attempt === 1 ? firstCommand.get(targetId(t)) : undefined);
-  const overdue = (t: Target) => now.getTime() > attemptDeadline(t, rollout, deps.config);
   const jitter = Math.random(); // one backoff for the sweep's retries: they go out as chunks
-  const lost = (t: Target, status: string, stderr: string) =>
+  const lost = (t: Target, status: string, stderr: string, unsent: boolean) =>
     retryOrFail(
-      { instanceId: t.instanceId, parameter: t.parameter, path: t.path, fromAttempt: t.attempt },
+      {
+        instanceId: t.instanceId,
+        parameter: t.parameter,
+        path: t.path,
+        fromAttempt: t.attempt,
+        ...(unsent ? { unsent: true as const } : {}),
+      },
       { status, stderr },
       deps.config.retry,
       now,
       () => jitter,
     );
 
-  // 1. Targets with a command: ask Run Command, as if their status events had arrived.
+  // 1. Targets with a command: ask Run Command, as if their status events had arrived. One
+  //    that Run Command has not finished is lost only once SSM itself must have ended it.
   const sent = pending.flatMap((t) => {
     const commandId = commandOf(t);
     return commandId === undefined ? [] : [{ target: t, attempt: t.attempt, commandId }];
@@ -61,16 +75,29 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
     const observed = await observeTargets(deps, rollout.rolloutId, sent);
     transitions.push(...observed.transitions);
     const unfinished = new Set(observed.unfinished.map(targetId));
-    for (const t of pending.filter((p) => unfinished.has(targetId(p)) && overdue(p))) {
+    for (const { target, commandId } of sent) {
+      if (!unfinished.has(targetId(target))) continue;
+      const deadline = commandDeadline(sentAt.get(commandId) ?? rollout.createdAt, deps.config);
+      if (now.getTime() <= deadline) continue;
       transitions.push(
-        lost(t, 'NoFinalStatus', 'Run Command reported no final status by the attempt deadline'),
+        lost(
+          target,
+          'NoFinalStatus',
+          'Run Command reported no final status by the time it must have ended the command',
+          false,
+        ),
       );
     }
   }
-  // 2. Targets with no command that nobody can still be sending.
-  for (const t of pending) {
-    if (commandOf(t) !== undefined || mayBeSendingStill(t, rollout, now)) continue;
-    transitions.push(lost(t, 'NeverSent', 'no command was recorded for this attempt'));
+  // 2. Targets with no command that nobody can still be sending: send them again (a few times
+  //    at most); what cannot be re-sent uses up its attempt.
+  const unsent = pending.filter(
+    (t) => commandOf(t) === undefined && !mayBeSendingStill(t, rollout, now),
+  );
+  if (unsent.length > 0) {
+    for (const t of await ledger.resend(rollout.rolloutId, unsent)) {
+      transitions.push(lost(t, 'NeverSent', 'no command was sent for this attempt', true));
+    }
   }
   if (transitions.length > 0) {
     logger.info('sweep observed targets', {
@@ -98,9 +125,15 @@ function nextLook(
   now: Date,
 ): number {
   if (loaded === undefined) return now.getTime();
+  const sentAt = new Map(loaded.commands.map((c) => [c.commandId, c.sentAt]));
   const times = loaded.targets
     .filter((t) => t.status === 'Pending')
-    .map((t) => attemptDeadline(t, loaded.rollout, deps.config));
+    .map((t) => {
+      const at = t.commandId === undefined ? undefined : sentAt.get(t.commandId);
+      return at === undefined
+        ? attemptDeadline(t, loaded.rollout, deps.config)
+        : commandDeadline(at, deps.config);
+    });
   // A settled rollout whose alert is not out yet: after the current claim has run out.
   if (loaded.rollout.alertClaimUntil !== undefined) {
     times.push(Date.parse(loaded.rollout.alertClaimUntil));

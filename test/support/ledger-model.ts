@@ -124,6 +124,8 @@ async function check(w: World): Promise<void> {
       `${where}: pending targets`,
     ).toEqual([]);
     expect(rollout.state, `${where}: state`).toBe('Settled');
+    // Every instance it resolved has a target for every file, even if its creator died.
+    expect(targets.length, `${where}: targets`).toBe(w.instances.length * rollout.files.length);
     // Counters equal the per-target states.
     const { retries: _r, ...counted } = countTargets(targets);
     const { retries: _s, ...stored } = rollout.counts;

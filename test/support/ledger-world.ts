@@ -8,7 +8,6 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { BootstrapDeps } from '../../shared/bootstrap/new-instances.ts';
 import { type FanoutConfig, filesForEnvironment, parseConfig } from '../../shared/config.ts';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
-import { RetryBusyError } from '../../shared/errors.ts';
 import type { RetryMessage } from '../../shared/messages/retry.ts';
 import type { SweepMessage } from '../../shared/messages/sweep.ts';
 import { Ledger } from '../../shared/rollout/ledger.ts';
@@ -17,6 +16,7 @@ import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
 import { RolloutStore } from '../../shared/rollout/store.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
+import { resumeRollout } from '../../shared/send/resume.ts';
 import { retryChunk } from '../../shared/track/retrier.ts';
 import { sweepRollout } from '../../shared/track/sweeper.ts';
 import { type StatusMessage, trackStatusEvents } from '../../shared/track/tracker.ts';
@@ -82,8 +82,9 @@ export interface WorldOptions {
   instanceBase?: number;
 }
 
-const BUSY_VISIBILITY_MS = 15_000;
-const FAILED_VISIBILITY_MS = 60_000;
+// The queues' VisibilityTimeout in serverless.yml: a message whose handling failed comes back
+// after this long.
+const FAILED_VISIBILITY_MS = 360_000;
 // AWS error for a call the fault plan broke, shaped like a network failure.
 const crash = () => Object.assign(new Error('injected crash'), { name: 'InjectedCrash' });
 
@@ -343,17 +344,20 @@ export class World {
     };
     if (queue === 'retry') {
       const m = batch[0] as Message;
-      const message = JSON.parse(m.body) as RetryMessage;
+      const body = JSON.parse(m.body);
+      if (body.kind === 'resume') {
+        await this.step(`resume ${body.rolloutId}`, async () => {
+          await resumeRollout(this.tracker, body.rolloutId);
+          done(m);
+        });
+        return;
+      }
+      const message = body as RetryMessage;
       await this.step(
         `retry ${message.instanceIds.join(',')} ${message.path} attempt ${message.attempt}`,
         async () => {
-          try {
-            await retryChunk(this.tracker, message);
-            done(m);
-          } catch (error) {
-            if (error instanceof RetryBusyError) m.visibleAt = this.clock + BUSY_VISIBILITY_MS;
-            throw error;
-          }
+          await retryChunk(this.tracker, message);
+          done(m);
         },
       );
       return;

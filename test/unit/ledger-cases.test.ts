@@ -269,8 +269,8 @@ describe('case 6: a lost transaction reply', () => {
     expect(afterCrash).toMatchObject({ status: 'Pending', attempt: 2 });
     expect(w.queues.retry).toHaveLength(0); // the crash came before the retry was queued
 
-    // Act: the status message comes back after its visibility timeout
-    w.advance(MINUTE);
+    // Act: the status message comes back after its visibility timeout (360 s)
+    w.advance(6 * MINUTE);
     await w.deliver('status');
 
     // Assert: the redelivery found the commit applied and queued its retry
@@ -318,9 +318,158 @@ describe('case 7: a rollout whose first run does not finish', () => {
 
     await w.drain();
 
+    // the fan-out resumed it: every instance has its target and its file
     const loaded = await w.store.load(rolloutId);
     expect(loaded?.rollout.state).toBe('Settled');
-    expect(w.alertsOf(rolloutId)).toBe(loaded?.rollout.counts.failed ? 1 : 0);
+    expect(loaded?.targets).toHaveLength(3);
+    expect(loaded?.targets.every((t) => t.status === 'Success')).toBe(true);
+    expect(loaded?.rollout.counts).toMatchObject({ total: 3, success: 3, pending: 0 });
+    expect(w.alertsOf(rolloutId)).toBe(0);
+  });
+
+  it('a resync that dies while writing its targets is resumed: no instance is dropped', async () => {
+    // Arrange: 120 instances; the run dies at its second BatchWriteItem (25 targets written)
+    const w = await newWorld({ instances: 120, maxAttempts: 3 });
+    w.inject({ kind: 'die', at: 8 });
+    const rolloutId = await w.resync();
+    expect((await w.store.load(rolloutId))?.targets.length).toBeLessThan(120);
+
+    // Act
+    await w.drain();
+
+    // Assert
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.targets).toHaveLength(120);
+    expect(loaded?.rollout.counts).toMatchObject({ total: 120, success: 120, pending: 0 });
+    expect([...w.disk.values()].every((files) => files.get('/var/www/html/env.php') === 1)).toBe(
+      true,
+    );
+  });
+});
+
+describe('found by review: attempts are used only when really used', () => {
+  it('a retry whose message was never queued (a crash after the commit) is sent again, not burned', async () => {
+    // Arrange: attempt 1 fails; the instance is briefly not online for attempt 2; the retrier
+    // commits the move to attempt 3 and dies before queueing it
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    const [[c1, id]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c1, id, 'fetch-failed');
+    await w.deliver('status');
+    w.unmanaged.add(id);
+    w.clock = Math.max(...w.queues.retry.map((m) => m.visibleAt));
+    // retrier calls: BatchGetItem, GetItem, Query, DescribeInstances, DescribeInstanceInformation,
+    // TransactWriteItems, then the SendMessageBatch of attempt 3: it dies there
+    w.inject({ kind: 'die', at: 6 });
+    await w.deliver('retry');
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({ attempt: 3 });
+    // (the attempt-2 message stays, to come back stale; no message for attempt 3 exists)
+    expect(w.queues.retry.map((m) => JSON.parse(m.body).attempt)).toEqual([2]);
+    w.unmanaged.delete(id);
+
+    // Act
+    await w.drain();
+
+    // Assert: attempt 3 was really sent and delivered the file
+    const target = (await w.store.load(rolloutId))?.targets[0];
+    expect(target).toMatchObject({ status: 'Success', attempt: 3 });
+    expect(w.alertsOf(rolloutId)).toBe(0);
+  });
+
+  it('a late retry is not called lost before SSM itself would end its command', async () => {
+    // Arrange: attempt 1 fails; attempt 2 is sent 400 s after it was due (a failed receive)
+    const w = await newWorld({ instances: 1, maxAttempts: 2 });
+    const rolloutId = await w.put();
+    const [[c1, id]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c1, id, 'fetch-failed');
+    await w.deliver('status');
+    w.clock = Math.max(...w.queues.retry.map((m) => m.visibleAt)) + 400_000;
+    await w.deliver('retry');
+    const [[c2]] = w.pendingInvocations() as [[string, string]];
+
+    // Act: sweeps run while the command is still in flight, up to 19 minutes after its send
+    const sentAt = w.clock;
+    while (w.clock < sentAt + 19 * MINUTE) {
+      w.advance(MINUTE);
+      for (const m of w.queues.status) m.visibleAt = Math.min(m.visibleAt, w.clock);
+      await w.deliver('status');
+    }
+    w.runInvocation(c2, id, 'updated');
+    await w.drain();
+
+    // Assert: its real result stands
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+      status: 'Success',
+      attempt: 2,
+    });
+    expect(w.alertsOf(rolloutId)).toBe(0);
+  });
+
+  it('a "never sent" move does not apply once a sender holds a claim or recorded a command', async () => {
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const rolloutId = await w.put({ deliver: false });
+    await w.store.create(
+      {
+        rolloutId,
+        trigger: { type: 'event', eventId: 'e' },
+        environment: 'prod',
+        parameters: ['/prod/env.php'],
+        files: [{ parameter: '/prod/env.php', path: '/var/www/html/env.php' }],
+      },
+      [
+        {
+          instanceId: w.instances[0]!,
+          parameter: '/prod/env.php',
+          path: '/var/www/html/env.php',
+          status: 'Pending',
+        },
+      ],
+    );
+    const ref = {
+      instanceId: w.instances[0]!,
+      parameter: '/prod/env.php',
+      path: '/var/www/html/env.php',
+    };
+    expect(await w.store.claimAttempt(rolloutId, ref, 1)).toBe(true);
+
+    const result = await w.store.commit(rolloutId, [
+      {
+        ...ref,
+        fromAttempt: 1,
+        unsent: true,
+        to: 'Retry',
+        retryAt: new Date(w.clock).toISOString(),
+      },
+    ]);
+
+    expect(result.stale).toHaveLength(1);
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({ attempt: 1 });
+  });
+
+  it("a late event of an older attempt in the same batch does not hide the current attempt's result", async () => {
+    // Arrange: attempt 1 fails, its event arrives twice; the second copy comes late, in the
+    // same batch as attempt 2's success
+    const w = await newWorld({ instances: 1, maxAttempts: 3 });
+    const rolloutId = await w.put();
+    const [[c1, id]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c1, id, 'fetch-failed', 'twice');
+    const late = w.queues.status.filter((m) => !JSON.parse(m.body).kind)[1]!;
+    w.queues.status = w.queues.status.filter((m) => m !== late);
+    await w.deliver('status');
+    w.clock = Math.max(...w.queues.retry.map((m) => m.visibleAt));
+    await w.deliver('retry');
+    const [[c2]] = w.pendingInvocations() as [[string, string]];
+    w.runInvocation(c2, id, 'updated');
+    w.queues.status.unshift(late);
+
+    // Act: one batch with the late attempt-1 event first, then attempt 2's
+    await w.deliver('status', 10);
+
+    // Assert
+    expect((await w.store.load(rolloutId))?.targets[0]).toMatchObject({
+      status: 'Success',
+      attempt: 2,
+    });
   });
 });
 

@@ -1,10 +1,6 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import {
-  ChangeMessageVisibilityCommand,
-  SendMessageBatchCommand,
-  SQSClient,
-} from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   SendCommandCommand,
@@ -61,6 +57,7 @@ beforeEach(() => {
   }));
   ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-retry-1' } });
   sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
   snsMock.on(PublishCommand).resolves({ MessageId: 'm' });
 });
 afterEach(() => {
@@ -92,6 +89,14 @@ const retryFrom = (instanceId: string, fromAttempt: number): Transition => ({
   to: 'Retry',
   retryAt: new Date().toISOString(),
 });
+/** Retry messages put back with SendMessage (busy parts of a chunk), with their delay. */
+const requeued = () =>
+  sqsMock
+    .commandCalls(SendMessageCommand)
+    .map((c) => c.args[0].input)
+    .filter((input) => JSON.parse(input.MessageBody ?? '{}').instanceIds !== undefined)
+    .map((input) => ({ body: JSON.parse(input.MessageBody!), delay: input.DelaySeconds }));
+
 const retryBatch = (rolloutId: string, instanceId: string, attempt = 2) =>
   sqsBatch([{ rolloutId, instanceIds: [instanceId], parameter, path, attempt }]);
 
@@ -217,18 +222,44 @@ describe('retry', () => {
     states.set(id!, 'running');
     const rolloutId = await waitingForRetry(id!);
     await table.store.commit(rolloutId, [retryFrom(id!, 2)]);
-    ssmMock
-      .on(SendCommandCommand)
-      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    ssmMock.on(SendCommandCommand).rejects(
+      Object.assign(new Error('document version is not valid'), {
+        name: 'InvalidDocumentVersion',
+      }),
+    );
     await table.handler.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
     expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
       status: 'Failed',
       lastError: {
         status: 'SendCommandFailed (after 3 attempts)',
-        stderr: 'ThrottlingException: Rate exceeded',
+        stderr: 'InvalidDocumentVersion: document version is not valid',
       },
     });
     expect(snsMock.commandCalls(PublishCommand)).toHaveLength(1);
+  });
+
+  it('uses no attempt when SSM throttles the send: it lets go of the claim and comes back', async () => {
+    // Arrange: the last attempt, and SendCommand throttled past the SDK's own retries
+    const [id] = instanceIds(1);
+    states.set(id!, 'running');
+    const rolloutId = await waitingForRetry(id!);
+    await table.store.commit(rolloutId, [retryFrom(id!, 2)]);
+    ssmMock
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    // Act
+    const response = await table.handler.handler(retryBatch(rolloutId, id!, 3), lambdaContext());
+    // Assert: still pending at attempt 3, unclaimed, and queued again a little later
+    expect(response.batchItemFailures).toEqual([]);
+    expect(await table.store.getTarget(rolloutId, ref(id!))).toMatchObject({
+      status: 'Pending',
+      attempt: 3,
+    });
+    expect(await table.store.claimAttempt(rolloutId, ref(id!), 3)).toBe(true);
+    expect(requeued()).toEqual([
+      { body: expect.objectContaining({ instanceIds: [id], attempt: 3, requeues: 1 }), delay: 15 },
+    ]);
+    expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
   });
 
   it('leaves an attempt another run has claimed, and takes it over once the claim runs out', async () => {
@@ -240,16 +271,11 @@ describe('retry', () => {
     // Act: the redelivered message while the claim holds
     const batch = retryBatch(rolloutId, id!);
     const response = await table.handler.handler(batch, lambdaContext());
-    // Assert: nothing sent, the message comes back later
-    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+    // Assert: nothing sent; the message is done, and a copy comes back later (never to the DLQ)
+    expect(response.batchItemFailures).toEqual([]);
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
-    expect(
-      sqsMock.commandCalls(ChangeMessageVisibilityCommand).map((c) => c.args[0].input),
-    ).toEqual([
-      expect.objectContaining({
-        ReceiptHandle: batch.Records[0]?.receiptHandle,
-        VisibilityTimeout: 15,
-      }),
+    expect(requeued()).toEqual([
+      { body: expect.objectContaining({ instanceIds: [id], attempt: 2, requeues: 1 }), delay: 15 },
     ]);
     const later = new RolloutStore(
       table.db,
@@ -267,9 +293,24 @@ describe('retry', () => {
     const batch = retryBatch(rolloutId, id!, 3);
     // Act
     const response = await table.handler.handler(batch, lambdaContext());
-    // Assert: not dropped as stale, nothing sent yet
-    expect(response.batchItemFailures).toEqual([{ itemIdentifier: batch.Records[0]?.messageId }]);
+    // Assert: not dropped as stale, nothing sent yet, a copy comes back later
+    expect(response.batchItemFailures).toEqual([]);
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    expect(requeued()).toEqual([
+      { body: expect.objectContaining({ instanceIds: [id], attempt: 3, requeues: 1 }), delay: 15 },
+    ]);
+  });
+
+  it('stops bringing back a chunk that stays busy, leaving it to the sweep', async () => {
+    const [id] = instanceIds(1);
+    states.set(id!, 'running');
+    const rolloutId = await waitingForRetry(id!);
+    const batch = sqsBatch([
+      { rolloutId, instanceIds: [id], parameter, path, attempt: 3, requeues: 8 },
+    ]);
+    const response = await table.handler.handler(batch, lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(requeued()).toEqual([]);
   });
 
   it('refuses a malformed message as a batch failure', async () => {

@@ -150,22 +150,35 @@ describe('sweeping a rollout', () => {
     expect(sweepsQueued()).toEqual([]);
   });
 
-  it('retries targets that were never sent once nobody is sending them', async () => {
+  it('sends again a target nobody sent, without using up its attempt, then gives up after 3 resends', async () => {
+    // Arrange: a first attempt never sent (its creator died after writing the target)
     const [a] = instanceIds(1);
     const rolloutId = await pendingRollout([a!], 0);
+    const resent = () =>
+      sqsMock
+        .commandCalls(SendMessageCommand)
+        .map((c) => JSON.parse(c.args[0].input.MessageBody ?? '{}'))
+        .filter((body) => body.instanceIds !== undefined);
+
+    // Act: the first sweep
     const result = await sweepRollout(deps(afterDue), due(rolloutId));
+
+    // Assert: the same attempt is queued again at once, not used up
     expect(result).toBe('again');
-    const retries = sqsMock
-      .commandCalls(SendMessageBatchCommand)
-      .flatMap((c) => c.args[0].input.Entries ?? []);
-    expect(retries).toHaveLength(1);
-    expect(JSON.parse(retries[0]!.MessageBody!)).toEqual({
-      rolloutId,
-      instanceIds: [a],
-      parameter,
-      path,
-      attempt: 2,
+    expect(resent()).toEqual([{ rolloutId, instanceIds: [a], parameter, path, attempt: 1 }]);
+    expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
+      status: 'Pending',
+      attempt: 1,
+      resends: 1,
     });
+
+    // Act: three more sweeps, each after the resend's window, and the message never arriving
+    for (const minutes of [30, 40, 50]) {
+      await sweepRollout(deps(at(minutes * 60)), due(rolloutId, 1, at(minutes * 60)));
+    }
+
+    // Assert: resent three times in all, then the attempt is counted as never sent
+    expect(resent()).toHaveLength(3);
     expect(await table.store.getTarget(rolloutId, ref(a!))).toMatchObject({
       status: 'Pending',
       attempt: 2,

@@ -1,0 +1,41 @@
+import { filesForEnvironment } from '../config.ts';
+import { RolloutBusyError } from '../errors.ts';
+import { logger } from '../platform/powertools.ts';
+import { type FanOutDeps, fanOut } from './fanout.ts';
+
+export type ResumeResult = 'resumed' | 'not-creating' | 'busy';
+
+/**
+ * Finishes a rollout its creator left half-created (a resync that timed out, a function that
+ * died): the fan-out runs again under the rollout's own id, takes the sending lease, resolves
+ * the same environment (and instances) again, writes the targets that are missing and sends
+ * what no command covers. `busy` while another run holds the lease (the sweep looks again).
+ * Throws the SDK error.
+ */
+export async function resumeRollout(deps: FanOutDeps, rolloutId: string): Promise<ResumeResult> {
+  const rollout = await deps.store.getRollout(rolloutId);
+  if (rollout === undefined || rollout.state !== 'Creating') return 'not-creating';
+  const files = filesForEnvironment(deps.config, rollout.environment).filter((file) =>
+    rollout.files.some((f) => f.parameter === file.parameter && f.path === file.path),
+  );
+  try {
+    const summary = await fanOut(deps, {
+      rolloutId,
+      trigger: rollout.trigger,
+      environment: rollout.environment,
+      files,
+      ...(rollout.version === undefined ? {} : { version: rollout.version }),
+      ...(rollout.instanceIds === undefined ? {} : { instanceIds: rollout.instanceIds }),
+      resume: true,
+    });
+    logger.info('half-created rollout resumed', {
+      rolloutId,
+      targeted: summary.targeted.length,
+      commands: summary.commands.length,
+    });
+    return 'resumed';
+  } catch (error) {
+    if (error instanceof RolloutBusyError) return 'busy';
+    throw error;
+  }
+}
