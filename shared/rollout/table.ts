@@ -82,7 +82,9 @@ export class RolloutTable {
       let request: Item | undefined = {
         [this.name]: { Keys: part, ConsistentRead: true },
       };
-      while (request !== undefined && Object.keys(request).length > 0) {
+      for (let round = 0; request !== undefined && Object.keys(request).length > 0; round++) {
+        // Unprocessed keys mean throttling: back off before asking again.
+        if (round > 0) await sleep(Math.min(1000, 50 * 2 ** round));
         const reply: { Responses?: Record<string, Item[]>; UnprocessedKeys?: Item } =
           await this.db.send(new BatchGetCommand({ RequestItems: request }));
         found.push(...(reply.Responses?.[this.name] ?? []));
@@ -104,7 +106,7 @@ export class RolloutTable {
           new BatchWriteCommand({ RequestItems: request }),
         );
         request = reply.UnprocessedItems;
-        if (round > 8 && request !== undefined && Object.keys(request).length > 0) {
+        if (round >= 8 && request !== undefined && Object.keys(request).length > 0) {
           throw new Error('DynamoDB left items unprocessed after 8 retries');
         }
       }
