@@ -5,6 +5,13 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { mapSettled } from '../platform/chunk.ts';
+import {
+  claimAlertItem,
+  claimAttempt,
+  markAlertItemSent,
+  markResent,
+  releaseClaims,
+} from './claims.ts';
 import { type CommitResult, commitTransitions } from './commit.ts';
 import {
   commandKey,
@@ -30,6 +37,7 @@ import {
   type TargetRef,
   type Transition,
 } from './model.ts';
+import { loadPage, type Page, rolloutsOfParameterSince } from './reads.ts';
 import { isConditionFailure, RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
@@ -241,38 +249,8 @@ export class RolloutStore {
    * `after` is the last target key of the previous page. undefined if there is no such rollout.
    * Throws the SDK error.
    */
-  async loadPage(
-    rolloutId: string,
-    limit: number,
-    after?: string,
-  ): Promise<
-    { rollout: Rollout; targets: Target[]; commands: CommandRecord[]; lastKey?: string } | undefined
-  > {
-    const rollout = await this.getRollout(rolloutId);
-    if (rollout === undefined) return undefined;
-    const pk = `R#${rolloutId}`;
-    const { Items, LastEvaluatedKey } = await this.table.db.send(
-      new QueryCommand({
-        TableName: this.table.name,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :t)',
-        ExpressionAttributeValues: { ':pk': pk, ':t': 'T#' },
-        ...(after === undefined ? {} : { ExclusiveStartKey: { pk, sk: after } }),
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
-    const commands = await this.table.queryAll({
-      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
-      ExpressionAttributeValues: { ':pk': pk, ':c': 'C#' },
-      ConsistentRead: true,
-    });
-    const lastKey = LastEvaluatedKey?.sk as string | undefined;
-    return {
-      rollout,
-      targets: (Items ?? []).map(toTarget),
-      commands: commands.map(toCommand),
-      ...(lastKey === undefined ? {} : { lastKey }),
-    };
+  loadPage(rolloutId: string, limit: number, after?: string): Promise<Page | undefined> {
+    return loadPage(this.table, (id) => this.getRollout(id), rolloutId, limit, after);
   }
 
   /** Command records by (rollout, command) pair; missing ones are absent from the map. */
@@ -329,12 +307,12 @@ export class RolloutStore {
    * out) can be taken again once it has run out. Throws the SDK error.
    */
   async claimAlert(rolloutId: string): Promise<boolean> {
-    return this.claimAlertItem(rolloutKey(rolloutId), false);
+    return claimAlertItem(this.table, rolloutKey(rolloutId), false);
   }
 
   /** Records that the rollout's alert went out. Throws the SDK error. */
   async markAlertSent(rolloutId: string): Promise<void> {
-    await this.markAlertItemSent(rolloutKey(rolloutId));
+    await markAlertItemSent(this.table, rolloutKey(rolloutId));
   }
 
   /**
@@ -342,7 +320,7 @@ export class RolloutStore {
    * caller, or a later one once an earlier claim has run out unsent. Throws the SDK error.
    */
   async claimLaunchAlert(instanceId: string, launch: string): Promise<boolean> {
-    return this.claimAlertItem(launchAlertKey(instanceId, launch), true, {
+    return claimAlertItem(this.table, launchAlertKey(instanceId, launch), true, {
       type: 'launch-alert',
       expiresAt: this.table.expiry(),
     });
@@ -350,7 +328,7 @@ export class RolloutStore {
 
   /** Records that the alert about a launch went out. Throws the SDK error. */
   async markLaunchAlertSent(instanceId: string, launch: string): Promise<void> {
-    await this.markAlertItemSent(launchAlertKey(instanceId, launch));
+    await markAlertItemSent(this.table, launchAlertKey(instanceId, launch));
   }
 
   /**
@@ -359,20 +337,8 @@ export class RolloutStore {
    * after the lease, so a sender that stopped before recording its command does not leave the
    * target pending forever. Throws the SDK error.
    */
-  async claimAttempt(rolloutId: string, ref: TargetRef, attempt: number): Promise<boolean> {
-    return this.table.conditional({
-      Key: targetKey(rolloutId, ref),
-      UpdateExpression: 'SET claimedAttempt = :attempt, claimedUntil = :until',
-      ConditionExpression:
-        '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedAttempt) OR claimedAttempt < :attempt OR claimedUntil < :now)',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: {
-        ':pending': 'Pending',
-        ':attempt': attempt,
-        ':until': this.table.leaseEnd(),
-        ':now': this.table.isoNow(),
-      },
-    });
+  claimAttempt(rolloutId: string, ref: TargetRef, attempt: number): Promise<boolean> {
+    return claimAttempt(this.table, rolloutId, ref, attempt);
   }
 
   /**
@@ -381,36 +347,13 @@ export class RolloutStore {
    * been re-queued fewer than `max` times. False if any of that no longer holds.
    * Throws the SDK error.
    */
-  async markResent(rolloutId: string, target: Target, max: number): Promise<boolean> {
-    return this.table.conditional({
-      Key: targetKey(rolloutId, target),
-      UpdateExpression: 'SET retryAt = :now, resends = if_not_exists(resends, :zero) + :one',
-      ConditionExpression:
-        '#status = :pending AND attempt = :attempt AND attribute_not_exists(commandId) AND (attribute_not_exists(claimedUntil) OR claimedUntil < :now) AND (attribute_not_exists(resends) OR resends < :max)',
-      ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: {
-        ':now': this.table.isoNow(),
-        ':zero': 0,
-        ':one': 1,
-        ':pending': 'Pending',
-        ':attempt': target.attempt,
-        ':max': max,
-      },
-    });
+  markResent(rolloutId: string, target: Target, max: number): Promise<boolean> {
+    return markResent(this.table, rolloutId, target, max);
   }
 
   /** Lets go of claims on targets' attempt that sent nothing (SSM was throttling). */
-  async releaseClaims(rolloutId: string, refs: TargetRef[], attempt: number): Promise<void> {
-    await Promise.all(
-      refs.map((ref) =>
-        this.table.conditional({
-          Key: targetKey(rolloutId, ref),
-          UpdateExpression: 'REMOVE claimedAttempt, claimedUntil',
-          ConditionExpression: 'claimedAttempt = :attempt AND attribute_not_exists(commandId)',
-          ExpressionAttributeValues: { ':attempt': attempt },
-        }),
-      ),
-    );
+  releaseClaims(rolloutId: string, refs: TargetRef[], attempt: number): Promise<void> {
+    return releaseClaims(this.table, rolloutId, refs, attempt);
   }
 
   /**
@@ -474,23 +417,12 @@ export class RolloutStore {
    * filtered out by DynamoDB, so a scale-out of hundreds does not make this grow.
    * Throws the SDK error.
    */
-  async rolloutsOfParameterSince(
+  rolloutsOfParameterSince(
     parameter: string,
     after: string,
     instanceIds: string[],
   ): Promise<IndexEntry[]> {
-    const names = instanceIds.map((_, i) => `:i${i}`);
-    const items = await this.table.queryAll({
-      KeyConditionExpression: 'pk = :pk AND sk > :after',
-      FilterExpression: `attribute_not_exists(bootstrapOf) OR bootstrapOf IN (${names.join(', ')})`,
-      ExpressionAttributeValues: {
-        ':pk': indexPk({ parameter }),
-        // Entries of the same millisecond sort after `after` itself: `<after>#…` > `<after>`.
-        ':after': after,
-        ...Object.fromEntries(instanceIds.map((id, i) => [`:i${i}`, id])),
-      },
-    });
-    return items.map(toIndexEntry);
+    return rolloutsOfParameterSince(this.table, parameter, after, instanceIds);
   }
 
   /** Rollout items by id, in the order asked; missing ids are left out. */
@@ -498,42 +430,5 @@ export class RolloutStore {
     const items = await this.table.batchGet(rolloutIds.map(rolloutKey));
     const found = new Map(items.map((item) => [item.rolloutId as string, toRollout(item)]));
     return rolloutIds.flatMap((id) => found.get(id) ?? []);
-  }
-
-  private async claimAlertItem(
-    key: { pk: string; sk: string },
-    mayCreate: boolean,
-    onCreate: Record<string, unknown> = {},
-  ): Promise<boolean> {
-    const sets = ['alert = :sending', 'alertClaimUntil = :until'];
-    const values: Record<string, unknown> = {
-      ':sending': 'Sending',
-      ':pending': 'Pending',
-      ':until': this.table.leaseEnd(),
-      ':now': this.table.isoNow(),
-    };
-    const names: Record<string, string> = {};
-    for (const [name, value] of Object.entries(onCreate)) {
-      // `#name`: some attribute names (type) are DynamoDB reserved words.
-      sets.push(`#${name} = if_not_exists(#${name}, :${name})`);
-      names[`#${name}`] = name;
-      values[`:${name}`] = value;
-    }
-    return this.table.conditional({
-      Key: key,
-      UpdateExpression: `SET ${sets.join(', ')}`,
-      ...(Object.keys(names).length > 0 ? { ExpressionAttributeNames: names } : {}),
-      ConditionExpression: `${mayCreate ? 'attribute_not_exists(pk) OR ' : ''}alert = :pending OR (alert = :sending AND alertClaimUntil < :now)`,
-      ExpressionAttributeValues: values,
-    });
-  }
-
-  private async markAlertItemSent(key: { pk: string; sk: string }): Promise<void> {
-    await this.table.conditional({
-      Key: key,
-      UpdateExpression: 'SET alert = :sent REMOVE alertClaimUntil',
-      ConditionExpression: 'alert = :sending',
-      ExpressionAttributeValues: { ':sent': 'Sent', ':sending': 'Sending' },
-    });
   }
 }
