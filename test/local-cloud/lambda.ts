@@ -309,21 +309,29 @@ function splitHandler(handler: string): [string, string] {
 
 export interface SqsMappingOptions {
   queue: Queue;
-  fn: LambdaFunction;
+  fn: Pick<LambdaFunction, 'invoke'>;
   region: string;
   batchSize: number;
   maximumBatchingWindowInSeconds: number;
   reportBatchItemFailures: boolean;
 }
 
-/** An SQS event source mapping: polls one local queue and invokes the function with batches. */
+/**
+ * An SQS event source mapping: polls one local queue and invokes the function with batches.
+ * Like Lambda's pollers it never stops polling: besides the queue's wake-ups it looks again
+ * when the next invisible message is due and at least once per long poll (20 simulated
+ * seconds, ReceiveMessage's longest WaitTimeSeconds), so a missed or early wake-up can delay a
+ * message by one long poll but never strand it.
+ */
 export class SqsEventSourceMapping {
+  static readonly LONG_POLL_SECONDS = 20;
   readonly options: SqsMappingOptions;
   private readonly clock: Clock;
   private busy = false;
   private windowOpen = false;
   private stopped = false;
   private unsubscribe: () => void = () => undefined;
+  private cancelNextPoll: () => void = () => undefined;
   private current: Promise<void> = Promise.resolve();
 
   constructor(options: SqsMappingOptions, clock: Clock) {
@@ -339,9 +347,12 @@ export class SqsEventSourceMapping {
   private poll(): void {
     if (this.stopped || this.busy || this.windowOpen) return;
     const { queue, maximumBatchingWindowInSeconds, batchSize } = this.options;
-    const now = Date.now();
-    const visible = queue.messages.filter((message) => message.visibleAt <= now).length;
-    if (visible === 0) return;
+    const visible = queue.visibleCount();
+    if (visible === 0) {
+      this.pollAgainLater();
+      return;
+    }
+    this.cancelNextPoll();
     if (maximumBatchingWindowInSeconds > 0 && visible < batchSize) {
       // Gather for up to the batching window, unless the batch fills first.
       this.windowOpen = true;
@@ -354,6 +365,16 @@ export class SqsEventSourceMapping {
     this.runBatch();
   }
 
+  /** The next poll: when the next message becomes visible, or after one long poll at most. */
+  private pollAgainLater(): void {
+    this.cancelNextPoll();
+    const longPollMs = this.clock.realMs(SqsEventSourceMapping.LONG_POLL_SECONDS);
+    const next = this.options.queue.nextVisibleAt();
+    const waitMs =
+      next === undefined ? longPollMs : Math.min(longPollMs, next - this.clock.realNow());
+    this.cancelNextPoll = this.clock.afterRealMs(Math.max(1, waitMs), () => this.poll());
+  }
+
   private runBatch(): void {
     if (this.stopped || this.busy) return;
     const { queue, fn, region, batchSize, reportBatchItemFailures } = this.options;
@@ -363,7 +384,10 @@ export class SqsEventSourceMapping {
       if (got.length === 0) break;
       messages.push(...got);
     }
-    if (messages.length === 0) return;
+    if (messages.length === 0) {
+      this.pollAgainLater();
+      return;
+    }
     this.busy = true;
     const records = messages.map((message) => lambdaSqsRecord(queue, message, region));
     this.current = fn.invoke({ Records: records }).then((record) => {
@@ -398,6 +422,7 @@ export class SqsEventSourceMapping {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe();
+    this.cancelNextPoll();
     await this.current.catch(() => undefined);
   }
 }

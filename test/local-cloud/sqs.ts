@@ -125,13 +125,39 @@ export class Queue {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Wakes the listeners once a message is visible. Node's timers run on the monotonic clock and
+   * can fire a millisecond before Date.now() reaches `visibleAt`; a wake that early re-arms
+   * instead of waking listeners that would find nothing.
+   */
   private notifyAt(visibleAt: number): void {
     const wake = () => {
+      if (this.clock.realNow() < visibleAt) {
+        this.notifyAt(visibleAt);
+        return;
+      }
       for (const listener of [...this.listeners]) listener();
     };
-    const delayMs = visibleAt - Date.now();
+    const delayMs = visibleAt - this.clock.realNow();
     if (delayMs <= 0) queueMicrotask(wake);
-    else this.clock.after((delayMs / 1000) * this.clock.scale, wake);
+    else this.clock.afterRealMs(delayMs, wake);
+  }
+
+  /** Real epoch ms at which the next not-yet-visible message becomes visible, if any. */
+  nextVisibleAt(): number | undefined {
+    const now = this.clock.realNow();
+    let next: number | undefined;
+    for (const message of this.messages) {
+      if (message.visibleAt > now && (next === undefined || message.visibleAt < next))
+        next = message.visibleAt;
+    }
+    return next;
+  }
+
+  /** How many messages can be received now. */
+  visibleCount(): number {
+    const now = this.clock.realNow();
+    return this.messages.filter((message) => message.visibleAt <= now).length;
   }
 
   send(
@@ -161,10 +187,10 @@ export class Queue {
       md5OfBody: md5(body),
       ...(md5Attributes === undefined ? {} : { md5OfMessageAttributes: md5Attributes }),
       messageAttributes,
-      sentTimestamp: Date.now(),
+      sentTimestamp: this.clock.nowMs(),
       receiveCount: 0,
       visibleAt:
-        Date.now() +
+        this.clock.realNow() +
         (delay > 0
           ? Math.max(this.clock.realMs(delay), this.delayFloorMs)
           : this.clock.realMs(delay)),
@@ -177,7 +203,7 @@ export class Queue {
 
   /** Receives up to `max` visible messages, making them invisible for the visibility timeout. */
   receive(max: number, visibilityTimeout = this.visibilityTimeout): QueueMessage[] {
-    const now = Date.now();
+    const now = this.clock.realNow();
     const out: QueueMessage[] = [];
     for (const message of [...this.messages]) {
       if (out.length >= max) break;
@@ -193,7 +219,7 @@ export class Queue {
         continue;
       }
       message.receiveCount += 1;
-      message.firstReceiveTimestamp ??= now;
+      message.firstReceiveTimestamp ??= this.clock.nowMs();
       message.receiptHandle = Buffer.from(
         `${this.name} ${message.messageId} ${randomUUID()}`,
       ).toString('base64');
@@ -226,7 +252,7 @@ export class Queue {
   changeVisibility(receiptHandle: string, seconds: number): void {
     checkRange('VisibilityTimeout', seconds, 0, 43200);
     const message = this.findByHandle(receiptHandle);
-    if (!message || message.visibleAt <= Date.now()) {
+    if (!message || message.visibleAt <= this.clock.realNow()) {
       if (!isReceiptHandle(receiptHandle, this.name)) {
         throw sqsError(
           'ReceiptHandleIsInvalid',
@@ -238,7 +264,7 @@ export class Queue {
         'Message does not exist or is not available for visibility timeout change.',
       );
     }
-    message.visibleAt = Date.now() + this.clock.realMs(seconds);
+    message.visibleAt = this.clock.realNow() + this.clock.realMs(seconds);
     this.notifyAt(message.visibleAt);
   }
 
@@ -247,7 +273,7 @@ export class Queue {
   }
 
   attributes(): Record<string, string> {
-    const now = Date.now();
+    const now = this.clock.realNow();
     const inFlight = this.messages.filter((m) => m.visibleAt > now && m.receiveCount > 0).length;
     const delayed = this.messages.filter((m) => m.visibleAt > now && m.receiveCount === 0).length;
     return {
