@@ -91,6 +91,8 @@ export class HttpApi {
   readonly stages: string[];
   readonly requests: ApiRequestRecord[] = [];
   endpoint = '';
+  /** Simulated time for the event's requestTime (the local cloud's clock); real by default. */
+  now: () => Date = () => new Date();
   private readonly principals = new Map<string, Principal>();
   private readonly permitted: (fn: LambdaFunction, sourceArn: string) => boolean;
 
@@ -272,7 +274,7 @@ export class HttpApi {
     }
     const contentType = headers['content-type'] ?? '';
     const text = request.rawBody.length === 0 || TEXT_TYPES.some((re) => re.test(contentType));
-    const now = new Date();
+    const now = this.now();
     const domainName = headers.host ?? `${this.apiId}.execute-api.${this.region}.amazonaws.com`;
     return {
       version: '2.0',

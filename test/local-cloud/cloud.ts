@@ -214,7 +214,7 @@ async function build(
   };
   closers.push(() => clock.stop());
 
-  const fleet = new Fleet(join(workDir, 'fleet'));
+  const fleet = new Fleet(join(workDir, 'fleet'), clock);
   // API calls by `service.Operation` and by caller: what the benchmarks count.
   const calls: ApiCallRecord[] = [];
   const countCall = (service: string, request: Request): Request => {
@@ -222,7 +222,7 @@ async function build(
       service,
       operation: operationOf(request),
       caller: request.accessKeyId,
-      at: Date.now(),
+      at: clock.nowMs(),
     });
     return request;
   };
@@ -305,6 +305,7 @@ async function build(
     // email and others: recorded in sns.published only.
   });
   sns.faults = faults.sns;
+  sns.now = () => clock.now();
   const snsServer = await startServer(
     (request) => sns.handle(countCall('sns', request)),
     () => faults.sns,
@@ -320,6 +321,7 @@ async function build(
 
   const ssm = new SsmService({
     region,
+    clock,
     fleet,
     environmentOf: (instance) => instance.tags[tagKey],
     emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
@@ -617,6 +619,7 @@ async function build(
   if (api === undefined || otherApis.length > 0) {
     throw new Error('local cloud: expected exactly one HTTP API in the template');
   }
+  api.now = () => clock.now();
   api.registerPrincipal(ADMIN_ACCESS_KEY_ID, { secretAccessKey: ADMIN_SECRET, userArn: ADMIN_ARN });
   const apiServer = await startServer((request) => api.handle(request));
   closers.push(() => apiServer.close());

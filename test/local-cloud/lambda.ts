@@ -95,7 +95,11 @@ export class LambdaFunction {
     const [file = '', exportName = 'handler'] = splitHandler(this.options.handler);
     const worker = new Worker(new URL('./lambda-runtime.ts', import.meta.url), {
       env: this.options.environment,
-      workerData: { bundlePath: join(this.options.codeDir, `${file}.mjs`), exportName },
+      workerData: {
+        bundlePath: join(this.options.codeDir, `${file}.mjs`),
+        exportName,
+        clock: { originMs: this.clock.originMs, scale: this.clock.scale },
+      },
       stdout: true,
       stderr: true,
     });
@@ -231,7 +235,7 @@ export class LambdaFunction {
 
   /** An asynchronous (Event) invocation with Lambda's retries and destinations. */
   invokeAsync(event: unknown): void {
-    const queuedAt = Date.now();
+    const queuedAt = this.clock.nowMs();
     const { maximumRetryAttempts, maximumEventAgeInSeconds, onSuccess, onFailure } =
       this.options.asyncConfig;
     const attemptOnce = async (attempt: number): Promise<void> => {
@@ -247,7 +251,7 @@ export class LambdaFunction {
       }
       // Retries: one minute before the second attempt, two before the third (invocation-async-error-handling.html).
       const delay = attempt === 1 ? 60 : 120;
-      const ageSeconds = ((Date.now() - queuedAt) / 1000) * this.clock.scale + delay;
+      const ageSeconds = (this.clock.nowMs() - queuedAt) / 1000 + delay;
       if (attempt <= maximumRetryAttempts && ageSeconds <= maximumEventAgeInSeconds) {
         this.clock.after(delay, () => void attemptOnce(attempt + 1));
         return;
@@ -271,7 +275,7 @@ export class LambdaFunction {
   private destinationRecord(record: InvocationRecord, condition: string, attempts: number): Json {
     return {
       version: '1.0',
-      timestamp: new Date().toISOString(),
+      timestamp: this.clock.now().toISOString(),
       requestContext: {
         requestId: record.requestId,
         functionArn: `${this.options.arn}:$LATEST`,

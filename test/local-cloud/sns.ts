@@ -53,6 +53,8 @@ export class SnsService {
   readonly topics = new Map<string, Topic>();
   readonly published: PublishedMessage[] = [];
   faults: ServiceFaults = {};
+  /** Simulated time for message timestamps (the local cloud's clock); real time by default. */
+  now: () => Date = () => new Date();
   private readonly region: string;
   private readonly deliver: Deliver;
   private readonly listeners = new Set<(message: PublishedMessage) => void>();
@@ -159,7 +161,7 @@ export class SnsService {
       ...(subject === undefined ? {} : { subject }),
       message,
       messageAttributes,
-      timestamp: new Date().toISOString(),
+      timestamp: this.now().toISOString(),
       caller,
     };
     this.published.push(published);

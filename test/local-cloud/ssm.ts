@@ -14,6 +14,7 @@
  *   (GetParameter*), which no function role may do (AccessDeniedException).
  */
 import { randomUUID } from 'node:crypto';
+import type { Clock } from './clock.ts';
 import type { Fleet, Instance } from './fleet.ts';
 import {
   ACCOUNT_ID,
@@ -109,6 +110,8 @@ export interface SsmOptions {
   environmentOf: (instance: Instance) => string | undefined;
   /** Emits an event on the default bus (Parameter Store Change, Run Command status changes). */
   emit: (event: SsmEvent) => void;
+  /** The local cloud's clock: command and parameter dates are simulated time. */
+  clock?: Clock;
 }
 
 const TERMINAL_DETAILS = new Set([
@@ -190,13 +193,18 @@ export class SsmService {
     this.options = options;
   }
 
+  /** The simulated time (real time without a clock). */
+  now(): Date {
+    return this.options.clock?.now() ?? new Date();
+  }
+
   // ---- Documents (from AWS::SSM::Document resources) ----------------------------------------
 
   registerDocument(name: string, content: unknown): void {
     const text = typeof content === 'string' ? content : JSON.stringify(content);
     const document = parseCommandDocument(text);
     validateDocumentDefaults(document);
-    this.documents.set(name, { document, content: text, created: new Date() });
+    this.documents.set(name, { document, content: text, created: this.now() });
   }
 
   // ---- Parameters -------------------------------------------------------------------------
@@ -265,7 +273,7 @@ export class SsmService {
       Type: type,
       Value: value,
       Version: (previous?.Version ?? 0) + 1,
-      LastModifiedDate: new Date(),
+      LastModifiedDate: this.now(),
       LastModifiedUser: user,
       ...((input.Description ?? previous?.Description)
         ? { Description: input.Description ?? previous?.Description }
@@ -718,7 +726,7 @@ export class SsmService {
     }
     const parameters = (input.Parameters ?? {}) as Record<string, string[]>;
     const resolved = validateSendCommandParameters(document, parameters);
-    const now = new Date();
+    const now = this.now();
     const timeoutSeconds = typeof input.TimeoutSeconds === 'number' ? input.TimeoutSeconds : 3600;
     const stepTimeout = Math.max(
       ...document.mainSteps.map((step) => Number(step.inputs.timeoutSeconds ?? 3600)),
@@ -1049,7 +1057,7 @@ export class SsmService {
       ExecutionStartDateTime: invocation.executionStart?.toISOString() ?? '',
       ExecutionElapsedTime: invocation.executionStart
         ? elapsed(
-            (invocation.executionEnd ?? new Date()).getTime() - invocation.executionStart.getTime(),
+            (invocation.executionEnd ?? this.now()).getTime() - invocation.executionStart.getTime(),
           )
         : '',
       ExecutionEndDateTime: invocation.executionEnd?.toISOString() ?? '',
