@@ -40,17 +40,16 @@ const realNow = Date.now.bind(Date);
 const simNow = () =>
   Math.round(clock.originMs + (realNow() - clock.originMs) * clock.scale) + aheadMs;
 if (aheadMs !== 0 || clock.scale !== 1) {
+  // A Proxy rather than a subclass: `Date()` called without `new` still returns a string, and
+  // `instanceof Date`, Date.parse, Date.UTC and the prototype stay the real ones.
   const RealDate = Date;
-  class SimulatedDate extends RealDate {
-    constructor(...args: unknown[]) {
-      if (args.length === 0) super(simNow());
-      else super(...(args as [string | number | Date]));
-    }
-    static override now(): number {
-      return simNow();
-    }
-  }
-  globalThis.Date = SimulatedDate as DateConstructor;
+  globalThis.Date = new Proxy(RealDate, {
+    construct: (target, args: unknown[], newTarget) =>
+      Reflect.construct(target, args.length === 0 ? [simNow()] : args, newTarget),
+    apply: () => new RealDate(simNow()).toString(),
+    get: (target, property, receiver) =>
+      property === 'now' ? simNow : Reflect.get(target, property, receiver),
+  });
 }
 
 const port = parentPort;
