@@ -14,6 +14,7 @@ import {
   GetParameterCommand,
   GetParametersByPathCommand,
   LabelParameterVersionCommand,
+  ListCommandInvocationsCommand,
   ListCommandsCommand,
   PutParameterCommand,
   SendCommandCommand,
@@ -25,6 +26,17 @@ import type { LocalCloud } from '../local-cloud/cloud.ts';
 import { errorCode, findClis, runCli } from './clients.ts';
 
 const clis = findClis();
+
+/** The document's parameters for one file, as the service sends them (shared/commands.ts). */
+const DOCUMENT_PARAMETERS = {
+  ParameterName: ['/conf/a'],
+  DestinationPath: ['/etc/app/conformance.env'],
+  FileOwner: ['root'],
+  FileGroup: ['root'],
+  FileMode: ['0400'],
+  Format: ['raw'],
+  Backups: ['1'],
+};
 
 describe('SSM conformance', () => {
   let cloud: LocalCloud;
@@ -140,15 +152,7 @@ describe('SSM conformance', () => {
         new SendCommandCommand({
           DocumentName: cloud.documentName,
           InstanceIds: [instance.id],
-          Parameters: {
-            ParameterName: ['/conf/a'],
-            DestinationPath: ['/etc/app/conformance.env'],
-            FileOwner: ['root'],
-            FileGroup: ['root'],
-            FileMode: ['0400'],
-            Format: ['raw'],
-            Backups: ['1'],
-          },
+          Parameters: DOCUMENT_PARAMETERS,
           TimeoutSeconds: 3600,
         }),
       );
@@ -172,6 +176,37 @@ describe('SSM conformance', () => {
       await expect(
         ssm.send(new CancelCommandCommand({ CommandId: '00000000-0000-4000-8000-000000000000' })),
       ).rejects.toMatchObject({ name: 'InvalidCommandId' });
+    });
+    it('ListCommands matches Status, not StatusDetails: a Failed (Incomplete) command is listed', async () => {
+      // Arrange: one instance that may read /conf/a and one that may not (its fetch fails)
+      const reader = cloud.fleet.add({ tags: { Environment: 'conf', Name: 'reads' } });
+      const denied = cloud.fleet.add({ tags: { Name: 'denied' } });
+      const sent = await ssm.send(
+        new SendCommandCommand({
+          DocumentName: cloud.documentName,
+          InstanceIds: [reader.id, denied.id],
+          Parameters: DOCUMENT_PARAMETERS,
+          MaxErrors: '1',
+        }),
+      );
+      const commandId = sent.Command?.CommandId as string;
+      await cloud.commandsSettled();
+
+      // Act
+      const failed = await ssm.send(
+        new ListCommandsCommand({ Filters: [{ key: 'Status', value: 'Failed' }] }),
+      );
+
+      // Assert: one of two failed within MaxErrors 1: Status Failed, StatusDetails Incomplete
+      const command = failed.Commands?.find((c) => c.CommandId === commandId);
+      expect(command).toMatchObject({ Status: 'Failed', StatusDetails: 'Incomplete' });
+      const invocations = await ssm.send(
+        new ListCommandInvocationsCommand({
+          CommandId: commandId,
+          Filters: [{ key: 'Status', value: 'Failed' }],
+        }),
+      );
+      expect(invocations.CommandInvocations?.map((i) => i.InstanceId)).toEqual([denied.id]);
     });
   });
 
