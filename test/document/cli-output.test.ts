@@ -5,11 +5,14 @@
  * other tests use prints exactly those bytes and that the document writes the value from them;
  * when a real AWS CLI is installed they also check the real one (through a local endpoint
  * speaking the SSM JSON protocol) and run the document with it. Nothing is skipped without one.
+ * The endpoint is given with `--endpoint-url`, which every CLI version honours; AWS_ENDPOINT_URL
+ * is ignored before aws-cli 2.13 (Debian ships 2.9), which then calls ssm.eu-west-1.amazonaws.com.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResultLine } from '../../shared/document-contract.ts';
@@ -69,10 +72,22 @@ describe('the AWS CLI text output the fetch depends on', { timeout: 30_000 }, ()
     await new Promise((resolve) => server.close(resolve));
   });
 
+  /**
+   * The real CLI pointed at the endpoint: a two-line `aws` that adds `--endpoint-url` before the
+   * document's own arguments, so the document runs unchanged.
+   */
+  function realCliWithEndpoint(onTestFinished: (fn: () => void) => void): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sfcli'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const wrapper = join(dir, 'aws');
+    writeFileSync(wrapper, `#!/bin/sh\nexec '${realAws}' --endpoint-url '${endpoint}' "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    return wrapper;
+  }
+
   function cliEnvironment(home: string): Record<string, string> {
     return {
       HOME: home,
-      AWS_ENDPOINT_URL: endpoint,
       AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'test',
       AWS_DEFAULT_REGION: 'eu-west-1',
@@ -115,8 +130,11 @@ describe('the AWS CLI text output the fetch depends on', { timeout: 30_000 }, ()
 
     if (realAws !== undefined) {
       const real = await new Promise<Buffer>((resolve, reject) => {
-        execFile(realAws, args, { env, encoding: 'buffer' }, (error, stdout) =>
-          error ? reject(error) : resolve(stdout),
+        execFile(
+          realAws,
+          ['--endpoint-url', endpoint, ...args],
+          { env, encoding: 'buffer' },
+          (error, stdout) => (error ? reject(error) : resolve(stdout)),
         );
       });
       expect(real).toEqual(fake);
@@ -134,7 +152,9 @@ describe('the AWS CLI text output the fetch depends on', { timeout: 30_000 }, ()
     it('writes the exact bytes the CLI fetched (the real one when installed)', async ({
       onTestFinished,
     }) => {
-      const box = makeSandbox(realAws === undefined ? {} : { realAws });
+      const box = makeSandbox(
+        realAws === undefined ? {} : { realAws: realCliWithEndpoint(onTestFinished) },
+      );
       onTestFinished(() => box.cleanup());
       box.setParameter(HOSTILE, 42);
 

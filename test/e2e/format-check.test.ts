@@ -56,8 +56,8 @@ describe('a value that fails the format check, end to end on the local cloud', (
     rolloutId = await rolloutOfChange(cloud, 0);
     view = await settledView(cloud, rolloutId);
     await cloud.waitFor(() => alertsOf(cloud, rolloutId).length > 0, { message: 'the alert' });
-    // Anything that would make a second alert has had time to.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Anything that would make a second alert has had time to (simulated minutes).
+    await cloud.clock.sleep(50);
   }, 120_000);
 
   afterAll(async () => {

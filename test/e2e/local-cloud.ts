@@ -40,8 +40,12 @@ export function startTestCloud(
   return startLocalCloud({
     packagedDir: options.packagedDir ?? inject('packagedDir'),
     fleet,
-    // 500 simulated seconds per real second: a 600 s delivery timeout takes 1.2 s.
-    clockScale: 500,
+    // 100 simulated seconds per real second: a 600 s delivery timeout takes 6 s. The functions
+    // read this clock too (one clock), so every real second a loaded machine spends on a chain
+    // of invocations is 100 simulated seconds for the sweeps (first due 1,320 s after a rollout),
+    // the sending lease (120 s) and the retries: 100× keeps a loaded 2-core machine's worst
+    // chains (cold starts of several seconds) well inside them, as AWS's real latencies are.
+    clockScale: 100,
     agent: { deliverySeconds: 1 },
     // A retry's backoff (≥15 s in AWS) must outlast the tracker's DynamoDB commit, which a
     // 500× clock would squeeze to 30 ms (see the report on the retry-before-commit race).

@@ -68,7 +68,7 @@ describe('a flaky instance, end to end on the local cloud', () => {
 
   it('alerts once, for the unreachable instance only: the retry is no failure', async () => {
     await cloud.waitFor(() => alertsOf(cloud, rolloutId).length > 0, { message: 'the alert' });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await cloud.clock.sleep(30);
     const alerts = alertsOf(cloud, rolloutId);
     expect(alerts).toHaveLength(1);
     expect(alerts[0]?.message).toContain(PROD_UNMANAGED);

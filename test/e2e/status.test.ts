@@ -11,9 +11,12 @@ import {
   startTestCloud,
 } from './local-cloud.ts';
 
-/** Rollout ids have second precision: start the next rollout in a new second so ids sort by time. */
-async function nextSecond(): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, 1005 - (Date.now() % 1000)));
+/**
+ * Rollout ids have second precision (the functions' clock, which is the local cloud's): start
+ * the next rollout in a new second so ids sort by time.
+ */
+async function nextSecond(cloud: LocalCloud): Promise<void> {
+  await cloud.clock.sleep((1005 - (cloud.clock.nowMs() % 1000)) / 1000);
 }
 
 describe('the on-call view (status), end to end on the local cloud', () => {
@@ -51,12 +54,12 @@ describe('the on-call view (status), end to end on the local cloud', () => {
     ]);
     clean = await rollout('DB_PASSWORD=one\n');
     await settled(clean);
-    await nextSecond();
+    await nextSecond(cloud);
     // PROD_3 cannot fetch three times: every attempt fails, the rollout settles with a failure.
     cloud.fleet.setFaults(PROD_3, { fetchFailures: 3 });
     withFailures = await rollout('DB_PASSWORD=two\n');
     await settled(withFailures);
-    await nextSecond();
+    await nextSecond(cloud);
     // PROD_3's agent takes ages to pick the command up (it comes last: MaxConcurrency 25% of 3
     // runs one instance at a time): the rollout stays in progress.
     cloud.fleet.setFaults(PROD_3, { agentLatencySeconds: 1_000_000 });

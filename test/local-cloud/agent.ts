@@ -100,7 +100,7 @@ export class Agents {
         resolve();
       };
       // The command expires TimeoutSeconds + execution timeout after it was sent.
-      const expiresInSeconds = (command.expiresAfter.getTime() - Date.now()) / 1000;
+      const expiresInSeconds = (command.expiresAfter.getTime() - clock.nowMs()) / 1000;
       cleanups.push(
         clock.after(Math.max(0, expiresInSeconds), () => {
           if (running) return;
@@ -170,7 +170,7 @@ export class Agents {
       if (name.endsWith('Path') && typeof value === 'string' && value.startsWith('/'))
         resolved[name] = instance.path(value);
     }
-    const start = new Date();
+    const start = clock.now();
     ssm.updateInvocation(command, instance.id, {
       status: 'InProgress',
       statusDetails: 'InProgress',
@@ -221,7 +221,7 @@ export class Agents {
       if (exitCode !== 0 || timedOut) break;
     }
     if (this.stopped) return;
-    const end = new Date();
+    const end = clock.now();
     if (timedOut) {
       ssm.updateInvocation(command, instance.id, {
         status: 'TimedOut',
@@ -268,7 +268,7 @@ export class Agents {
       statusDetails: exitCode === 0 ? 'Success' : 'Failed',
       responseCode: exitCode,
       executionStart: start,
-      executionEnd: new Date(),
+      executionEnd: this.options.clock.now(),
       stdout,
       stderr: '',
     });

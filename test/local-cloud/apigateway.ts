@@ -26,7 +26,11 @@
 
 import type { Reply, Request } from './http.ts';
 import type { LambdaFunction } from './lambda.ts';
-import { parseAuthorization, verifySignature } from './sigv4.ts';
+import {
+  parseAuthorization,
+  SIGNATURE_MISMATCH as verifyMismatch,
+  verifySignature,
+} from './sigv4.ts';
 import type { Stack } from './template.ts';
 
 type Json = Record<string, any>;
@@ -38,6 +42,11 @@ export interface Principal {
   userArn: string;
   /** AIDA… for a user, AROA…:session for a role session. Derived from the ARN if omitted. */
   userId?: string;
+  /**
+   * The session token of temporary credentials (an assumed role's); requests with this key must
+   * carry it in x-amz-security-token, and requests with a long-term key must not carry one.
+   */
+  sessionToken?: string;
   /** Whether an IAM policy lets it call execute-api:Invoke on this API. Default true. */
   allowed?: boolean;
   principalOrgId?: string;
@@ -91,6 +100,8 @@ export class HttpApi {
   readonly stages: string[];
   readonly requests: ApiRequestRecord[] = [];
   endpoint = '';
+  /** Simulated time for the event's requestTime (the local cloud's clock); real by default. */
+  now: () => Date = () => new Date();
   private readonly principals = new Map<string, Principal>();
   private readonly permitted: (fn: LambdaFunction, sourceArn: string) => boolean;
 
@@ -152,12 +163,33 @@ export class HttpApi {
       const authorization = String(request.headers.authorization ?? '');
       if (authorization === '') return done(message(403, 'Forbidden'));
       const parsed = parseAuthorization(authorization);
-      if (parsed === undefined || parsed.service !== 'execute-api') {
-        return done(message(403, 'Forbidden'));
+      if (parsed === undefined) return done(message(403, 'Forbidden'));
+      // The credential scope names the API's region and execute-api; API Gateway refuses others
+      // with these messages, trailing space included: {"message":"Credential should be scoped to
+      // a valid region, not 'eu-west-1'. "} (as reported in aws/aws-sdk-js#792, joona/aws-es-curl#15).
+      if (parsed.region !== this.region) {
+        return done(
+          message(403, `Credential should be scoped to a valid region, not '${parsed.region}'. `),
+        );
+      }
+      if (parsed.service !== 'execute-api') {
+        return done(
+          message(403, "Credential should be scoped to correct service: 'execute-api'. "),
+        );
       }
       const principal = this.principals.get(parsed.accessKeyId);
-      if (principal === undefined) {
+      const token = request.headers['x-amz-security-token'];
+      if (
+        principal === undefined ||
+        (token === undefined ? undefined : String(token)) !== principal.sessionToken
+      ) {
         return done(message(403, 'The security token included in the request is invalid.'));
+      }
+      if (
+        principal.sessionToken !== undefined &&
+        !parsed.signedHeaders.includes('x-amz-security-token')
+      ) {
+        return done(message(403, verifyMismatch));
       }
       const verified = await verifySignature(
         {
@@ -272,7 +304,7 @@ export class HttpApi {
     }
     const contentType = headers['content-type'] ?? '';
     const text = request.rawBody.length === 0 || TEXT_TYPES.some((re) => re.test(contentType));
-    const now = new Date();
+    const now = this.now();
     const domainName = headers.host ?? `${this.apiId}.execute-api.${this.region}.amazonaws.com`;
     return {
       version: '2.0',

@@ -218,7 +218,7 @@ export class AutoScalingService extends EventEmitter<{ activity: [ScalingActivit
         token,
         hookName: hook.name,
         instanceId: instance.id,
-        startedAt: new Date(),
+        startedAt: this.options.clock.now(),
         cancelTimeout,
       });
       this.setLifecycleState(group, instance.id, 'Pending:Wait');
@@ -407,7 +407,7 @@ export class AutoScalingService extends EventEmitter<{ activity: [ScalingActivit
     this.seq += 1;
     const activity: ScalingActivity = {
       seq: this.seq,
-      at: new Date(),
+      at: this.options.clock.now(),
       group: group.name,
       instanceId,
       kind,

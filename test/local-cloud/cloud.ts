@@ -214,7 +214,7 @@ async function build(
   };
   closers.push(() => clock.stop());
 
-  const fleet = new Fleet(join(workDir, 'fleet'));
+  const fleet = new Fleet(join(workDir, 'fleet'), clock);
   // API calls by `service.Operation` and by caller: what the benchmarks count.
   const calls: ApiCallRecord[] = [];
   const countCall = (service: string, request: Request): Request => {
@@ -222,7 +222,7 @@ async function build(
       service,
       operation: operationOf(request),
       caller: request.accessKeyId,
-      at: Date.now(),
+      at: clock.nowMs(),
     });
     return request;
   };
@@ -305,6 +305,7 @@ async function build(
     // email and others: recorded in sns.published only.
   });
   sns.faults = faults.sns;
+  sns.now = () => clock.now();
   const snsServer = await startServer(
     (request) => sns.handle(countCall('sns', request)),
     () => faults.sns,
@@ -320,6 +321,7 @@ async function build(
 
   const ssm = new SsmService({
     region,
+    clock,
     fleet,
     environmentOf: (instance) => instance.tags[tagKey],
     emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
@@ -333,6 +335,41 @@ async function build(
 
   const ec2 = new Ec2Service(fleet, region);
   ec2.faults = faults.ec2;
+  // A user's RunInstances / TerminateInstances / CreateTags / DeleteTags: the instance's life and
+  // the events AWS emits for it (EC2 state-change events come from the fleet's 'state' below).
+  const tagVersions = new Map<string, number>();
+  ec2.hooks = {
+    launch: (tags) => {
+      const instance = fleet.add({ tags, state: 'pending' });
+      fleet.emit('state', { instance, previousState: 'pending' });
+      clock.after(5, () => {
+        if (instance.state === 'pending') fleet.setState(instance.id, 'running');
+      });
+      return instance;
+    },
+    terminate: (instance) => {
+      fleet.setState(instance.id, 'shutting-down');
+      clock.after(1, () => fleet.setState(instance.id, 'terminated'));
+    },
+    // "Tag Change on Resource" from aws.tag, with every tag the resource now has
+    // (https://docs.aws.amazon.com/tag-editor/latest/userguide/monitor-tag-changes.html).
+    tagsChanged: (instance, changedKeys) => {
+      const version = (tagVersions.get(instance.id) ?? 0) + 1;
+      tagVersions.set(instance.id, version);
+      bus.put(
+        'aws.tag',
+        'Tag Change on Resource',
+        {
+          'changed-tag-keys': changedKeys,
+          service: 'ec2',
+          'resource-type': 'instance',
+          version,
+          tags: { ...instance.tags },
+        },
+        [`arn:aws:ec2:${region}:${stack.context.accountId}:instance/${instance.id}`],
+      );
+    },
+  };
   const ec2Server = await startServer(
     (request) => ec2.handle(countCall('ec2', request)),
     () => faults.ec2,
@@ -617,6 +654,7 @@ async function build(
   if (api === undefined || otherApis.length > 0) {
     throw new Error('local cloud: expected exactly one HTTP API in the template');
   }
+  api.now = () => clock.now();
   api.registerPrincipal(ADMIN_ACCESS_KEY_ID, { secretAccessKey: ADMIN_SECRET, userArn: ADMIN_ARN });
   const apiServer = await startServer((request) => api.handle(request));
   closers.push(() => apiServer.close());

@@ -65,6 +65,9 @@ export class EventBus {
   readonly rules: Rule[] = [];
   /** Every event put on the bus, in order. */
   readonly events: AwsEvent[] = [];
+  /** Events a `dropWhen` fault kept from every rule. */
+  readonly dropped: AwsEvent[] = [];
+  private readonly droppers = new Set<(event: AwsEvent) => boolean>();
   readonly deliveries: Delivery[] = [];
   private readonly region: string;
   private readonly clock: Clock;
@@ -89,6 +92,16 @@ export class EventBus {
     this.rules.push(rule);
   }
 
+  /**
+   * A fault: events matching `predicate` are put (they are in `events`) but never delivered to
+   * a rule, as when AWS loses a best-effort event (Run Command status events are best effort).
+   * Returns a function that ends the fault.
+   */
+  dropWhen(predicate: (event: AwsEvent) => boolean): () => void {
+    this.droppers.add(predicate);
+    return () => this.droppers.delete(predicate);
+  }
+
   onEvent(listener: (event: AwsEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -103,7 +116,10 @@ export class EventBus {
       source,
       account: ACCOUNT_ID,
       // Events carry second precision, e.g. "2017-05-22T16:44:48Z".
-      time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      time: this.clock
+        .now()
+        .toISOString()
+        .replace(/\.\d{3}Z$/, 'Z'),
       region: this.region,
       resources,
       detail,
@@ -116,6 +132,10 @@ export class EventBus {
   putEvent(event: AwsEvent): void {
     this.events.push(event);
     for (const listener of [...this.listeners]) listener(event);
+    if ([...this.droppers].some((drop) => drop(event))) {
+      this.dropped.push(event);
+      return;
+    }
     for (const rule of this.rules) {
       if (!rule.enabled || !matchesPattern(rule.pattern, event)) continue;
       for (const target of rule.targets) void this.deliver(rule, target, event, 0);
@@ -145,7 +165,7 @@ export class EventBus {
         maximumRetryAttempts: 185,
         maximumEventAgeInSeconds: 86400,
       };
-      const ageSeconds = (Date.now() - new Date(event.time).getTime()) / 1000;
+      const ageSeconds = (this.clock.nowMs() - new Date(event.time).getTime()) / 1000;
       // Exponential back-off with jitter between attempts (eb-rule-retry-policy.html).
       const backoff = Math.min(300, 2 ** attempt) * (0.5 + Math.random() / 2);
       if (

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Clock } from './clock.ts';
 
 export type InstanceState =
   | 'pending'
@@ -67,19 +68,27 @@ export class Instance {
   readonly root: string;
   /** Where the shims keep their records for this instance. */
   readonly stateDir: string;
-  readonly launchTime = new Date();
+  readonly launchTime: Date;
   readonly privateIp: string;
-  registeredAt = new Date();
+  registeredAt: Date;
   tags: Record<string, string>;
   state: InstanceState;
   managed: boolean;
   online: boolean;
   faults: InstanceFaults;
   users: string[];
-  lastPing = new Date();
+  lastPing: Date;
 
-  constructor(spec: InstanceSpec & { id: string }, fleetRoot: string, index: number) {
+  constructor(
+    spec: InstanceSpec & { id: string },
+    fleetRoot: string,
+    index: number,
+    now: Date = new Date(),
+  ) {
     this.id = spec.id;
+    this.launchTime = now;
+    this.registeredAt = now;
+    this.lastPing = now;
     this.root = join(fleetRoot, spec.id);
     this.stateDir = join(this.root, '.local-cloud');
     this.tags = { ...spec.tags };
@@ -181,8 +190,12 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
   readonly bin: string;
   private readonly byId = new Map<string, Instance>();
 
-  constructor(root: string) {
+  /** Where launch, registration and ping times come from (the local cloud's simulated time). */
+  readonly clock: Clock;
+
+  constructor(root: string, clock: Clock = new Clock()) {
     super();
+    this.clock = clock;
     // One listener per undelivered invocation: thousands in a benchmark, not a leak.
     this.setMaxListeners(0);
     this.root = root;
@@ -194,7 +207,7 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
     const id = spec.id ?? `i-0${randomBytes(8).toString('hex')}`;
     if (!/^i-(\w{8}|\w{17})$/.test(id)) throw new Error(`invalid instance id ${id}`);
     if (this.byId.has(id)) throw new Error(`instance ${id} already exists`);
-    const instance = new Instance({ ...spec, id }, this.root, this.byId.size);
+    const instance = new Instance({ ...spec, id }, this.root, this.byId.size, this.clock.now());
     this.byId.set(id, instance);
     return instance;
   }
@@ -232,7 +245,7 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
   setOnline(id: string, online: boolean): void {
     const instance = this.get(id);
     instance.online = online;
-    instance.lastPing = new Date();
+    instance.lastPing = this.clock.now();
     if (instance.reachable) this.emit('online', instance);
   }
 
@@ -243,8 +256,8 @@ export class Fleet extends EventEmitter<{ state: [FleetChange]; online: [Instanc
   register(id: string): void {
     const instance = this.get(id);
     instance.managed = true;
-    instance.registeredAt = new Date();
-    instance.lastPing = new Date();
+    instance.registeredAt = this.clock.now();
+    instance.lastPing = this.clock.now();
     if (instance.reachable) this.emit('online', instance);
   }
 

@@ -118,7 +118,17 @@ async function serve(
     if (faults?.latencyMs) await new Promise((resolve) => setTimeout(resolve, faults.latencyMs));
     reply = await handler(request);
   } catch (error) {
-    reply = { status: 500, body: `local cloud: ${(error as Error).stack ?? String(error)}` };
+    // A defect of the local cloud: AWS's shape for an internal error, the stack on stderr only.
+    console.error(`local cloud: ${req.method} ${req.url}:`, error);
+    reply = {
+      status: 500,
+      headers: { 'content-type': 'application/x-amz-json-1.1' },
+      body: JSON.stringify({
+        __type: 'InternalFailure',
+        message:
+          'The request processing has failed because of an unknown error, exception or failure.',
+      }),
+    };
   }
   if (res.destroyed) return;
   res.writeHead(reply.status, {

@@ -21,29 +21,37 @@ interface InvokeMessage {
   };
 }
 
+const { bundlePath, exportName, clock } = workerData as {
+  bundlePath: string;
+  exportName: string;
+  /** The local cloud's clock (clock.ts): simulated = origin + (real - origin) × scale. */
+  clock: { originMs: number; scale: number };
+};
+
 /**
- * A function clock running ahead (LOCAL_CLOUD_CLOCK_AHEAD_SECONDS): the fast clock shortens
- * waits but not wall-clock budgets the functions measure themselves (a bootstrap's
- * `timeoutSeconds`, counted from the event's time). A clock N seconds ahead lets a test reach
- * such a budget in real seconds. Set before the bundle loads; `new Date()` and `Date.now()`.
+ * One clock: the function reads the local cloud's simulated time (`new Date()`, `Date.now()`),
+ * so what it writes to DynamoDB, and the due times, budgets and leases it compares with event
+ * times, move at the pace of every wait in the local cloud. A clock also running ahead
+ * (LOCAL_CLOUD_CLOCK_AHEAD_SECONDS) lets a test start a function past a budget. Set before the
+ * bundle loads. Timers (setTimeout) and the invocation deadline stay real.
  */
 const aheadMs = Number(process.env.LOCAL_CLOUD_CLOCK_AHEAD_SECONDS ?? 0) * 1000;
 const realNow = Date.now.bind(Date);
-if (aheadMs > 0) {
+const simNow = () =>
+  Math.round(clock.originMs + (realNow() - clock.originMs) * clock.scale) + aheadMs;
+if (aheadMs !== 0 || clock.scale !== 1) {
+  // A Proxy rather than a subclass: `Date()` called without `new` still returns a string, and
+  // `instanceof Date`, Date.parse, Date.UTC and the prototype stay the real ones.
   const RealDate = Date;
-  class AheadDate extends RealDate {
-    constructor(...args: unknown[]) {
-      if (args.length === 0) super(realNow() + aheadMs);
-      else super(...(args as [string | number | Date]));
-    }
-    static override now(): number {
-      return realNow() + aheadMs;
-    }
-  }
-  globalThis.Date = AheadDate as DateConstructor;
+  globalThis.Date = new Proxy(RealDate, {
+    construct: (target, args: unknown[], newTarget) =>
+      Reflect.construct(target, args.length === 0 ? [simNow()] : args, newTarget),
+    apply: () => new RealDate(simNow()).toString(),
+    get: (target, property, receiver) =>
+      property === 'now' ? simNow : Reflect.get(target, property, receiver),
+  });
 }
 
-const { bundlePath, exportName } = workerData as { bundlePath: string; exportName: string };
 const port = parentPort;
 if (!port) throw new Error('lambda-runtime.ts must run in a worker thread');
 let currentRequestId = '';

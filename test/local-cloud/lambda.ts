@@ -95,7 +95,11 @@ export class LambdaFunction {
     const [file = '', exportName = 'handler'] = splitHandler(this.options.handler);
     const worker = new Worker(new URL('./lambda-runtime.ts', import.meta.url), {
       env: this.options.environment,
-      workerData: { bundlePath: join(this.options.codeDir, `${file}.mjs`), exportName },
+      workerData: {
+        bundlePath: join(this.options.codeDir, `${file}.mjs`),
+        exportName,
+        clock: { originMs: this.clock.originMs, scale: this.clock.scale },
+      },
       stdout: true,
       stderr: true,
     });
@@ -231,7 +235,7 @@ export class LambdaFunction {
 
   /** An asynchronous (Event) invocation with Lambda's retries and destinations. */
   invokeAsync(event: unknown): void {
-    const queuedAt = Date.now();
+    const queuedAt = this.clock.nowMs();
     const { maximumRetryAttempts, maximumEventAgeInSeconds, onSuccess, onFailure } =
       this.options.asyncConfig;
     const attemptOnce = async (attempt: number): Promise<void> => {
@@ -247,7 +251,7 @@ export class LambdaFunction {
       }
       // Retries: one minute before the second attempt, two before the third (invocation-async-error-handling.html).
       const delay = attempt === 1 ? 60 : 120;
-      const ageSeconds = ((Date.now() - queuedAt) / 1000) * this.clock.scale + delay;
+      const ageSeconds = (this.clock.nowMs() - queuedAt) / 1000 + delay;
       if (attempt <= maximumRetryAttempts && ageSeconds <= maximumEventAgeInSeconds) {
         this.clock.after(delay, () => void attemptOnce(attempt + 1));
         return;
@@ -271,7 +275,7 @@ export class LambdaFunction {
   private destinationRecord(record: InvocationRecord, condition: string, attempts: number): Json {
     return {
       version: '1.0',
-      timestamp: new Date().toISOString(),
+      timestamp: this.clock.now().toISOString(),
       requestContext: {
         requestId: record.requestId,
         functionArn: `${this.options.arn}:$LATEST`,
@@ -309,21 +313,29 @@ function splitHandler(handler: string): [string, string] {
 
 export interface SqsMappingOptions {
   queue: Queue;
-  fn: LambdaFunction;
+  fn: Pick<LambdaFunction, 'invoke'>;
   region: string;
   batchSize: number;
   maximumBatchingWindowInSeconds: number;
   reportBatchItemFailures: boolean;
 }
 
-/** An SQS event source mapping: polls one local queue and invokes the function with batches. */
+/**
+ * An SQS event source mapping: polls one local queue and invokes the function with batches.
+ * Like Lambda's pollers it never stops polling: besides the queue's wake-ups it looks again
+ * when the next invisible message is due and at least once per long poll (20 simulated
+ * seconds, ReceiveMessage's longest WaitTimeSeconds), so a missed or early wake-up can delay a
+ * message by one long poll but never strand it.
+ */
 export class SqsEventSourceMapping {
+  static readonly LONG_POLL_SECONDS = 20;
   readonly options: SqsMappingOptions;
   private readonly clock: Clock;
   private busy = false;
   private windowOpen = false;
   private stopped = false;
   private unsubscribe: () => void = () => undefined;
+  private cancelNextPoll: () => void = () => undefined;
   private current: Promise<void> = Promise.resolve();
 
   constructor(options: SqsMappingOptions, clock: Clock) {
@@ -339,9 +351,12 @@ export class SqsEventSourceMapping {
   private poll(): void {
     if (this.stopped || this.busy || this.windowOpen) return;
     const { queue, maximumBatchingWindowInSeconds, batchSize } = this.options;
-    const now = Date.now();
-    const visible = queue.messages.filter((message) => message.visibleAt <= now).length;
-    if (visible === 0) return;
+    const visible = queue.visibleCount();
+    if (visible === 0) {
+      this.pollAgainLater();
+      return;
+    }
+    this.cancelNextPoll();
     if (maximumBatchingWindowInSeconds > 0 && visible < batchSize) {
       // Gather for up to the batching window, unless the batch fills first.
       this.windowOpen = true;
@@ -354,6 +369,16 @@ export class SqsEventSourceMapping {
     this.runBatch();
   }
 
+  /** The next poll: when the next message becomes visible, or after one long poll at most. */
+  private pollAgainLater(): void {
+    this.cancelNextPoll();
+    const longPollMs = this.clock.realMs(SqsEventSourceMapping.LONG_POLL_SECONDS);
+    const next = this.options.queue.nextVisibleAt();
+    const waitMs =
+      next === undefined ? longPollMs : Math.min(longPollMs, next - this.clock.realNow());
+    this.cancelNextPoll = this.clock.afterRealMs(Math.max(1, waitMs), () => this.poll());
+  }
+
   private runBatch(): void {
     if (this.stopped || this.busy) return;
     const { queue, fn, region, batchSize, reportBatchItemFailures } = this.options;
@@ -363,7 +388,10 @@ export class SqsEventSourceMapping {
       if (got.length === 0) break;
       messages.push(...got);
     }
-    if (messages.length === 0) return;
+    if (messages.length === 0) {
+      this.pollAgainLater();
+      return;
+    }
     this.busy = true;
     const records = messages.map((message) => lambdaSqsRecord(queue, message, region));
     this.current = fn.invoke({ Records: records }).then((record) => {
@@ -398,6 +426,7 @@ export class SqsEventSourceMapping {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe();
+    this.cancelNextPoll();
     await this.current.catch(() => undefined);
   }
 }

@@ -49,8 +49,13 @@ function toBytes(data: string | ArrayBuffer | ArrayBufferView): Uint8Array {
   return new Uint8Array(data);
 }
 
-function signer(credentials: Credentials, region: string, service: string): SignatureV4 {
-  return new SignatureV4({ credentials, region, service, sha256: Sha256 });
+function signer(
+  credentials: Credentials,
+  region: string,
+  service: string,
+  applyChecksum = true,
+): SignatureV4 {
+  return new SignatureV4({ credentials, region, service, sha256: Sha256, applyChecksum });
 }
 
 export interface SignedRequestInput {
@@ -62,6 +67,11 @@ export interface SignedRequestInput {
   region: string;
   /** Signing name; `execute-api` for API Gateway. */
   service?: string;
+  /**
+   * Sign an x-amz-content-sha256 header too (the JS SDK does); false signs only the standard
+   * headers, as botocore's SigV4Auth does. Default true.
+   */
+  applyChecksum?: boolean;
 }
 
 /** The headers to send for a SigV4-signed request (host, x-amz-date, authorization, …). */
@@ -75,18 +85,21 @@ export async function signedHeaders(input: SignedRequestInput): Promise<Record<s
         ? value
         : [...(Array.isArray(existing) ? existing : [existing]), value];
   }
-  const signed = await signer(input.credentials, input.region, input.service ?? 'execute-api').sign(
-    {
-      method: input.method.toUpperCase(),
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port ? { port: Number(url.port) } : {}),
-      path: url.pathname,
-      query,
-      headers: { host: url.host, ...input.headers },
-      ...(input.body === undefined ? {} : { body: input.body }),
-    },
-  );
+  const signed = await signer(
+    input.credentials,
+    input.region,
+    input.service ?? 'execute-api',
+    input.applyChecksum ?? true,
+  ).sign({
+    method: input.method.toUpperCase(),
+    protocol: url.protocol,
+    hostname: url.hostname,
+    ...(url.port ? { port: Number(url.port) } : {}),
+    path: url.pathname,
+    query,
+    headers: { host: url.host, ...input.headers },
+    ...(input.body === undefined ? {} : { body: input.body }),
+  });
   return signed.headers as Record<string, string>;
 }
 
@@ -100,6 +113,7 @@ export async function signedFetch(
     credentials: Credentials;
     region: string;
     service?: string;
+    applyChecksum?: boolean;
   },
 ): Promise<Response> {
   const method = options.method ?? 'GET';
@@ -114,6 +128,7 @@ export async function signedFetch(
     region: options.region,
     ...(options.body === undefined ? {} : { body: options.body }),
     ...(options.service === undefined ? {} : { service: options.service }),
+    ...(options.applyChecksum === undefined ? {} : { applyChecksum: options.applyChecksum }),
   });
   const { host: _host, ...sendable } = headers;
   return fetch(url, {
@@ -151,8 +166,11 @@ export type Verification =
   | { ok: false; reason: 'malformed' | 'expired' | 'mismatch'; message: string };
 
 /**
- * Recomputes the signature of an incoming request with the caller's secret and compares it
- * (only the headers the caller signed; the body hash is the body's, not a header's claim).
+ * Recomputes the signature of an incoming request with the caller's secret and compares it,
+ * over exactly the headers the caller signed (SignedHeaders) — as API Gateway does: the standard
+ * SigV4 canonical request (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html)
+ * needs `host` and `x-amz-date` signed, never `x-amz-content-sha256` (botocore's SigV4Auth does
+ * not send it; the payload hash is the body's). A signed session token is part of the signature.
  */
 export async function verifySignature(
   request: {
@@ -210,16 +228,13 @@ export async function verifySignature(
         : [...(Array.isArray(existing) ? existing : [existing]), value];
   }
   const host = headers.host ?? '';
+  // No checksum header and no token header of the signer's own: the headers signed are the
+  // caller's SignedHeaders (x-amz-security-token among them when the caller signed it).
   const resigned = await signer(
-    {
-      accessKeyId: auth.accessKeyId,
-      secretAccessKey,
-      ...(headers['x-amz-security-token'] === undefined
-        ? {}
-        : { sessionToken: headers['x-amz-security-token'] }),
-    },
+    { accessKeyId: auth.accessKeyId, secretAccessKey },
     auth.region,
     auth.service,
+    false,
   ).sign(
     {
       method: request.method,
@@ -238,5 +253,5 @@ export async function verifySignature(
     : { ok: false, reason: 'mismatch', message: SIGNATURE_MISMATCH };
 }
 
-const SIGNATURE_MISMATCH =
+export const SIGNATURE_MISMATCH =
   'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';

@@ -10,6 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import {
   ACCOUNT_ID,
+  decodeToken,
+  encodeToken,
   parseForm,
   type Reply,
   type Request,
@@ -53,6 +55,8 @@ export class SnsService {
   readonly topics = new Map<string, Topic>();
   readonly published: PublishedMessage[] = [];
   faults: ServiceFaults = {};
+  /** Simulated time for message timestamps (the local cloud's clock); real time by default. */
+  now: () => Date = () => new Date();
   private readonly region: string;
   private readonly deliver: Deliver;
   private readonly listeners = new Set<(message: PublishedMessage) => void>();
@@ -79,10 +83,21 @@ export class SnsService {
     const action = form.get('Action') ?? '';
     try {
       if (shouldThrottle(this.faults)) throw new ServiceError('Throttling', 'Rate exceeded');
+      if (
+        action === 'ListTopics' ||
+        action === 'ListSubscriptions' ||
+        action === 'ListSubscriptionsByTopic'
+      ) {
+        return xml(
+          200,
+          `<${action}Response xmlns="${NAMESPACE}"><${action}Result>${this.list(action, form)}</${action}Result><ResponseMetadata><RequestId>${request.requestId}</RequestId></ResponseMetadata></${action}Response>`,
+        );
+      }
       if (action !== 'Publish') {
+        // Common errors (CommonErrors.html): InvalidAction, 400.
         throw new ServiceError(
           'InvalidAction',
-          `The local cloud does not implement SNS ${action || '(no Action)'}.`,
+          `The action or operation requested is invalid. Verify that the action is typed correctly.`,
         );
       }
       const messageId = this.publish(form, request.accessKeyId);
@@ -97,6 +112,45 @@ export class SnsService {
         `<ErrorResponse xmlns="${NAMESPACE}"><Error><Type>Sender</Type><Code>${error.code}</Code><Message>${xmlEscape(error.message)}</Message></Error><RequestId>${request.requestId}</RequestId></ErrorResponse>`,
       );
     }
+  }
+
+  /**
+   * ListTopics (API_ListTopics.html, 100 a page), ListSubscriptions (API_ListSubscriptions.html)
+   * and ListSubscriptionsByTopic (NotFound for an unknown topic). An email subscription
+   * nobody confirmed lists as PendingConfirmation.
+   */
+  private list(action: string, form: Map<string, string>): string {
+    const token = form.get('NextToken');
+    const fingerprint = `${action}:${form.get('TopicArn') ?? ''}`;
+    const start = token === undefined ? 0 : decodeToken(token, fingerprint);
+    if (start === undefined)
+      throw new ServiceError('InvalidParameter', 'Invalid parameter: NextToken');
+    const topics = [...this.topics.values()].sort((a, b) => a.arn.localeCompare(b.arn));
+    let members: string[];
+    if (action === 'ListTopics') {
+      members = topics.map((topic) => `<member><TopicArn>${topic.arn}</TopicArn></member>`);
+    } else {
+      let selected = topics;
+      if (action === 'ListSubscriptionsByTopic') {
+        const topic = this.topics.get(form.get('TopicArn') ?? '');
+        if (!topic) throw new ServiceError('NotFound', 'Topic does not exist', 404);
+        selected = [topic];
+      }
+      members = selected.flatMap((topic) =>
+        topic.subscriptions.map((subscription, index) => {
+          const arn =
+            subscription.protocol === 'email'
+              ? 'PendingConfirmation'
+              : `${topic.arn}:00000000-0000-4000-8000-${String(index).padStart(12, '0')}`;
+          return `<member><SubscriptionArn>${arn}</SubscriptionArn><Owner>${ACCOUNT_ID}</Owner><Protocol>${xmlEscape(subscription.protocol)}</Protocol><Endpoint>${xmlEscape(subscription.endpoint)}</Endpoint><TopicArn>${topic.arn}</TopicArn></member>`;
+        }),
+      );
+    }
+    const size = 100;
+    const page = members.slice(start, start + size);
+    const next = start + size < members.length ? encodeToken(start + size, fingerprint) : undefined;
+    const element = action === 'ListTopics' ? 'Topics' : 'Subscriptions';
+    return `<${element}>${page.join('')}</${element}>${next ? `<NextToken>${next}</NextToken>` : ''}`;
   }
 
   private publish(form: Map<string, string>, caller: string): string {
@@ -159,7 +213,7 @@ export class SnsService {
       ...(subject === undefined ? {} : { subject }),
       message,
       messageAttributes,
-      timestamp: new Date().toISOString(),
+      timestamp: this.now().toISOString(),
       caller,
     };
     this.published.push(published);

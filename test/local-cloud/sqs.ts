@@ -1,8 +1,12 @@
 /**
- * SQS as the AWS SDK v3 (3.1169) speaks it: the JSON 1.0 protocol (POST /, X-Amz-Target:
- * AmazonSQS.<Op>, application/x-amz-json-1.0), with the `x-amzn-query-error` header the
- * "awsQueryCompatible" clients read to keep the old Query error codes.
+ * SQS in both of its protocols. The JSON 1.0 protocol as the AWS SDK v3 (3.1169) and newer CLIs
+ * speak it (POST /, X-Amz-Target: AmazonSQS.<Op>, application/x-amz-json-1.0), with the
+ * `x-amzn-query-error` header the "awsQueryCompatible" clients read to keep the old Query error
+ * codes; and the Query protocol (form-encoded Action=<Op>&Version=2012-11-05, XML answers) that
+ * SQS still accepts and aws-cli before 2.15 / botocore before 1.31.64 use (Debian's 2.9 does).
  * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-json-faqs.html
+ * https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-making-api-requests-xml.html
+ * Errors: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/CommonErrors.html
  * Limits: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
  * (DelaySeconds 0-900, 256 KiB body), API_ReceiveMessage.html (MaxNumberOfMessages 1-10,
  * WaitTimeSeconds 0-20, VisibilityTimeout 0-43200), and the redrive policy
@@ -12,11 +16,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Clock } from './clock.ts';
 import {
   ACCOUNT_ID,
+  decodeToken,
+  encodeToken,
+  parseForm,
   type Reply,
   type Request,
   ServiceError,
   type ServiceFaults,
   shouldThrottle,
+  xmlEscape,
 } from './http.ts';
 
 export interface MessageAttributeValue {
@@ -125,13 +133,39 @@ export class Queue {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Wakes the listeners once a message is visible. Node's timers run on the monotonic clock and
+   * can fire a millisecond before Date.now() reaches `visibleAt`; a wake that early re-arms
+   * instead of waking listeners that would find nothing.
+   */
   private notifyAt(visibleAt: number): void {
     const wake = () => {
+      if (this.clock.realNow() < visibleAt) {
+        this.notifyAt(visibleAt);
+        return;
+      }
       for (const listener of [...this.listeners]) listener();
     };
-    const delayMs = visibleAt - Date.now();
+    const delayMs = visibleAt - this.clock.realNow();
     if (delayMs <= 0) queueMicrotask(wake);
-    else this.clock.after((delayMs / 1000) * this.clock.scale, wake);
+    else this.clock.afterRealMs(delayMs, wake);
+  }
+
+  /** Real epoch ms at which the next not-yet-visible message becomes visible, if any. */
+  nextVisibleAt(): number | undefined {
+    const now = this.clock.realNow();
+    let next: number | undefined;
+    for (const message of this.messages) {
+      if (message.visibleAt > now && (next === undefined || message.visibleAt < next))
+        next = message.visibleAt;
+    }
+    return next;
+  }
+
+  /** How many messages can be received now. */
+  visibleCount(): number {
+    const now = this.clock.realNow();
+    return this.messages.filter((message) => message.visibleAt <= now).length;
   }
 
   send(
@@ -161,10 +195,10 @@ export class Queue {
       md5OfBody: md5(body),
       ...(md5Attributes === undefined ? {} : { md5OfMessageAttributes: md5Attributes }),
       messageAttributes,
-      sentTimestamp: Date.now(),
+      sentTimestamp: this.clock.nowMs(),
       receiveCount: 0,
       visibleAt:
-        Date.now() +
+        this.clock.realNow() +
         (delay > 0
           ? Math.max(this.clock.realMs(delay), this.delayFloorMs)
           : this.clock.realMs(delay)),
@@ -177,7 +211,7 @@ export class Queue {
 
   /** Receives up to `max` visible messages, making them invisible for the visibility timeout. */
   receive(max: number, visibilityTimeout = this.visibilityTimeout): QueueMessage[] {
-    const now = Date.now();
+    const now = this.clock.realNow();
     const out: QueueMessage[] = [];
     for (const message of [...this.messages]) {
       if (out.length >= max) break;
@@ -193,7 +227,7 @@ export class Queue {
         continue;
       }
       message.receiveCount += 1;
-      message.firstReceiveTimestamp ??= now;
+      message.firstReceiveTimestamp ??= this.clock.nowMs();
       message.receiptHandle = Buffer.from(
         `${this.name} ${message.messageId} ${randomUUID()}`,
       ).toString('base64');
@@ -226,7 +260,7 @@ export class Queue {
   changeVisibility(receiptHandle: string, seconds: number): void {
     checkRange('VisibilityTimeout', seconds, 0, 43200);
     const message = this.findByHandle(receiptHandle);
-    if (!message || message.visibleAt <= Date.now()) {
+    if (!message || message.visibleAt <= this.clock.realNow()) {
       if (!isReceiptHandle(receiptHandle, this.name)) {
         throw sqsError(
           'ReceiptHandleIsInvalid',
@@ -238,7 +272,7 @@ export class Queue {
         'Message does not exist or is not available for visibility timeout change.',
       );
     }
-    message.visibleAt = Date.now() + this.clock.realMs(seconds);
+    message.visibleAt = this.clock.realNow() + this.clock.realMs(seconds);
     this.notifyAt(message.visibleAt);
   }
 
@@ -247,7 +281,7 @@ export class Queue {
   }
 
   attributes(): Record<string, string> {
-    const now = Date.now();
+    const now = this.clock.realNow();
     const inFlight = this.messages.filter((m) => m.visibleAt > now && m.receiveCount > 0).length;
     const delayed = this.messages.filter((m) => m.visibleAt > now && m.receiveCount === 0).length;
     return {
@@ -298,6 +332,159 @@ const QUERY_CODES: Record<string, string> = {
 
 type Json = Record<string, any>;
 
+const SQS_XMLNS = 'http://queue.amazonaws.com/doc/2012-11-05/';
+
+/** The operations this local SQS implements (both protocols). */
+const QUERY_OPERATIONS = new Set([
+  'GetQueueUrl',
+  'SendMessage',
+  'SendMessageBatch',
+  'ReceiveMessage',
+  'DeleteMessage',
+  'DeleteMessageBatch',
+  'ChangeMessageVisibility',
+  'GetQueueAttributes',
+  'PurgeQueue',
+  'ListQueues',
+]);
+
+const NUMBERS = new Set([
+  'DelaySeconds',
+  'MaxNumberOfMessages',
+  'WaitTimeSeconds',
+  'VisibilityTimeout',
+  'MaxResults',
+]);
+
+/**
+ * Query parameters as the JSON input of the same operation: `AttributeName.1` → AttributeNames,
+ * `MessageAttribute.1.Name` / `.Value.StringValue` → MessageAttributes, batch entries
+ * `SendMessageBatchRequestEntry.1.Id` → Entries (flattened lists, 1-based).
+ */
+export function queryInput(form: Map<string, string>): Json {
+  const input: Json = {};
+  const entries = new Map<number, Map<string, string>>();
+  const attributes = (prefix: string, from: Map<string, string>) => {
+    const out: Record<string, MessageAttributeValue> = {};
+    const byIndex = new Map<string, Map<string, string>>();
+    for (const [key, value] of from) {
+      const match = new RegExp(`^${prefix}\\.(\\d+)\\.(.+)$`).exec(key);
+      if (!match) continue;
+      const [, index = '', field = ''] = match;
+      if (!byIndex.has(index)) byIndex.set(index, new Map());
+      byIndex.get(index)?.set(field, value);
+    }
+    for (const fields of byIndex.values()) {
+      const name = fields.get('Name');
+      if (name === undefined) continue;
+      out[name] = {
+        DataType: fields.get('Value.DataType') ?? '',
+        ...(fields.has('Value.StringValue')
+          ? { StringValue: fields.get('Value.StringValue') }
+          : {}),
+        ...(fields.has('Value.BinaryValue')
+          ? { BinaryValue: fields.get('Value.BinaryValue') }
+          : {}),
+      };
+    }
+    return Object.keys(out).length > 0 ? out : undefined;
+  };
+  const list = (prefix: string) =>
+    [...form.entries()]
+      .filter(([key]) => new RegExp(`^${prefix}\\.\\d+$`).test(key))
+      .sort(([a], [b]) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
+      .map(([, value]) => value);
+  for (const [key, value] of form) {
+    if (key === 'Action' || key === 'Version') continue;
+    const entry =
+      /^(?:SendMessageBatchRequestEntry|DeleteMessageBatchRequestEntry)\.(\d+)\.(.+)$/.exec(key);
+    if (entry) {
+      const index = Number(entry[1]);
+      if (!entries.has(index)) entries.set(index, new Map());
+      entries.get(index)?.set(entry[2] ?? '', value);
+      continue;
+    }
+    if (/\.\d+(\.|$)/.test(key)) continue;
+    input[key] = NUMBERS.has(key) && /^-?\d+$/.test(value) ? Number(value) : value;
+  }
+  const attributeNames = list('AttributeName');
+  if (attributeNames.length > 0) input.AttributeNames = attributeNames;
+  const systemNames = list('MessageSystemAttributeName');
+  if (systemNames.length > 0) input.MessageSystemAttributeNames = systemNames;
+  const messageAttributeNames = list('MessageAttributeName');
+  if (messageAttributeNames.length > 0) input.MessageAttributeNames = messageAttributeNames;
+  const messageAttributes = attributes('MessageAttribute', form);
+  if (messageAttributes) input.MessageAttributes = messageAttributes;
+  if (entries.size > 0) {
+    input.Entries = [...entries.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([, fields]) => {
+        const out: Json = {};
+        for (const [field, value] of fields) {
+          if (field.startsWith('MessageAttribute.')) continue;
+          out[field] = NUMBERS.has(field) && /^-?\d+$/.test(value) ? Number(value) : value;
+        }
+        const entryAttributes = attributes('MessageAttribute', fields);
+        if (entryAttributes) out.MessageAttributes = entryAttributes;
+        return out;
+      });
+  }
+  return input;
+}
+
+// Flattened list members in SQS's XML (API reference, "Response Elements").
+const XML_MEMBERS: Record<string, string> = {
+  Messages: 'Message',
+  QueueUrls: 'QueueUrl',
+};
+
+/** A JSON output as the Query protocol's XML result elements. */
+function toXml(output: Json, parent = ''): string {
+  let out = '';
+  for (const [key, value] of Object.entries(output)) {
+    if (value === undefined) continue;
+    if (key === 'Attributes' || key === 'MessageAttributes') {
+      const element = key === 'Attributes' ? 'Attribute' : 'MessageAttribute';
+      for (const [name, attribute] of Object.entries(value as Json)) {
+        const inner =
+          typeof attribute === 'object'
+            ? toXml({
+                ...(attribute.StringValue === undefined
+                  ? {}
+                  : { StringValue: attribute.StringValue }),
+                ...(attribute.BinaryValue === undefined
+                  ? {}
+                  : { BinaryValue: attribute.BinaryValue }),
+                DataType: attribute.DataType,
+              })
+            : xmlEscape(String(attribute));
+        out += `<${element}><Name>${xmlEscape(name)}</Name><Value>${inner}</Value></${element}>`;
+      }
+      continue;
+    }
+    if (Array.isArray(value)) {
+      const element =
+        key === 'Successful'
+          ? `${parent}ResultEntry`
+          : key === 'Failed'
+            ? 'BatchResultErrorEntry'
+            : (XML_MEMBERS[key] ?? key);
+      for (const item of value) {
+        out +=
+          typeof item === 'object'
+            ? `<${element}>${toXml(item as Json)}</${element}>`
+            : `<${element}>${xmlEscape(String(item))}</${element}>`;
+      }
+      continue;
+    }
+    out +=
+      typeof value === 'object'
+        ? `<${key}>${toXml(value as Json)}</${key}>`
+        : `<${key}>${xmlEscape(String(value))}</${key}>`;
+  }
+  return out;
+}
+
 export class SqsService {
   readonly queues = new Map<string, Queue>();
   private readonly clock: Clock;
@@ -334,11 +521,28 @@ export class SqsService {
   }
 
   async handle(request: Request): Promise<Reply> {
-    const target = String(request.headers['x-amz-target'] ?? '');
-    const operation = target.startsWith('AmazonSQS.') ? target.slice('AmazonSQS.'.length) : '';
+    const target = request.headers['x-amz-target'];
+    if (target === undefined) return this.handleQuery(request);
+    const operation = String(target).startsWith('AmazonSQS.')
+      ? String(target).slice('AmazonSQS.'.length)
+      : '';
     try {
       if (shouldThrottle(this.faults)) throw sqsError('RequestThrottled', 'Rate exceeded');
-      const input = (request.body ? JSON.parse(request.body) : {}) as Json;
+      let input: Json;
+      try {
+        input = (request.body ? JSON.parse(request.body) : {}) as Json;
+      } catch {
+        throw new ServiceError(
+          'SerializationException',
+          'Start of structure or map found where not expected.',
+        );
+      }
+      if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+        throw new ServiceError(
+          'SerializationException',
+          'Start of structure or map found where not expected.',
+        );
+      }
       const output = await this.call(operation, input, request.accessKeyId);
       return {
         status: 200,
@@ -353,8 +557,60 @@ export class SqsService {
           'content-type': 'application/x-amz-json-1.0',
           'x-amzn-query-error': `${QUERY_CODES[error.code] ?? error.code};Sender`,
         },
-        body: JSON.stringify({ __type: `com.amazonaws.sqs#${error.code}`, message: error.message }),
+        body: JSON.stringify({
+          __type:
+            error.code === 'UnknownOperationException'
+              ? 'com.amazon.coral.service#UnknownOperationException'
+              : `com.amazonaws.sqs#${error.code}`,
+          message: error.message,
+        }),
       };
+    }
+  }
+
+  /** The Query protocol: form parameters in, XML out (same operations, same validation). */
+  private async handleQuery(request: Request): Promise<Reply> {
+    const form =
+      request.method === 'GET' ? new Map(request.query.entries()) : parseForm(request.body);
+    const operation = form.get('Action') ?? '';
+    // A queue URL as the request's path stands for QueueUrl (the old Query style).
+    if (!form.has('QueueUrl') && request.path !== '/' && request.path.split('/').length >= 3) {
+      form.set('QueueUrl', `${this.endpoint}${request.path}`);
+    }
+    const xml = (status: number, body: string): Reply => ({
+      status,
+      headers: { 'content-type': 'text/xml' },
+      body: `<?xml version="1.0"?>${body}`,
+    });
+    try {
+      if (shouldThrottle(this.faults)) throw sqsError('RequestThrottled', 'Rate exceeded');
+      if (!QUERY_OPERATIONS.has(operation)) {
+        throw new ServiceError(
+          'InvalidAction',
+          `The action or operation requested is invalid. Verify that the action is typed correctly.`,
+        );
+      }
+      const output = await this.call(operation, queryInput(form), request.accessKeyId);
+      return xml(
+        200,
+        `<${operation}Response xmlns="${SQS_XMLNS}">${
+          operation === 'DeleteMessage' ||
+          operation === 'ChangeMessageVisibility' ||
+          operation === 'PurgeQueue'
+            ? ''
+            : `<${operation}Result>${toXml(output, operation)}</${operation}Result>`
+        }<ResponseMetadata><RequestId>${request.requestId}</RequestId></ResponseMetadata></${operation}Response>`,
+      );
+    } catch (error) {
+      if (!(error instanceof ServiceError)) throw error;
+      return xml(
+        error.status,
+        `<ErrorResponse xmlns="${SQS_XMLNS}"><Error><Type>Sender</Type><Code>${xmlEscape(
+          QUERY_CODES[error.code] ?? error.code,
+        )}</Code><Message>${xmlEscape(error.message)}</Message><Detail/></Error><RequestId>${
+          request.requestId
+        }</RequestId></ErrorResponse>`,
+      );
     }
   }
 
@@ -511,6 +767,36 @@ export class SqsService {
       case 'PurgeQueue':
         this.byUrl(input.QueueUrl).messages = [];
         return {};
+      case 'ListQueues': {
+        // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ListQueues.html
+        // MaxResults 1-1000; NextToken only with MaxResults.
+        const prefix = input.QueueNamePrefix === undefined ? '' : String(input.QueueNamePrefix);
+        const urls = [...this.queues.values()]
+          .filter((queue) => queue.name.startsWith(prefix))
+          .map((queue) => queue.url)
+          .sort();
+        if (input.MaxResults === undefined) {
+          if (input.NextToken !== undefined) {
+            throw sqsError(
+              'InvalidParameterValue',
+              'MaxResults is a mandatory parameter when you provide a value for NextToken.',
+            );
+          }
+          return urls.length > 0 ? { QueueUrls: urls.slice(0, 1000) } : {};
+        }
+        checkRange('MaxResults', input.MaxResults, 1, 1000);
+        const fingerprint = `list-queues:${prefix}`;
+        const start =
+          input.NextToken === undefined ? 0 : decodeToken(String(input.NextToken), fingerprint);
+        if (start === undefined)
+          throw sqsError('InvalidParameterValue', 'Invalid NextToken value.');
+        const page = urls.slice(start, start + input.MaxResults);
+        const next = start + input.MaxResults;
+        return {
+          ...(page.length > 0 ? { QueueUrls: page } : {}),
+          ...(next < urls.length ? { NextToken: encodeToken(next, fingerprint) } : {}),
+        };
+      }
       default:
         throw new ServiceError(
           'UnknownOperationException',

@@ -13,7 +13,8 @@
  * - anything else is the service (a Lambda role): everything except reading a value
  *   (GetParameter*), which no function role may do (AccessDeniedException).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type { Clock } from './clock.ts';
 import type { Fleet, Instance } from './fleet.ts';
 import {
   ACCOUNT_ID,
@@ -109,6 +110,8 @@ export interface SsmOptions {
   environmentOf: (instance: Instance) => string | undefined;
   /** Emits an event on the default bus (Parameter Store Change, Run Command status changes). */
   emit: (event: SsmEvent) => void;
+  /** The local cloud's clock: command and parameter dates are simulated time. */
+  clock?: Clock;
 }
 
 const TERMINAL_DETAILS = new Set([
@@ -190,13 +193,18 @@ export class SsmService {
     this.options = options;
   }
 
+  /** The simulated time (real time without a clock). */
+  now(): Date {
+    return this.options.clock?.now() ?? new Date();
+  }
+
   // ---- Documents (from AWS::SSM::Document resources) ----------------------------------------
 
   registerDocument(name: string, content: unknown): void {
     const text = typeof content === 'string' ? content : JSON.stringify(content);
     const document = parseCommandDocument(text);
     validateDocumentDefaults(document);
-    this.documents.set(name, { document, content: text, created: new Date() });
+    this.documents.set(name, { document, content: text, created: this.now() });
   }
 
   // ---- Parameters -------------------------------------------------------------------------
@@ -205,6 +213,20 @@ export class SsmService {
   putParameter(input: Json, user = 'arn:aws:iam::123456789012:user/local-admin'): number {
     const name = String(input.Name ?? '');
     this.checkParameterName(name);
+    // API_PutParameter.html, Tags: "You can't use Tags with Overwrite"; tags of an existing
+    // parameter change through AddTagsToResource.
+    if (input.Overwrite === true && Array.isArray(input.Tags) && input.Tags.length > 0) {
+      throw new ServiceError(
+        'ValidationException',
+        "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+      );
+    }
+    if (input.Policies !== undefined) {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud does not implement parameter Policies (Advanced tier only).',
+      );
+    }
     if (typeof input.Value !== 'string')
       throw validation([
         "Value null at 'value' failed to satisfy constraint: Member must not be null",
@@ -265,7 +287,7 @@ export class SsmService {
       Type: type,
       Value: value,
       Version: (previous?.Version ?? 0) + 1,
-      LastModifiedDate: new Date(),
+      LastModifiedDate: this.now(),
       LastModifiedUser: user,
       ...((input.Description ?? previous?.Description)
         ? { Description: input.Description ?? previous?.Description }
@@ -331,9 +353,11 @@ export class SsmService {
         'Parameter name: can\'t be prefixed with "aws" or "ssm" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol "/". Valid example: /get/parameters2-/by1./path0_.',
       );
     }
+    // Reserved names ("can't be prefixed with aws or ssm", API_PutParameter.html, Name): AWS
+    // answers AccessDeniedException "No access to reserved parameter name: …", not a validation error.
     if (/^\/?(aws|ssm)/i.test(name)) {
       throw new ServiceError(
-        'ValidationException',
+        'AccessDeniedException',
         `No access to reserved parameter name: ${name}.`,
       );
     }
@@ -387,13 +411,16 @@ export class SsmService {
     if (accessKeyId === ADMIN_ACCESS_KEY_ID) return;
     const readsValue = /^GetParameter/.test(operation);
     const instance = this.options.fleet.find(accessKeyId);
-    const name = String(
-      input.Name ?? (input.Names as string[] | undefined)?.[0] ?? input.Path ?? '',
+    const name = nameOfArn(
+      String(input.Name ?? (input.Names as string[] | undefined)?.[0] ?? input.Path ?? ''),
     );
     const resource = this.parameterArn(name.replace(/:[^/]*$/, ''));
     if (instance) {
       const environment = this.options.environmentOf(instance);
-      const names: string[] = operation === 'GetParameters' ? (input.Names ?? []) : [name];
+      const names: string[] =
+        operation === 'GetParameters'
+          ? ((input.Names ?? []) as string[]).map((candidate) => nameOfArn(String(candidate)))
+          : [name];
       const own = (candidate: string) =>
         environment !== undefined && candidate.startsWith(`/${environment}/`);
       if ((operation === 'GetParameter' || operation === 'GetParameters') && names.every(own))
@@ -443,6 +470,34 @@ export class SsmService {
       case 'DeleteParameter':
         this.deleteParameter(String(input.Name ?? ''));
         return {};
+      case 'DeleteParameters': {
+        // API_DeleteParameters.html: Names 1-10; unknown names come back in InvalidParameters.
+        const names = (input.Names ?? []) as string[];
+        if (!Array.isArray(names) || names.length < 1 || names.length > 10) {
+          throw validation([
+            `Value '[${names}]' at 'names' failed to satisfy constraint: Member must have length between 1 and 10`,
+          ]);
+        }
+        const DeletedParameters: string[] = [];
+        const InvalidParameters: string[] = [];
+        for (const candidate of names) {
+          if (this.parameters.has(candidate)) {
+            this.deleteParameter(candidate);
+            DeletedParameters.push(candidate);
+          } else InvalidParameters.push(candidate);
+        }
+        return { DeletedParameters, InvalidParameters };
+      }
+      case 'GetParametersByPath':
+        return this.getParametersByPath(input);
+      case 'LabelParameterVersion':
+        return this.labelParameterVersion(input);
+      case 'CancelCommand':
+        return this.cancelCommand(input);
+      case 'ListDocuments':
+        return this.listDocuments(input);
+      case 'DescribeDocument':
+        return this.describeDocument(input);
       case 'DescribeParameters':
         return this.describeParameters(input);
       case 'GetParameterHistory':
@@ -465,8 +520,9 @@ export class SsmService {
     }
   }
 
-  private getParameter(nameWithSelector: string, withDecryption: boolean): Json {
-    const [name, selector] = splitSelector(nameWithSelector);
+  private getParameter(nameOrArnWithSelector: string, withDecryption: boolean): Json {
+    // GetParameter takes a name or an ARN (API_GetParameter.html, Name), with :version or :label.
+    const [name, selector] = splitSelector(nameOfArn(nameOrArnWithSelector));
     const versions = this.parameters.get(name);
     if (!versions) throw new ServiceError('ParameterNotFound', '');
     let version = versions.at(-1) as ParameterVersion;
@@ -516,11 +572,40 @@ export class SsmService {
     const errors: string[] = [];
     checkMaxResults(input.MaxResults, 1, 50, errors);
     if (errors.length > 0) throw validation(errors);
-    const filters = (input.ParameterFilters ?? []) as Array<{
-      Key: string;
-      Option?: string;
-      Values?: string[];
-    }>;
+    if (input.Shared === true) {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud does not model shared parameters.',
+      );
+    }
+    const legacy = (input.Filters ?? []) as Array<{ Key: string; Values?: string[] }>;
+    if (legacy.length > 0 && (input.ParameterFilters ?? []).length > 0) {
+      throw new ServiceError(
+        'ValidationException',
+        'You can use either Filters or ParameterFilters in a single request.',
+      );
+    }
+    // The deprecated ParametersFilter (Key Name | Type | KeyId) stands for a ParameterStringFilter
+    // with the default option, Equals (API_ParametersFilter.html, API_ParameterStringFilter.html).
+    for (const filter of legacy) {
+      if (!['Name', 'Type', 'KeyId'].includes(filter.Key)) {
+        throw validation([
+          `Value '${filter.Key}' at 'filters.1.member.key' failed to satisfy constraint: Member must satisfy enum value set: [Name, Type, KeyId]`,
+        ]);
+      }
+    }
+    const filters = [
+      ...((input.ParameterFilters ?? []) as Array<{
+        Key: string;
+        Option?: string;
+        Values?: string[];
+      }>),
+      ...legacy.map((filter) => ({
+        Key: filter.Key,
+        Option: 'Equals',
+        Values: filter.Values ?? [],
+      })),
+    ];
     let items = [...this.parameters.values()].map(
       (versions) => versions.at(-1) as ParameterVersion,
     );
@@ -615,6 +700,210 @@ export class SsmService {
         Labels: version.Labels,
       })),
       ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  /** API_GetParametersByPath.html: Path must start with /, MaxResults 1-10. */
+  private getParametersByPath(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 10, errors);
+    if (errors.length > 0) throw validation(errors);
+    const path = String(input.Path ?? '');
+    if (!path.startsWith('/')) {
+      throw new ServiceError(
+        'ValidationException',
+        'The parameter doesn\'t meet the parameter name requirements. The parameter name must begin with a forward slash "/". It can\'t be prefixed with "aws" or "ssm" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol "/". Valid example: /get/parameters2-/by1./path0_.',
+      );
+    }
+    if ((input.ParameterFilters ?? []).length > 0) {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud does not implement ParameterFilters for GetParametersByPath.',
+      );
+    }
+    const prefix = path.endsWith('/') ? path : `${path}/`;
+    const items = [...this.parameters.values()]
+      .map((versions) => versions.at(-1) as ParameterVersion)
+      .filter(
+        (version) =>
+          version.Name.startsWith(prefix) &&
+          (input.Recursive === true || !version.Name.slice(prefix.length).includes('/')),
+      )
+      .sort((a, b) => a.Name.localeCompare(b.Name));
+    const { items: pageItems, next } = page(
+      items,
+      input,
+      10,
+      `by-path:${prefix}:${input.Recursive === true}`,
+    );
+    return {
+      Parameters: pageItems.map((version) =>
+        this.getParameter(version.Name, input.WithDecryption === true),
+      ),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  /**
+   * API_LabelParameterVersion.html and sysman-paramstore-labels.html: up to 10 labels a version;
+   * a label moves from the version that had it; a label is at most 100 characters of
+   * a-zA-Z0-9_.-, can't begin with a number, "aws" or "ssm" — such labels come back in
+   * InvalidLabels instead of failing the call.
+   */
+  private labelParameterVersion(input: Json): Json {
+    const name = String(input.Name ?? '');
+    const versions = this.parameters.get(name);
+    if (!versions) throw new ServiceError('ParameterNotFound', '');
+    const labels = (input.Labels ?? []) as string[];
+    if (!Array.isArray(labels) || labels.length < 1 || labels.length > 10) {
+      throw validation([
+        `Value '[${labels}]' at 'labels' failed to satisfy constraint: Member must have length between 1 and 10`,
+      ]);
+    }
+    const target =
+      input.ParameterVersion === undefined
+        ? versions.at(-1)
+        : versions.find((version) => version.Version === Number(input.ParameterVersion));
+    if (!target) {
+      throw new ServiceError(
+        'ParameterVersionNotFound',
+        `Systems Manager could not find version ${input.ParameterVersion} of ${name}. Verify the version and try again.`,
+      );
+    }
+    const valid = (label: string) =>
+      label.length <= 100 && /^[a-zA-Z0-9_.-]+$/.test(label) && !/^([0-9]|aws|ssm)/i.test(label);
+    const InvalidLabels = labels.filter((label) => !valid(label));
+    const good = labels.filter(valid);
+    if (new Set([...target.Labels, ...good]).size > 10) {
+      throw new ServiceError(
+        'ParameterVersionLabelLimitExceeded',
+        'A parameter version can have maximum 10 labels.',
+      );
+    }
+    for (const label of good) {
+      for (const version of versions) {
+        if (version !== target) version.Labels = version.Labels.filter((l) => l !== label);
+      }
+      if (!target.Labels.includes(label)) target.Labels.push(label);
+    }
+    return { InvalidLabels, ParameterVersion: target.Version };
+  }
+
+  /** API_CancelCommand.html: pending and running invocations end Cancelled. */
+  private cancelCommand(input: Json): Json {
+    const command = this.commands.get(String(input.CommandId ?? ''));
+    if (!command) throw new ServiceError('InvalidCommandId', '');
+    const ids = (input.InstanceIds ?? [...command.invocations.keys()]) as string[];
+    if (ids.some((id) => !command.invocations.has(id))) {
+      throw new ServiceError(
+        'InvalidInstanceId',
+        'The following instances are not targeted by the command.',
+      );
+    }
+    for (const id of ids) {
+      this.updateInvocation(command, id, { status: 'Cancelled', statusDetails: 'Cancelled' });
+    }
+    return {};
+  }
+
+  private documentIdentifier(name: string): Json {
+    const entry = this.documents.get(name);
+    if (!entry)
+      throw new ServiceError('InvalidDocument', `Document with name ${name} does not exist.`);
+    return {
+      Name: name,
+      CreatedDate: epoch(entry.created),
+      Owner: ACCOUNT_ID,
+      PlatformTypes: ['Linux', 'MacOS'],
+      DocumentVersion: '1',
+      DocumentType: 'Command',
+      SchemaVersion: entry.document.schemaVersion,
+      DocumentFormat: entry.content.trimStart().startsWith('{') ? 'JSON' : 'YAML',
+      Tags: [],
+    };
+  }
+
+  /**
+   * API_ListDocuments.html. The local cloud holds the stack's own documents only: a filter for
+   * AWS-owned or shared documents is refused rather than answered with a partial list.
+   */
+  private listDocuments(input: Json): Json {
+    const errors: string[] = [];
+    checkMaxResults(input.MaxResults, 1, 50, errors);
+    if (errors.length > 0) throw validation(errors);
+    if ((input.DocumentFilterList ?? []).length > 0) {
+      throw new ServiceError(
+        'ValidationException',
+        'The local cloud implements ListDocuments Filters, not DocumentFilterList.',
+      );
+    }
+    let names = [...this.documents.keys()].sort();
+    for (const filter of (input.Filters ?? []) as Array<{ Key: string; Values?: string[] }>) {
+      const values = filter.Values ?? [];
+      switch (filter.Key) {
+        case 'Owner':
+          if (!values.every((value) => value === 'Self' || value === 'Private')) {
+            throw new ServiceError(
+              'ValidationException',
+              `The local cloud holds no ${values.join(', ')} documents; use Owner=Self.`,
+            );
+          }
+          break;
+        case 'Name':
+          names = names.filter((name) => values.includes(name));
+          break;
+        case 'DocumentType':
+          names = names.filter(() => values.includes('Command'));
+          break;
+        default:
+          throw new ServiceError(
+            'ValidationException',
+            `The local cloud does not implement the ListDocuments filter ${filter.Key}.`,
+          );
+      }
+    }
+    const { items, next } = page(
+      names,
+      input,
+      50,
+      `documents:${JSON.stringify(input.Filters ?? [])}`,
+    );
+    return {
+      DocumentIdentifiers: items.map((name) => this.documentIdentifier(name)),
+      ...(next ? { NextToken: next } : {}),
+    };
+  }
+
+  /** API_DescribeDocument.html. */
+  private describeDocument(input: Json): Json {
+    const name = String(input.Name ?? '');
+    const identifier = this.documentIdentifier(name);
+    const entry = this.documents.get(name) as { document: CommandDocument; content: string };
+    if (
+      input.DocumentVersion !== undefined &&
+      !['1', '$LATEST', '$DEFAULT'].includes(String(input.DocumentVersion))
+    ) {
+      throw new ServiceError(
+        'InvalidDocumentVersion',
+        'The document version is not valid or does not exist.',
+      );
+    }
+    return {
+      Document: {
+        ...identifier,
+        Hash: createHash('sha256').update(entry.content).digest('hex'),
+        HashType: 'Sha256',
+        Status: 'Active',
+        ...(entry.document.description ? { Description: entry.document.description } : {}),
+        Parameters: Object.entries(entry.document.parameters).map(([parameter, spec]) => ({
+          Name: parameter,
+          Type: spec.type,
+          ...(spec.description ? { Description: spec.description } : {}),
+          ...(spec.default === undefined ? {} : { DefaultValue: String(spec.default) }),
+        })),
+        LatestVersion: '1',
+        DefaultVersion: '1',
+      },
     };
   }
 
@@ -718,7 +1007,7 @@ export class SsmService {
     }
     const parameters = (input.Parameters ?? {}) as Record<string, string[]>;
     const resolved = validateSendCommandParameters(document, parameters);
-    const now = new Date();
+    const now = this.now();
     const timeoutSeconds = typeof input.TimeoutSeconds === 'number' ? input.TimeoutSeconds : 3600;
     const stepTimeout = Math.max(
       ...document.mainSteps.map((step) => Number(step.inputs.timeoutSeconds ?? 3600)),
@@ -807,6 +1096,9 @@ export class SsmService {
       if (details.every((detail) => detail === 'Success')) {
         command.status = 'Success';
         command.statusDetails = 'Success';
+      } else if (details.every((detail) => detail === 'Cancelled')) {
+        command.status = 'Cancelled';
+        command.statusDetails = 'Cancelled';
       } else if (details.every((detail) => detail === 'DeliveryTimedOut')) {
         command.status = 'TimedOut';
         command.statusDetails = 'DeliveryTimedOut';
@@ -917,7 +1209,8 @@ export class SsmService {
     commands = applyCommandFilters(
       commands,
       input.Filters,
-      (command) => command.statusDetails,
+      // The Status filter matches Status (API_CommandFilter.html), not StatusDetails.
+      (command) => command.status,
       (command) => command.requestedDateTime,
       (command) => command.documentName,
     );
@@ -950,7 +1243,7 @@ export class SsmService {
     pairs = applyCommandFilters(
       pairs,
       input.Filters,
-      (pair) => pair.invocation.statusDetails,
+      (pair) => pair.invocation.status,
       (pair) => pair.command.requestedDateTime,
       (pair) => pair.command.documentName,
     );
@@ -1049,7 +1342,7 @@ export class SsmService {
       ExecutionStartDateTime: invocation.executionStart?.toISOString() ?? '',
       ExecutionElapsedTime: invocation.executionStart
         ? elapsed(
-            (invocation.executionEnd ?? new Date()).getTime() - invocation.executionStart.getTime(),
+            (invocation.executionEnd ?? this.now()).getTime() - invocation.executionStart.getTime(),
           )
         : '',
       ExecutionEndDateTime: invocation.executionEnd?.toISOString() ?? '',
@@ -1176,6 +1469,15 @@ function accessDenied(principal: string, operation: string, resource: string): S
     'AccessDeniedException',
     `User: ${principal} is not authorized to perform: ssm:${operation} on resource: ${resource} because no identity-based policy allows the ssm:${operation} action`,
   );
+}
+
+/** A parameter's name from its ARN (arn:aws:ssm:<region>:<account>:parameter/<name>); names pass. */
+function nameOfArn(nameOrArn: string): string {
+  const match = /^arn:aws[\w-]*:ssm:[\w-]*:\d{12}:parameter(\/.*)$/.exec(nameOrArn);
+  if (!match) return nameOrArn;
+  const rest = match[1] ?? '';
+  // "parameter/prod/env.php" is /prod/env.php; "parameter/plain" is plain (no hierarchy).
+  return rest.indexOf('/', 1) > 0 ? rest : rest.slice(1);
 }
 
 function splitSelector(name: string): [string, string | undefined] {

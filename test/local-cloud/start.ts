@@ -116,10 +116,13 @@ In another terminal:
   npm run local -- status <rolloutId>        (GET /rollouts/{id})
   cat ${cloud.fleet.list()[0]?.path('/var/www/html/env.php')}
 or with the AWS CLI (the admin identity of the local cloud):
-  export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=x AWS_REGION=${cloud.region}
+  export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=x AWS_REGION=${cloud.region} AWS_DEFAULT_REGION=${cloud.region}
   aws ssm put-parameter --endpoint-url ${cloud.endpoints.ssm} --name /prod/env.php --type SecureString --overwrite --value 'DB_PASSWORD=...'
   aws ssm list-commands --endpoint-url ${cloud.endpoints.ssm}
   aws ec2 describe-instances --endpoint-url ${cloud.endpoints.ec2}
+  aws ec2 create-tags --endpoint-url ${cloud.endpoints.ec2} --resources i-… --tags Key=Environment,Value=prod
+  aws sqs list-queues --endpoint-url ${cloud.endpoints.sqs}
+  aws sqs receive-message --endpoint-url ${cloud.endpoints.sqs} --queue-url ${cloud.queue('DeadLetterQueue').url}
 Ctrl-C stops everything.
 `);
 
