@@ -22,7 +22,7 @@ export const lambdaHandler = async (event: unknown): Promise<Record<string, unkn
     return {
       status: 400,
       error:
-        'this function takes the request itself ({"parameter": …} or {"environment": …}); HTTP requests go to POST /resync',
+        'this function takes the request itself ({"parameter": …} or {"environment": …}); HTTP requests go to POST /environments/{environment}/resync',
     };
   }
   const answer = await resync(deps, event, DIRECT_INVOKE);

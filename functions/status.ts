@@ -1,4 +1,9 @@
-import { loadConfig, mappedParameterNames, requireEnv } from '../shared/config.ts';
+import {
+  filesForParameter,
+  loadConfig,
+  mappedParameterNames,
+  requireEnv,
+} from '../shared/config.ts';
 import { InvalidInputError } from '../shared/errors.ts';
 import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/messages/requests.ts';
 import { documents } from '../shared/platform/clients/dynamodb.ts';
@@ -62,19 +67,54 @@ async function lookUp(input: unknown): Promise<Answer> {
 }
 
 /**
- * The on-call view. GET /rollouts/{id}[?limit=…&nextToken=…] (≤1,000 instances a page; the
- * counts always cover all) and GET /rollouts?parameter=…&limit=… answer JSON;
- * `serverless invoke -f status --data '{"rolloutId":"…"}'` answers a table, one line per string.
+ * The on-call view. Over HTTP, per environment (so IAM can grant it per environment):
+ * GET /environments/{environment}/rollouts/{id}[?limit=…&nextToken=…] (≤1,000 instances a
+ * page; the counts always cover all) and GET /environments/{environment}/rollouts[?parameter=…
+ * &limit=…] answer JSON. `serverless invoke -f status --data '{"rolloutId":"…"}'` answers a
+ * table, one line per string.
  */
 export const lambdaHandler = async (event: unknown): Promise<unknown> => {
   if (!isHttpRequest(event)) {
     const answer = await lookUp(event);
     return answer.table ?? answer.body;
   }
-  const id = event.pathParameters?.id;
-  const query = { ...(event.queryStringParameters ?? {}) };
-  const answer = await lookUp(id === undefined ? query : { ...query, rolloutId: id });
+  const answer = await lookUpIn(event.pathParameters?.environment ?? '', event.pathParameters?.id, {
+    ...(event.queryStringParameters ?? {}),
+  });
   return respond(answer.status, answer.body);
 };
+
+/** The HTTP view of one environment: nothing of another one is shown, not even that it exists. */
+async function lookUpIn(
+  environment: string,
+  rolloutId: string | undefined,
+  query: Record<string, string | undefined>,
+): Promise<Answer> {
+  if (!config.environments.includes(environment)) {
+    return { status: 404, body: { error: `environment ${environment} is not configured` } };
+  }
+  if (rolloutId !== undefined) {
+    const answer = await lookUp({ ...query, rolloutId });
+    const found = answer.body as { environment?: string };
+    if (answer.status === 200 && found.environment !== environment) {
+      return { status: 404, body: { error: `no rollout ${rolloutId} in ${environment}` } };
+    }
+    return answer;
+  }
+  const { parameter, environment: named, ...rest } = query;
+  if (named !== undefined && named !== environment) {
+    return { status: 400, body: { error: `environment is ${environment} (the path's)` } };
+  }
+  if (parameter !== undefined) {
+    if (filesForParameter(config, parameter)[0]?.environment !== environment) {
+      return {
+        status: 404,
+        body: { error: `parameter ${parameter} is not mapped in environment ${environment}` },
+      };
+    }
+    return lookUp({ ...rest, parameter });
+  }
+  return lookUp({ ...rest, environment });
+}
 
 export const handler = observed<unknown, unknown>({ withMetrics: false }).handler(lambdaHandler);

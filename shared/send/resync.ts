@@ -123,7 +123,7 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
               commandIds: summary.commands.map((c) => c.commandId),
               follow: {
                 cli: `npx serverless invoke -f status${stage} --data '${JSON.stringify({ rolloutId })}'`,
-                http: `GET /rollouts/${rolloutId}`,
+                http: `GET /environments/${environment}/rollouts/${rolloutId}`,
               },
             }),
       },

@@ -167,7 +167,7 @@ describe('new instances get their files, end to end on the local cloud', () => {
   it('shows the bootstrap in the status view as a rollout with trigger bootstrap', async () => {
     const instance = cloud.scaleOut(GROUP);
     await inService(cloud, instance.id);
-    const list = (await cloud.callApi('/rollouts?environment=prod')).json;
+    const list = (await cloud.callApi('/environments/prod/rollouts')).json;
     const bootstrap = list.rollouts.filter(
       (rollout: any) =>
         rollout.trigger?.type === 'bootstrap' && rollout.trigger.instanceId === instance.id,

@@ -56,11 +56,13 @@ describe('the secret value never leaves Parameter Store except onto the instance
     expect(byId.get(PROD_3)).toMatchObject({ status: 'Failed', lastError: { exitCode: 73 } });
     expect(byId.get(PROD_UNMANAGED)).toMatchObject({ status: 'Unreachable' });
     // The on-call reads it all: status over HTTP and as a table, a dry run and a resync.
-    await cloud.callApi(`/rollouts/${rolloutId}`);
-    await cloud.callApi('/rollouts?parameter=/prod/env.php');
+    await cloud.callApi(`/environments/prod/rollouts/${rolloutId}`);
+    await cloud.callApi('/environments/prod/rollouts?parameter=/prod/env.php');
     await cloud.fn('status').invoke({ rolloutId });
-    await cloud.callApi('/resync', { body: { parameter: '/prod/env.php', dryRun: true } });
-    const resync = await cloud.callApi('/resync', {
+    await cloud.callApi('/environments/prod/resync', {
+      body: { parameter: '/prod/env.php', dryRun: true },
+    });
+    const resync = await cloud.callApi('/environments/prod/resync', {
       body: { parameter: '/prod/env.php', instanceIds: [PROD_1] },
     });
     await settledView(cloud, resync.json.rolloutId);

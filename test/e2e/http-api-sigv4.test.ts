@@ -28,12 +28,15 @@ describe('HTTP API SigV4 verification, as API Gateway does it', () => {
       applyChecksum?: boolean;
     } = {},
   ) => {
-    const response = await signedFetch(`${cloud.endpoints.api}/rollouts?parameter=/prod/env.php`, {
-      credentials: options.credentials ?? BOB,
-      region: options.region ?? cloud.region,
-      ...(options.service === undefined ? {} : { service: options.service }),
-      applyChecksum: options.applyChecksum ?? false,
-    });
+    const response = await signedFetch(
+      `${cloud.endpoints.api}/environments/prod/rollouts?parameter=/prod/env.php`,
+      {
+        credentials: options.credentials ?? BOB,
+        region: options.region ?? cloud.region,
+        ...(options.service === undefined ? {} : { service: options.service }),
+        applyChecksum: options.applyChecksum ?? false,
+      },
+    );
     return { status: response.status, json: (await response.json()) as any };
   };
 

@@ -61,12 +61,12 @@ export async function rolloutOfChange(cloud: LocalCloud, index: number): Promise
   return propagateResults(cloud)[index].rollout.rolloutId as string;
 }
 
-/** Waits until the rollout is settled and returns its status view (GET /rollouts/{id}). */
+/** Waits until the rollout is settled and returns its status view (GET /environments/prod/rollouts/{id}). */
 export async function settledView(cloud: LocalCloud, rolloutId: string): Promise<any> {
   return cloud
     .waitFor(
       async () => {
-        const view = (await cloud.callApi(`/rollouts/${rolloutId}`)).json;
+        const view = (await cloud.callApi(`/environments/prod/rollouts/${rolloutId}`)).json;
         return view?.state === 'Settled' ? view : undefined;
       },
       // Generous: cold starts on a busy 2-core machine; a settled rollout returns at once.

@@ -25,7 +25,8 @@ describe('the on-call view (status), end to end on the local cloud', () => {
   let withFailures: string;
   let inProgress: string;
 
-  const view = async (rolloutId: string) => (await cloud.callApi(`/rollouts/${rolloutId}`)).json;
+  const view = async (rolloutId: string) =>
+    (await cloud.callApi(`/environments/prod/rollouts/${rolloutId}`)).json;
   const rollout = async (put: string) => {
     const before = propagateResults(cloud).length;
     cloud.putParameter('/prod/env.php', put);
@@ -74,7 +75,7 @@ describe('the on-call view (status), end to end on the local cloud', () => {
   });
 
   it('shows a rollout that settled clean', async () => {
-    const response = await cloud.callApi(`/rollouts/${clean}`);
+    const response = await cloud.callApi(`/environments/prod/rollouts/${clean}`);
     expect(response.status).toBe(200);
     expect(response.headers['content-type']).toBe('application/json');
     const body = response.json;
@@ -141,7 +142,9 @@ describe('the on-call view (status), end to end on the local cloud', () => {
   });
 
   it('lists the newest rollouts of a parameter first, as many as asked', async () => {
-    const response = await cloud.callApi('/rollouts?parameter=/prod/env.php&limit=2');
+    const response = await cloud.callApi(
+      '/environments/prod/rollouts?parameter=/prod/env.php&limit=2',
+    );
     expect(response.status).toBe(200);
     expect(response.json.rollouts.map((r: any) => r.rolloutId)).toEqual([inProgress, withFailures]);
     expect(response.json.rollouts[0]).toMatchObject({ state: 'InProgress', version: 3 });
@@ -167,15 +170,19 @@ describe('the on-call view (status), end to end on the local cloud', () => {
   });
 
   it('answers 404 for an unknown rollout and 400 for a malformed id or query', async () => {
-    const unknown = await cloud.callApi('/rollouts/20200101T000000000Z-deadbeef');
+    const unknown = await cloud.callApi('/environments/prod/rollouts/20200101T000000000Z-deadbeef');
     expect(unknown.status).toBe(404);
     expect(unknown.json.error).toContain('20200101T000000000Z-deadbeef');
-    const malformed = await cloud.callApi('/rollouts/not-a-rollout');
+    const malformed = await cloud.callApi('/environments/prod/rollouts/not-a-rollout');
     expect(malformed.status).toBe(400);
-    const badLimit = await cloud.callApi('/rollouts?parameter=/prod/env.php&limit=500');
+    const badLimit = await cloud.callApi(
+      '/environments/prod/rollouts?parameter=/prod/env.php&limit=500',
+    );
     expect(badLimit.status).toBe(400);
     expect(badLimit.json.error).toContain('limit');
-    const unsigned = await cloud.callApi(`/rollouts/${clean}`, { unsigned: true });
+    const unsigned = await cloud.callApi(`/environments/prod/rollouts/${clean}`, {
+      unsigned: true,
+    });
     expect(unsigned.status).toBe(403);
   });
 });

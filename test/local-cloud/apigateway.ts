@@ -13,7 +13,7 @@
  * request signature we calculated does not match…"; a principal without execute-api:Invoke →
  * 403 "User: <arn> is not authorized to perform: execute-api:Invoke on resource: <arn>".
  * Access keys map to principals (`registerPrincipal`); the admin key of the local cloud is an
- * IAM user. No IAM policy is evaluated beyond the principal's `allowed` flag.
+ * IAM user. A principal's identity policy for execute-api:Invoke is evaluated (`mayInvoke`).
  *
  * The event and the response mapping follow "Create AWS Lambda proxy integrations for HTTP
  * APIs" (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
@@ -49,7 +49,49 @@ export interface Principal {
   sessionToken?: string;
   /** Whether an IAM policy lets it call execute-api:Invoke on this API. Default true. */
   allowed?: boolean;
+  /**
+   * Its identity-based policy, as far as execute-api goes: evaluated as IAM does (an explicit
+   * Deny wins, else an Allow is needed). Without one, `allowed` decides.
+   */
+  policy?: PolicyStatement[];
   principalOrgId?: string;
+}
+
+/** One statement of an IAM policy, with the elements execute-api:Invoke needs. */
+export interface PolicyStatement {
+  Effect: 'Allow' | 'Deny';
+  Action: string | string[];
+  Resource: string | string[];
+}
+
+/**
+ * Whether a principal may call execute-api:Invoke on `resourceArn`
+ * (arn:aws:execute-api:<region>:<account>:<api-id>/<stage>/<METHOD>/<path>), as IAM evaluates an
+ * identity policy: an explicit Deny that matches wins, else a matching Allow is needed; `*` and
+ * `?` are wildcards in actions and resources
+ * (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-invoke-api.html,
+ * https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+ */
+export function mayInvoke(principal: Principal, resourceArn: string): boolean {
+  if (principal.policy === undefined) return principal.allowed !== false;
+  const matching = principal.policy.filter(
+    (statement) =>
+      list(statement.Action).some((action) => iamWildcard(action, 'execute-api:Invoke', true)) &&
+      list(statement.Resource).some((resource) => iamWildcard(resource, resourceArn, false)),
+  );
+  if (matching.some((statement) => statement.Effect === 'Deny')) return false;
+  return matching.some((statement) => statement.Effect === 'Allow');
+}
+
+const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
+
+// IAM matches actions case-insensitively and resources case-sensitively.
+function iamWildcard(pattern: string, value: string, ignoreCase: boolean): boolean {
+  const source = pattern
+    .split('')
+    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\/]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${source}$`, ignoreCase ? 'i' : '').test(value);
 }
 
 export interface Route {
@@ -203,7 +245,7 @@ export class HttpApi {
         principal.secretAccessKey,
       );
       if (!verified.ok) return done(message(403, verified.message));
-      if (principal.allowed === false) {
+      if (!mayInvoke(principal, sourceArn)) {
         return done(
           message(
             403,

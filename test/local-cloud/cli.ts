@@ -4,8 +4,8 @@
  *   put <name> <value> [--type String|SecureString]   PutParameter (overwrite)
  *   delete <name>                                      DeleteParameter
  *   status                                             instances and their last invocation
- *   status <rolloutId>                                 GET /rollouts/{id} (the HTTP API, signed)
- *   rollouts <parameter> [limit]                       GET /rollouts?parameter=…&limit=…
+ *   status <rolloutId>                                 GET /environments/{env}/rollouts/{id} (signed)
+ *   rollouts <parameter> [limit]                       GET /environments/{env}/rollouts?parameter=…
  *   resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]
  *                                                      POST /resync, signed as the admin
  */
@@ -37,6 +37,9 @@ function running(): Running {
   return JSON.parse(readFileSync(file, 'utf8')) as Running;
 }
 
+// The demo's environments (serverless.yml custom.fanout.environments).
+const ENVIRONMENTS = ['dev', 'staging', 'prod'];
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   const cloud = running();
@@ -67,6 +70,27 @@ async function main(argv: string[]): Promise<void> {
     console.log(`HTTP ${response.status}\n${shown}`);
     if (response.status >= 400) process.exitCode = 1;
   };
+  /** The first of these GET paths the API answers 200, or undefined. */
+  const firstAnswering = async (paths: string[]) => {
+    for (const path of paths) {
+      const response = await signedFetch(`${cloud.endpoints.api}${path}`, {
+        method: 'GET',
+        credentials,
+        region: cloud.region,
+      });
+      await response.text();
+      if (response.status === 200) return path;
+    }
+    return undefined;
+  };
+  /** The environment a mapped parameter belongs to (the API says 404 for the others). */
+  const environmentOf = async (parameter: string) => {
+    const query = new URLSearchParams({ parameter, limit: '1' });
+    const found = await firstAnswering(
+      ENVIRONMENTS.map((env) => `/environments/${env}/rollouts?${query}`),
+    );
+    return found?.split('/')[2] ?? 'prod';
+  };
   try {
     // `status` alone lists the instances; with a rollout id it asks the status endpoint.
     switch (command === 'status' && args.length === 0 ? 'instances' : command) {
@@ -83,8 +107,11 @@ async function main(argv: string[]): Promise<void> {
           throw new Error(
             'usage: npm run local -- resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]',
           );
-        await api('/resync', {
-          ...(parameter === undefined ? { environment } : { parameter }),
+        // The environment is in the route (IAM grants it per environment): the flag's, or the
+        // one whose rollouts of the parameter the API agrees to list.
+        const env = environment ?? (await environmentOf(parameter ?? ''));
+        await api(`/environments/${env}/resync`, {
+          ...(parameter === undefined ? {} : { parameter }),
           ...(instances === undefined ? {} : { instanceIds: instances.split(',') }),
           ...(dryRun ? { dryRun: true } : {}),
         });
@@ -93,12 +120,19 @@ async function main(argv: string[]): Promise<void> {
       case 'rollouts': {
         const [parameter, limit = '10'] = args;
         if (!parameter) throw new Error('usage: npm run local -- rollouts <parameter> [limit]');
-        await api(`/rollouts?${new URLSearchParams({ parameter, limit })}`);
+        await api(
+          `/environments/${await environmentOf(parameter)}/rollouts?${new URLSearchParams({ parameter, limit })}`,
+        );
         break;
       }
-      case 'status':
-        await api(`/rollouts/${encodeURIComponent(args[0] ?? '')}`);
+      case 'status': {
+        const id = encodeURIComponent(args[0] ?? '');
+        const found = await firstAnswering(
+          ENVIRONMENTS.map((env) => `/environments/${env}/rollouts/${id}`),
+        );
+        await api(found ?? `/environments/prod/rollouts/${id}`);
         break;
+      }
       case 'put': {
         const typeAt = args.indexOf('--type');
         const type = typeAt >= 0 ? args.splice(typeAt, 2)[1] : 'SecureString';

@@ -110,10 +110,10 @@ In another terminal:
   npm run local -- put /prod/env.php 'DB_PASSWORD=...'
   npm run local -- delete /dev/env.php
   npm run local -- status                    (instances and their last command)
-  npm run local -- resync /prod/env.php      (POST ${cloud.endpoints.api}/resync, SigV4-signed)
+  npm run local -- resync /prod/env.php      (POST ${cloud.endpoints.api}/environments/prod/resync, SigV4-signed)
   npm run local -- resync --environment prod --dry-run
-  npm run local -- rollouts /prod/env.php    (GET /rollouts?parameter=…)
-  npm run local -- status <rolloutId>        (GET /rollouts/{id})
+  npm run local -- rollouts /prod/env.php    (GET /environments/prod/rollouts?parameter=…)
+  npm run local -- status <rolloutId>        (GET /environments/{env}/rollouts/{id})
   cat ${cloud.fleet.list()[0]?.path('/var/www/html/env.php')}
 or with the AWS CLI (the admin identity of the local cloud):
   export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=x AWS_REGION=${cloud.region} AWS_DEFAULT_REGION=${cloud.region}

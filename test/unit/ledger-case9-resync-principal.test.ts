@@ -76,7 +76,7 @@ describe('case 9: the audited caller of a re-sync', () => {
 
     // Assert
     expect(answer.status).toBe(400);
-    expect(answer.error).toContain('POST /resync');
+    expect(answer.error).toContain('POST /environments/');
     expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
     expect(await direct.store.recentRollouts({ parameter: '/prod/env.php' }, 10)).toEqual([]);
   });

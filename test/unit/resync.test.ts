@@ -17,7 +17,7 @@ const ec2Mock = mockClient(EC2Client);
 const sqsMock = mockClient(SQSClient);
 const snsMock = mockClient(SNSClient);
 
-// POST /resync is its own function (resync-http); the direct invoke is `resync`.
+// POST /environments/{environment}/resync is its own function (resync-http); the direct invoke is `resync`.
 const table = withRolloutsTable(async () => ({
   http: await import('../../functions/resync-http.ts'),
   invoke: await import('../../functions/resync.ts'),
@@ -61,9 +61,22 @@ afterEach(() => {
 });
 
 /** The HTTP API fixture with another body. */
+/**
+ * The HTTP API fixture with another body. The environment is in the route: an `environment`
+ * field moves into the path, a parameter's own environment goes there otherwise.
+ */
 function post(body: unknown, raw = false) {
   const event = loadEvent<any>('http/resync');
-  event.body = raw ? body : JSON.stringify(body);
+  let sent = body;
+  if (!raw && typeof body === 'object' && body !== null) {
+    const { environment, ...rest } = body as Record<string, unknown>;
+    const parameter = typeof rest.parameter === 'string' ? rest.parameter : undefined;
+    const env = (environment as string | undefined) ?? parameter?.split('/')[1] ?? 'prod';
+    event.pathParameters = { environment: env };
+    event.rawPath = `/environments/${env}/resync`;
+    sent = environment === undefined ? body : rest;
+  }
+  event.body = raw ? body : JSON.stringify(sent);
   return event;
 }
 const call = (event: unknown) => table.handler.http.handler(event, lambdaContext()) as Promise<any>;
@@ -87,7 +100,7 @@ describe('resync over HTTP', () => {
       targeted: prod,
       unreachable: [],
       commandIds: ['cmd-resync'],
-      follow: { http: `GET /rollouts/${body.rolloutId}` },
+      follow: { http: `GET /environments/prod/rollouts/${body.rolloutId}` },
     });
     expect(sent()).toHaveLength(1);
     expect((await table.store.getRollout(body.rolloutId))?.trigger).toEqual({
@@ -152,12 +165,20 @@ describe('resync over HTTP', () => {
       'commands',
     ],
     [
-      'both parameter and environment',
-      post({ parameter: '/prod/env.php', environment: 'prod' }),
+      'another environment in the body than in the path',
+      {
+        ...post({ parameter: '/prod/env.php' }),
+        body: '{"parameter":"/prod/env.php","environment":"dev"}',
+      },
       400,
-      'exactly one',
+      "the path's",
     ],
-    ['neither parameter nor environment', post({}), 400, 'exactly one'],
+    [
+      'a parameter of another environment than the path',
+      { ...post({ parameter: '/prod/env.php' }), body: '{"parameter":"/dev/env.php"}' },
+      404,
+      'not mapped in environment prod',
+    ],
     [
       'a malformed instance id',
       post({ parameter: '/prod/env.php', instanceIds: ['i-1; reboot'] }),
@@ -215,7 +236,10 @@ describe('resync by direct invoke', () => {
 
   it('refuses an HTTP-shaped event instead of trusting the principal it claims', async () => {
     const body = await invoke(loadEvent('http/resync'));
-    expect(body).toMatchObject({ status: 400, error: expect.stringContaining('POST /resync') });
+    expect(body).toMatchObject({
+      status: 400,
+      error: expect.stringContaining('POST /environments/'),
+    });
     expect(sent()).toEqual([]);
     expect(sqsMock.calls()).toHaveLength(0);
   });

@@ -34,8 +34,8 @@ async function rollout() {
 
 function get(id: string, query?: Record<string, string>) {
   const event = loadEvent<any>('http/rollout');
-  event.pathParameters = { id };
-  event.rawPath = `/rollouts/${id}`;
+  event.pathParameters = { environment: 'prod', id };
+  event.rawPath = `/environments/prod/rollouts/${id}`;
   if (query !== undefined) event.queryStringParameters = query;
   return table.handler.handler(event, lambdaContext()) as Promise<any>;
 }

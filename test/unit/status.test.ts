@@ -39,8 +39,8 @@ async function rollout() {
 
 function get(id: string) {
   const event = loadEvent<any>('http/rollout');
-  event.pathParameters = { id };
-  event.rawPath = `/rollouts/${id}`;
+  event.pathParameters = { environment: 'prod', id };
+  event.rawPath = `/environments/prod/rollouts/${id}`;
   return table.handler.handler(event, lambdaContext()) as Promise<any>;
 }
 const json = (response: any) => JSON.parse(response.body);
@@ -179,14 +179,37 @@ describe('status', () => {
     ['an unknown rollout', () => get('20991231T235959999Z-00000000'), 404, 'no rollout'],
     ['a malformed id', () => get('../../etc'), 400, 'rolloutId'],
     [
-      'a list without a parameter or environment',
+      'a list of a parameter of another environment than the path',
       () =>
         table.handler.handler(
-          { ...loadEvent<any>('http/rollouts'), queryStringParameters: {} },
+          {
+            ...loadEvent<any>('http/rollouts'),
+            queryStringParameters: { parameter: '/dev/env.php' },
+          },
           lambdaContext(),
         ),
-      400,
-      'give a rolloutId',
+      404,
+      'not mapped in environment prod',
+    ],
+    [
+      'a rollout of another environment than the path',
+      async () => {
+        const event = loadEvent<any>('http/rollout');
+        event.pathParameters = { environment: 'dev', id: await rollout() };
+        return table.handler.handler(event, lambdaContext());
+      },
+      404,
+      'no rollout',
+    ],
+    [
+      'an environment that is not configured',
+      () =>
+        table.handler.handler(
+          { ...loadEvent<any>('http/rollouts'), pathParameters: { environment: 'qa' } },
+          lambdaContext(),
+        ),
+      404,
+      'environment qa is not configured',
     ],
     [
       'a list of a parameter that is not mapped',
