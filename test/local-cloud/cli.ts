@@ -3,38 +3,151 @@
  * wrote to .local-cloud/endpoints.json), with the SDK, as the local cloud's admin.
  *   put <name> <value> [--type String|SecureString]   PutParameter (overwrite)
  *   delete <name>                                      DeleteParameter
- *   status                                             instances and their last invocation
+ *   status                                             each instance's files on disk (path,
+ *                                                      version written, owner, mode, size, mtime)
  *   status <rolloutId>                                 GET /environments/{env}/rollouts/{id} (signed)
  *   rollouts <parameter> [limit]                       GET /environments/{env}/rollouts?parameter=…
  *   resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]
- *                                                      POST /resync, signed as the admin
+ *                                                      POST /environments/{env}/resync, signed
+ *   invoke [-f] <function> [--stage s] [--data '{…}' | --path file.json]
+ *                                                      as `serverless invoke -f`, on the local stack
+ *   info                                               document, queues, topics, tables, API URL
+ *   env                                                shell exports for the AWS CLI / SDKs, and
+ *                                                      the runbook's commands with --endpoint-url
+ * The file it reads is LOCAL_CLOUD_INFO, default .local-cloud/endpoints.json. No command prints
+ * a secret value: `status` reads the files' metadata only, never their content.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
 import {
+  type Command,
+  type CommandInvocation,
   DeleteParameterCommand,
-  ListCommandInvocationsCommand,
   PutParameterCommand,
+  paginateListCommandInvocations,
+  paginateListCommands,
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { repoRoot } from '../support/package.ts';
+import { type ConsoleInfo, consoleInfoPath, envLines, infoLines } from './console.ts';
+import { recordedOwner } from './fleet.ts';
 import { signedFetch } from './sigv4.ts';
 
-interface Running {
-  region: string;
-  endpoints: { ssm: string; ec2: string; api: string };
-  env: Record<string, string>;
-  instances: Array<{ id: string; tags: Record<string, string>; root: string; managed: boolean }>;
-}
-
-function running(): Running {
-  const file = join(repoRoot, '.local-cloud', 'endpoints.json');
+function running(): ConsoleInfo {
+  const file = consoleInfoPath(repoRoot);
   if (!existsSync(file)) {
     console.error('No local cloud is running: start one with `npm start` in another terminal.');
     process.exit(1);
   }
-  return JSON.parse(readFileSync(file, 'utf8')) as Running;
+  return JSON.parse(readFileSync(file, 'utf8')) as ConsoleInfo;
+}
+
+/** `secrets-fanout result=updated version=7` (the document's last stdout line), parsed. */
+function resultOf(invocation: CommandInvocation): Record<string, string> | undefined {
+  const line = invocation.CommandPlugins?.[0]?.Output?.split('\n')
+    .filter((text) => text.startsWith('secrets-fanout result='))
+    .at(-1);
+  if (line === undefined) return undefined;
+  return Object.fromEntries(
+    line
+      .slice('secrets-fanout '.length)
+      .split(' ')
+      .map((pair) => [pair.split('=')[0] ?? '', pair.slice(pair.indexOf('=') + 1)]),
+  );
+}
+
+/**
+ * The files secrets-fanout manages on one instance, from the instance's directory (metadata
+ * only: the content is never read) and its command history: which version the last successful
+ * run wrote (or found already there).
+ */
+async function filesOf(
+  ssm: SSMClient,
+  cloud: ConsoleInfo,
+  instanceId: string,
+): Promise<{ last?: CommandInvocation; lines: string[] }> {
+  const commands = new Map<string, Command>();
+  for await (const page of paginateListCommands({ client: ssm }, { InstanceId: instanceId }))
+    for (const command of page.Commands ?? []) commands.set(command.CommandId ?? '', command);
+  const invocations: CommandInvocation[] = [];
+  for await (const page of paginateListCommandInvocations(
+    { client: ssm },
+    { InstanceId: instanceId, Details: true },
+  ))
+    invocations.push(...(page.CommandInvocations ?? []));
+  // Newest first, whatever order the pages came in.
+  invocations.sort(
+    (a, b) => (b.RequestedDateTime?.getTime() ?? 0) - (a.RequestedDateTime?.getTime() ?? 0),
+  );
+  const ofDocument = invocations.filter(
+    (invocation) => invocation.DocumentName === cloud.documentName,
+  );
+  const paths = new Map<string, string>();
+  for (const invocation of ofDocument) {
+    const parameters = commands.get(invocation.CommandId ?? '')?.Parameters ?? {};
+    const path = parameters.DestinationPath?.[0];
+    if (path && !paths.has(path)) paths.set(path, parameters.ParameterName?.[0] ?? '?');
+  }
+  const root = join(cloud.fleetRoot, instanceId);
+  const lines: string[] = [];
+  for (const [path, parameter] of paths) {
+    const runs = ofDocument.filter(
+      (invocation) =>
+        commands.get(invocation.CommandId ?? '')?.Parameters?.DestinationPath?.[0] === path,
+    );
+    const written = runs.find(
+      (invocation) =>
+        invocation.StatusDetails === 'Success' &&
+        ['updated', 'unchanged'].includes(resultOf(invocation)?.result ?? ''),
+    );
+    const latest = runs[0];
+    const local = join(root, path);
+    let stat: ReturnType<typeof lstatSync> | undefined;
+    try {
+      stat = lstatSync(local);
+    } catch {
+      stat = undefined;
+    }
+    const owner = recordedOwner(join(root, '.local-cloud'), local);
+    const version = written ? `v${resultOf(written)?.version ?? '?'}` : '-';
+    const backups = Array.from({ length: 99 }, (_, index) => `${local}.bak.${index + 1}`).filter(
+      (backup) => existsSync(backup),
+    ).length;
+    const notes = [
+      `parameter ${parameter}`,
+      written
+        ? `${resultOf(written)?.result} by command ${written.CommandId}`
+        : 'no successful run',
+      latest && latest !== written
+        ? `latest run ${latest.StatusDetails}${resultOf(latest)?.reason ? ` (${resultOf(latest)?.reason}${resultOf(latest)?.version ? ` v${resultOf(latest)?.version}` : ''})` : ''}`
+        : '',
+      backups > 0 ? `${backups} backup${backups === 1 ? '' : 's'}` : '',
+    ].filter(Boolean);
+    lines.push(
+      stat === undefined
+        ? `  ${path}  no file  (${notes.join('; ')})`
+        : [
+            `  ${path}`,
+            version.padEnd(4),
+            (owner ? `${owner.owner}:${owner.group}` : 'owner ?').padEnd(15),
+            `0${(Number(stat.mode) & 0o7777).toString(8)}`.slice(-4),
+            `${stat.size} B`.padStart(8),
+            new Date(Number(stat.mtimeMs)).toISOString(),
+            `(${notes.join('; ')})`,
+          ].join('  '),
+    );
+  }
+  return { ...(invocations[0] ? { last: invocations[0] } : {}), lines };
+}
+
+/** The value of `--name value` / `-n value` (removed from args), or undefined. */
+function takeFlag(args: string[], ...names: string[]): string | undefined {
+  const at = args.findIndex((arg) => names.includes(arg));
+  if (at < 0) return undefined;
+  const [, value] = args.splice(at, 2);
+  if (value === undefined) throw new Error(`${names[0]} needs a value`);
+  return value;
 }
 
 // The demo's environments (serverless.yml custom.fanout.environments).
@@ -47,6 +160,18 @@ async function main(argv: string[]): Promise<void> {
     accessKeyId: cloud.env.AWS_ACCESS_KEY_ID ?? '',
     secretAccessKey: cloud.env.AWS_SECRET_ACCESS_KEY ?? '',
   };
+  if (command === 'info') {
+    console.log(infoLines(cloud).join('\n'));
+    return;
+  }
+  if (command === 'env') {
+    console.log(envLines(cloud).join('\n'));
+    return;
+  }
+  if (command === 'invoke') {
+    await invoke(cloud, credentials, args);
+    return;
+  }
   const ssm = new SSMClient({
     region: cloud.region,
     endpoint: cloud.endpoints.ssm,
@@ -176,23 +301,21 @@ async function main(argv: string[]): Promise<void> {
               (instance.Tags ?? []).map((tag) => [tag.Key, tag.Value]),
             );
             const known = cloud.instances.find((candidate) => candidate.id === id);
-            const { CommandInvocations = [] } = await ssm.send(
-              new ListCommandInvocationsCommand({ InstanceId: id, MaxResults: 1, Details: true }),
-            );
-            const last = CommandInvocations[0];
-            const result =
-              last?.CommandPlugins?.[0]?.Output?.split('\n')
-                .filter((text) => text.startsWith('secrets-fanout result='))
-                .at(-1) ?? '';
+            const { last, lines } = await filesOf(ssm, cloud, id);
+            const result = last ? resultOf(last) : undefined;
             console.log(
               [
                 id,
                 (tags.Environment ?? '-').padEnd(5),
+                (tags.Name ?? '').padEnd(18),
                 (instance.State?.Name ?? '').padEnd(8),
                 known?.managed === false ? 'not-managed' : 'managed    ',
-                last ? `${last.StatusDetails} ${result}` : 'no command yet',
+                last
+                  ? `last command ${last.StatusDetails}${result ? ` result=${result.result}${result.version ? ` v${result.version}` : ''}` : ''}`
+                  : 'no command yet',
               ].join('  '),
             );
+            for (const line of lines) console.log(line);
           }
         }
         ec2.destroy();
@@ -200,12 +323,82 @@ async function main(argv: string[]): Promise<void> {
       }
       default:
         throw new Error(
-          'usage: npm run local -- put <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env>',
+          'usage: npm run local -- put <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env> | invoke <function> --data {…} | info | env',
         );
     }
   } finally {
     ssm.destroy();
   }
+}
+
+/**
+ * `serverless invoke -f <function> [--stage s] [--data d | --path p] [--type t] [--log]` against
+ * the local stack: the Lambda API's Invoke on the local cloud, printed as serverless does (the
+ * function's result as JSON, 4-space indented; an error fails with "Invoked function failed").
+ */
+async function invoke(
+  cloud: ConsoleInfo,
+  credentials: { accessKeyId: string; secretAccessKey: string },
+  argv: string[],
+): Promise<void> {
+  const args = [...argv];
+  const usage =
+    "usage: npm run local -- invoke [-f] <function> [--stage <stage>] [--data '{…}' | --path event.json] [--type RequestResponse|Event|DryRun] [--log]";
+  const key = takeFlag(args, '--function', '-f');
+  const stage = takeFlag(args, '--stage', '-s');
+  const region = takeFlag(args, '--region', '-r');
+  const data = takeFlag(args, '--data', '-d');
+  const path = takeFlag(args, '--path', '-p');
+  const type = takeFlag(args, '--type', '-t') ?? 'RequestResponse';
+  const log = args.includes('--log') || args.includes('-l');
+  const rest = args.filter((arg) => arg !== '--log' && arg !== '-l');
+  const name = key ?? rest.shift();
+  if (name === undefined || rest.length > 0) throw new Error(usage);
+  if (stage !== undefined && stage !== cloud.stage)
+    throw new Error(
+      `the local cloud runs stage ${cloud.stage}, not ${stage}: use --stage ${cloud.stage}`,
+    );
+  if (region !== undefined && region !== cloud.region)
+    throw new Error(`the local cloud runs in ${cloud.region}, not ${region}`);
+  const functionName = cloud.functions[name];
+  if (functionName === undefined)
+    throw new Error(
+      `Function "${name}" doesn't exist in this Service (${Object.keys(cloud.functions).join(', ')})`,
+    );
+  let text = data ?? (path === undefined ? '' : readFileSync(path, 'utf8'));
+  // As serverless: JSON when it parses, else the string itself.
+  try {
+    text = JSON.stringify(JSON.parse(text === '' ? '{}' : text));
+  } catch {
+    text = JSON.stringify(text);
+  }
+  const response = await signedFetch(
+    `${cloud.endpoints.lambda}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
+    {
+      method: 'POST',
+      body: text,
+      credentials,
+      region: cloud.region,
+      service: 'lambda',
+      headers: {
+        'x-amz-invocation-type': type,
+        ...(log && type === 'RequestResponse' ? { 'x-amz-log-type': 'Tail' } : {}),
+      },
+    },
+  );
+  const payload = await response.text();
+  if (response.status >= 300) {
+    throw new Error(
+      `${response.headers.get('x-amzn-errortype') ?? `HTTP ${response.status}`}: ${payload}`,
+    );
+  }
+  if (payload !== '') console.log(JSON.stringify(JSON.parse(payload), null, 4));
+  const logs = response.headers.get('x-amz-log-result');
+  if (logs) {
+    console.log('--------------------------------------------------------------------');
+    console.log(Buffer.from(logs, 'base64').toString('utf8').trimEnd());
+  }
+  if (response.headers.get('x-amz-function-error')) throw new Error('Invoked function failed');
 }
 
 main(process.argv.slice(2)).catch((error: Error) => {

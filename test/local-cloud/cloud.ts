@@ -38,6 +38,7 @@ import {
   startServer,
 } from './http.ts';
 import { type InvocationRecord, LambdaFunction, SqsEventSourceMapping } from './lambda.ts';
+import { lambdaApi } from './lambda-api.ts';
 import { signedFetch } from './sigv4.ts';
 import { type PublishedMessage, SnsService } from './sns.ts';
 import { type Queue, SqsService } from './sqs.ts';
@@ -83,6 +84,8 @@ export interface Endpoints {
   autoscaling: string;
   /** Base URL of the HTTP API (API Gateway v2, stage $default): `${api}/resync`. */
   api: string;
+  /** The Lambda API (Invoke only): `aws lambda invoke`, `npm run local -- invoke`. */
+  lambda: string;
 }
 
 /** The admin's identity on the HTTP API (the key of `clientEnv`). */
@@ -412,6 +415,7 @@ async function build(
     dynamodb: dynamodbFront.endpoint,
     autoscaling: autoscalingServer.endpoint,
     api: '',
+    lambda: '',
   };
   const adminCredentials = {
     accessKeyId: ADMIN_ACCESS_KEY_ID,
@@ -707,6 +711,16 @@ async function build(
     return fn;
   };
 
+  // The Lambda API (Invoke), by function name or ARN as AWS resolves them.
+  const lambdaServer = await startServer(
+    lambdaApi(
+      (name) => functionsByArn.get(name) ?? [...functions.values()].find((fn) => fn.name === name),
+      `arn:aws:lambda:${region}:${stack.context.accountId}:function:`,
+    ),
+  );
+  closers.push(() => lambdaServer.close());
+  endpoints.lambda = lambdaServer.endpoint;
+
   const waitFor: LocalCloud['waitFor'] = async (predicate, waitOptions = {}) => {
     // Generous: a loaded 2-core CI machine runs several clouds at once; a real hang still fails.
     const deadline = Date.now() + (waitOptions.timeoutMs ?? 60_000);
@@ -735,6 +749,7 @@ async function build(
       AWS_ENDPOINT_URL_SNS: endpoints.sns,
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_AUTO_SCALING: endpoints.autoscaling,
+      AWS_ENDPOINT_URL_LAMBDA: endpoints.lambda,
     },
     clientConfig: (service) => ({
       endpoint: endpoints[service],

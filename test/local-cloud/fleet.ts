@@ -126,18 +126,7 @@ export class Instance {
 
   /** The owner and group last set with chown on this file, or undefined. */
   ownerOf(absolute: string): { owner: string; group: string } | undefined {
-    const path = this.path(absolute);
-    if (!existsSync(path)) return undefined;
-    const stat = statSync(path);
-    const key = `${stat.dev}:${stat.ino}`;
-    const log = join(this.stateDir, 'owners');
-    if (!existsSync(log)) return undefined;
-    let found: { owner: string; group: string } | undefined;
-    for (const line of readFileSync(log, 'utf8').split('\n')) {
-      const [inode, owner = '', group = ''] = line.split(' ');
-      if (inode === key) found = { owner, group };
-    }
-    return found;
+    return recordedOwner(this.stateDir, this.path(absolute));
   }
 
   /** The systemctl command lines run on the instance. */
@@ -177,6 +166,27 @@ export class Instance {
   get reachable(): boolean {
     return this.state === 'running' && this.managed && this.online;
   }
+}
+
+/**
+ * The owner and group the chown shim last recorded for the local file `path` of the instance
+ * whose bookkeeping is in `stateDir` (`<root>/.local-cloud`), or undefined.
+ */
+export function recordedOwner(
+  stateDir: string,
+  path: string,
+): { owner: string; group: string } | undefined {
+  if (!existsSync(path)) return undefined;
+  const stat = statSync(path);
+  const key = `${stat.dev}:${stat.ino}`;
+  const log = join(stateDir, 'owners');
+  if (!existsSync(log)) return undefined;
+  let found: { owner: string; group: string } | undefined;
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    const [inode, owner = '', group = ''] = line.split(' ');
+    if (inode === key) found = { owner, group };
+  }
+  return found;
 }
 
 export interface FleetChange {

@@ -4,10 +4,11 @@
  * and each instance's state as it settles; then stays up until Ctrl-C, which stops everything.
  * `npm run local -- put|delete|status` (cli.ts) talks to it through .local-cloud/endpoints.json.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageService, repoRoot } from '../support/package.ts';
 import { type InstanceSpec, startLocalCloud } from './cloud.ts';
+import { describeCloud, infoLines, writeConsoleInfo } from './console.ts';
 
 const STAGE = 'dev';
 const packagedDir = join(repoRoot, '.serverless');
@@ -74,25 +75,12 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
 
-  mkdirSync(stateDir, { recursive: true });
-  const instances = cloud.fleet.list().map((instance) => ({
-    id: instance.id,
-    tags: instance.tags,
-    root: instance.root,
-    managed: instance.managed,
-  }));
-  writeFileSync(
-    join(stateDir, 'endpoints.json'),
-    `${JSON.stringify({ pid: process.pid, region: cloud.region, endpoints: cloud.endpoints, env: cloud.clientEnv, documentName: cloud.documentName, instances }, null, 2)}\n`,
-  );
+  const info = describeCloud(cloud);
+  writeConsoleInfo(join(stateDir, 'endpoints.json'), info);
 
   const line = (text: string) => console.log(`${new Date().toISOString().slice(11, 19)}  ${text}`);
-  console.log(
-    `\nsecrets-fanout on the local cloud (stack ${cloud.stackName}, region ${cloud.region}, clock ×${clockScale})\n`,
-  );
-  console.log('Endpoints:');
-  for (const [service, endpoint] of Object.entries(cloud.endpoints))
-    console.log(`  ${service.padEnd(9)} ${endpoint}`);
+  console.log(`\nsecrets-fanout on the local cloud (clock ×${clockScale})\n`);
+  console.log(infoLines(info).join('\n'));
   console.log("\nInstances (each directory is the instance's filesystem root):");
   for (const instance of cloud.fleet.list()) {
     const notes = [
@@ -109,14 +97,19 @@ async function main(): Promise<void> {
 In another terminal:
   npm run local -- put /prod/env.php 'DB_PASSWORD=...'
   npm run local -- delete /dev/env.php
-  npm run local -- status                    (instances and their last command)
+  npm run local -- status                    (each instance's files: version, owner, mode, size)
   npm run local -- resync /prod/env.php      (POST ${cloud.endpoints.api}/environments/prod/resync, SigV4-signed)
   npm run local -- resync --environment prod --dry-run
   npm run local -- rollouts /prod/env.php    (GET /environments/prod/rollouts?parameter=…)
   npm run local -- status <rolloutId>        (GET /environments/{env}/rollouts/{id})
+  npm run local -- invoke status --stage ${info.stage} --data '{"rolloutId":"…"}'
+                                             (what alerts print, in place of npx serverless invoke)
+  npm run local -- info                      (this list again)
   cat ${cloud.fleet.list()[0]?.path('/var/www/html/env.php')}
-or with the AWS CLI (the admin identity of the local cloud):
-  export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=x AWS_REGION=${cloud.region} AWS_DEFAULT_REGION=${cloud.region}
+or with the AWS CLI (the admin identity of the local cloud; the same keys sign the HTTP API):
+  eval "$(npm run -s local -- env)"          (exports keys, region, AWS_ENDPOINT_URL_*; aws-cli 2.13+)
+  export AWS_ACCESS_KEY_ID=${cloud.clientEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${cloud.clientEnv.AWS_SECRET_ACCESS_KEY} AWS_REGION=${cloud.region} AWS_DEFAULT_REGION=${cloud.region}
+  older CLIs (before 2.13) ignore AWS_ENDPOINT_URL_*: \`npm run local -- env\` lists each command with --endpoint-url, e.g.
   aws ssm put-parameter --endpoint-url ${cloud.endpoints.ssm} --name /prod/env.php --type SecureString --overwrite --value 'DB_PASSWORD=...'
   aws ssm list-commands --endpoint-url ${cloud.endpoints.ssm}
   aws ec2 describe-instances --endpoint-url ${cloud.endpoints.ec2}
