@@ -118,13 +118,16 @@ describe('npm run local -- env / invoke / info / status, end to end on the local
       AWS_ENDPOINT_URL_LAMBDA: cloud.endpoints.lambda,
     });
     // The exported keys are the ones the SigV4-checking HTTP API accepts.
-    const response = await signedFetch(`${cloud.endpoints.api}/environments/prod/rollouts/${rolloutV1}`, {
-      credentials: {
-        accessKeyId: env.AWS_ACCESS_KEY_ID ?? '',
-        secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '',
+    const response = await signedFetch(
+      `${cloud.endpoints.api}/environments/prod/rollouts/${rolloutV1}`,
+      {
+        credentials: {
+          accessKeyId: env.AWS_ACCESS_KEY_ID ?? '',
+          secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '',
+        },
+        region: env.AWS_REGION ?? '',
       },
-      region: env.AWS_REGION ?? '',
-    });
+    );
     expect(response.status).toBe(200);
     // For CLIs before 2.13: every runbook command carries its service's --endpoint-url.
     const commands = stdout
@@ -231,6 +234,20 @@ describe('npm run local -- env / invoke / info / status, end to end on the local
     expect(fileLine(PROD_2)).toMatch(/latest run Failed \(fetch-failed/);
     expect(fileLine(PROD_1)).toContain('backup');
     expect(stdout).toMatch(new RegExp(`${PROD_UNMANAGED}.*no command yet`));
+  });
+
+  it('resync and rollouts find the environment route of a parameter by themselves', async () => {
+    // Act
+    const dryRun = await cli('resync', '/prod/env.php', '--dry-run');
+    const list = await cli('rollouts', '/prod/env.php', '5');
+
+    // Assert: answered by the per-environment routes (the HTTP status is printed first)
+    expect(dryRun.code).toBe(0);
+    expect(dryRun.stdout).toMatch(/^HTTP 200\n/);
+    expect(dryRun.stdout).toContain('"environment": "prod"');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^HTTP 200\n/);
+    expect(list.stdout).toContain(rolloutV1);
   });
 
   it('never prints a secret value', () => {
