@@ -107,7 +107,8 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   if (request.dryRun === true || (summary.empty && request.skipIfEmpty === true)) return summary;
 
   // The sweep first: whatever happens to this run from here on, the rollout has a safety net.
-  await deps.ledger.scheduleSweep(request.rolloutId);
+  // A resume was asked for by the rollout's sweep, which goes on: no second chain.
+  if (request.resume !== true) await deps.ledger.scheduleSweep(request.rolloutId);
   const created = await deps.store.create(
     {
       rolloutId: request.rolloutId,
