@@ -5,7 +5,7 @@ import type { ResumeMessage, RetryMessage } from '../messages/retry.ts';
 import type { SweepMessage } from '../messages/sweep.ts';
 import { chunk } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
-import type { Rollout, Target, Transition } from './model.ts';
+import type { Rollout, Target, TargetRef, Transition } from './model.ts';
 import {
   delayUntil,
   firstSweepDue,
@@ -138,33 +138,46 @@ export class Ledger {
   }
 
   /**
-   * Queues the retries, delayed until their attempt is due: targets of one file whose next
-   * attempt is due at the same moment (the retries of one observation batch share a backoff)
-   * go as one message per 50 instances, so a retry is one SendCommand for the chunk, not one per
-   * instance. Throws if any message could not be queued: the commit stands, and the caller's
-   * redelivery (or the sweep) queues it again.
+   * Queues the retries, delayed until their attempt is due. Throws if any message could not be
+   * queued: the commit stands, and the caller's redelivery (or the sweep) queues it again.
    */
   private async queueRetries(rolloutId: string, transitions: Transition[]): Promise<void> {
+    await this.queueChunks(
+      rolloutId,
+      transitions.flatMap((t) =>
+        t.to === 'Retry' ? [{ target: t, attempt: t.fromAttempt + 1, due: t.retryAt }] : [],
+      ),
+    );
+  }
+
+  /**
+   * Queues retry messages: targets of one file whose attempt is due at the same moment (the
+   * retries of one observation batch share a backoff) go as one message per 50 instances, so a
+   * retry is one SendCommand for the chunk, not one per instance; ten messages a call.
+   * Throws if any message could not be queued.
+   */
+  private async queueChunks(
+    rolloutId: string,
+    retries: Array<{ target: TargetRef; attempt: number; due: string }>,
+  ): Promise<void> {
     const now = this.now();
-    const groups = new Map<
-      string,
-      { message: Omit<RetryMessage, 'instanceIds'>; retryAt: string; ids: string[] }
-    >();
-    for (const t of transitions) {
-      if (t.to !== 'Retry') continue;
-      const key = `${t.path}\0${t.fromAttempt}\0${t.retryAt}`;
-      const group = groups.get(key) ?? {
-        message: { rolloutId, parameter: t.parameter, path: t.path, attempt: t.fromAttempt + 1 },
-        retryAt: t.retryAt,
-        ids: [],
-      };
-      group.ids.push(t.instanceId);
+    const groups = new Map<string, { first: (typeof retries)[number]; ids: string[] }>();
+    for (const retry of retries) {
+      const key = `${retry.target.path}\0${retry.attempt}\0${retry.due}`;
+      const group = groups.get(key) ?? { first: retry, ids: [] };
+      group.ids.push(retry.target.instanceId);
       groups.set(key, group);
     }
-    const messages = [...groups.values()].flatMap((group) =>
-      chunk(group.ids, MAX_INSTANCES_PER_RETRY).map((instanceIds) => ({
-        body: { ...group.message, instanceIds } satisfies RetryMessage,
-        delay: delayUntil(group.retryAt, now),
+    const messages = [...groups.values()].flatMap(({ first, ids }) =>
+      chunk(ids, MAX_INSTANCES_PER_RETRY).map((instanceIds) => ({
+        body: {
+          rolloutId,
+          instanceIds,
+          parameter: first.target.parameter,
+          path: first.target.path,
+          attempt: first.attempt,
+        } satisfies RetryMessage,
+        delay: delayUntil(first.due, now),
       })),
     );
     for (const part of chunk(messages, SQS_BATCH)) {
@@ -216,27 +229,11 @@ export class Ledger {
         refused.push(target);
       }
     }
-    const groups = new Map<string, Target[]>();
-    for (const t of marked) {
-      const key = `${t.path}\0${t.attempt}`;
-      groups.set(key, [...(groups.get(key) ?? []), t]);
-    }
-    for (const group of groups.values()) {
-      for (const part of chunk(group, MAX_INSTANCES_PER_RETRY)) {
-        const [first] = part;
-        if (first === undefined) continue;
-        await this.requeueRetry(
-          {
-            rolloutId,
-            instanceIds: part.map((t) => t.instanceId),
-            parameter: first.parameter,
-            path: first.path,
-            attempt: first.attempt,
-          },
-          0,
-        );
-      }
-    }
+    const due = this.now().toISOString();
+    await this.queueChunks(
+      rolloutId,
+      marked.map((target) => ({ target, attempt: target.attempt, due })),
+    );
     return refused;
   }
 

@@ -156,9 +156,11 @@ describe('sweeping a rollout', () => {
     const rolloutId = await pendingRollout([a!], 0);
     const resent = () =>
       sqsMock
-        .commandCalls(SendMessageCommand)
-        .map((c) => JSON.parse(c.args[0].input.MessageBody ?? '{}'))
-        .filter((body) => body.instanceIds !== undefined);
+        .commandCalls(SendMessageBatchCommand)
+        .flatMap((c) => c.args[0].input.Entries ?? [])
+        .map((entry) => JSON.parse(entry.MessageBody ?? '{}'))
+        // the same attempt queued again (a retry of the next attempt is not a resend)
+        .filter((body) => body.attempt === 1);
 
     // Act: the first sweep
     const result = await sweepRollout(deps(afterDue), due(rolloutId));
