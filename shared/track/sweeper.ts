@@ -108,9 +108,9 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
 
   // 3. The ledger commits, queues retries, settles and alerts; look again while not done.
   await ledger.record(rollout.rolloutId, transitions);
-  const after = await store.getRollout(rollout.rolloutId);
-  if (after === undefined || isDone(after)) return 'done';
-  await ledger.sweepAgain(sweep, nextLook(await store.load(rollout.rolloutId), deps, now));
+  const after = await store.load(rollout.rolloutId);
+  if (after === undefined || isDone(after.rollout)) return 'done';
+  await ledger.sweepAgain(sweep, nextLook(after, deps, now));
   return 'again';
 }
 
