@@ -75,6 +75,7 @@ function recordMetrics(summary: RolloutSummary): void {
   metrics.addMetric('InstancesTargeted', MetricUnit.Count, summary.targeted.length);
   metrics.addMetric('InstancesUnreachable', MetricUnit.Count, summary.unreachable.length);
   metrics.addMetric('CommandsSent', MetricUnit.Count, summary.commands.length);
+  metrics.addMetric('ChunksQueued', MetricUnit.Count, summary.queued);
   metrics.addMetric('CommandChunksFailed', MetricUnit.Count, summary.failedChunks.length);
 }
 

@@ -2,22 +2,51 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { depsFromEnv } from '../shared/deps.ts';
-import { ResumeMessageSchema, RetryMessageSchema } from '../shared/messages/retry.ts';
+import {
+  PlanMessageSchema,
+  ResumeMessageSchema,
+  RetryMessageSchema,
+  SendChunkMessageSchema,
+} from '../shared/messages/retry.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseOrThrow } from '../shared/platform/parse.ts';
 import { logger, metrics } from '../shared/platform/powertools.ts';
+import { summarise } from '../shared/report/rollout-report.ts';
+import { sendPlannedChunk } from '../shared/send/chunk-sender.ts';
 import { resumeRollout } from '../shared/send/resume.ts';
+import { planResync } from '../shared/send/resync.ts';
 import { retryChunk } from '../shared/track/retrier.ts';
 
 const deps = depsFromEnv();
 const processor = new BatchProcessor(EventType.SQS);
 
 /**
- * One delayed retry of a chunk: send the targets their next attempt, or record why not. Or a
+ * One message of the send queue: a planned first send of a chunk at its turn; a delayed retry
+ * of a chunk (the targets' next attempt, or why not); a whole-environment re-sync to plan; or a
  * request of the sweep to resume a rollout its creator left half-created.
  */
 async function retryRecord(record: SQSRecord): Promise<void> {
   const body = JSON.parse(record.body);
+  if (body?.kind === 'send') {
+    const message = parseOrThrow(SendChunkMessageSchema, body, 'send message');
+    const { result, sent } = await sendPlannedChunk(deps, message);
+    metrics.addMetric('ChunksSent', MetricUnit.Count, result === 'sent' ? 1 : 0);
+    logger.info('chunk handled', {
+      rolloutId: message.rolloutId,
+      path: message.path,
+      index: message.index,
+      instances: message.instanceIds.length,
+      result,
+      commandIds: sent.map((c) => c.commandId),
+    });
+    return;
+  }
+  if (body?.kind === 'plan') {
+    const message = parseOrThrow(PlanMessageSchema, body, 'plan message');
+    const summary = await planResync(deps, message);
+    logger.info('resync planned', { rollout: summarise(summary) });
+    return;
+  }
   if (body?.kind === 'resume') {
     const { rolloutId } = parseOrThrow(ResumeMessageSchema, body, 'resume message');
     const result = await resumeRollout(deps, rolloutId);
@@ -41,7 +70,7 @@ async function retryRecord(record: SQSRecord): Promise<void> {
   });
 }
 
-/** A batch of due retries (SQS, delayed by the backoff); failed ones come back later. */
+/** A batch of due sends and retries (SQS, each delayed to its turn); failed ones come back later. */
 export const lambdaHandler = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
   processPartialResponse(event, retryRecord, processor, {
     context,

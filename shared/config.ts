@@ -110,6 +110,17 @@ const RolloutSchema = z.strictObject({
   // Chunks of ≤50 instances sent at once; a few, so 1,000 instances go out fast but
   // SendCommand's per-account rate stays comfortable.
   chunksInFlight: z.number().int().min(1).max(10).default(4),
+  // How many instances may fetch a value per second, across every command of every rollout in
+  // flight: each instance calls GetParameter once per file when its command lands. Parameter
+  // Store's default throughput is 40 transactions per second per account and Region, shared by
+  // GetParameter, GetParameters and GetParametersByPath; with higher throughput enabled, up to
+  // 3,000 (https://docs.aws.amazon.com/general/latest/gr/ssm.html, "Parameter Store: max
+  // throughput"). Set it to what your account has, less what your applications use themselves.
+  fetchesPerSecond: z.number().int().min(1).max(10_000).default(40),
+  // SendCommand calls per second across all rollouts. AWS publishes no figure for SendCommand's
+  // rate (the quotas page above lists none), so a conservative default; the SDK's adaptive
+  // retry mode absorbs an occasional ThrottlingException beyond it.
+  commandsPerSecond: z.number().int().min(1).max(100).default(10),
 });
 
 const RetrySchema = z.strictObject({

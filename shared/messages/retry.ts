@@ -28,3 +28,41 @@ export const ResumeMessageSchema = z.strictObject({
 });
 
 export type ResumeMessage = z.infer<typeof ResumeMessageSchema>;
+
+const instanceIdSchema = z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/);
+
+/**
+ * One planned first send of a rollout (queued by the fan-out, delayed until its turn in the
+ * shared pace): ≤50 instances of one file, one SendCommand. `notBefore` is its turn; a message
+ * that arrives early (its turn was more than SQS's 900 s delay away) is queued again.
+ */
+export const SendChunkMessageSchema = z.strictObject({
+  kind: z.literal('send'),
+  rolloutId: z.string().min(1),
+  environment: z.string().min(1),
+  parameter: z.string().min(1),
+  path: z.string().min(1),
+  index: z.number().int().min(0),
+  instanceIds: z.array(instanceIdSchema).min(1).max(50),
+  notBefore: z.iso.datetime(),
+  /** How often this chunk was put back because SSM was throttling. */
+  requeues: z.number().int().min(1).max(20).optional(),
+});
+
+export type SendChunkMessage = z.infer<typeof SendChunkMessageSchema>;
+
+/**
+ * A whole-environment re-sync, answered at once and planned here: the fan-out of `files` of
+ * `environment` under the rollout id the caller was given.
+ */
+export const PlanMessageSchema = z.strictObject({
+  kind: z.literal('plan'),
+  rolloutId: z.string().min(1),
+  environment: z.string().min(1),
+  /** The mapped files, by parameter and path (the rest comes from custom.fanout). */
+  files: z.array(z.strictObject({ parameter: z.string().min(1), path: z.string().min(1) })).min(1),
+  principal: z.string().min(1),
+  version: z.number().int().min(1).optional(),
+});
+
+export type PlanMessage = z.infer<typeof PlanMessageSchema>;

@@ -10,7 +10,9 @@ export interface RolloutReport {
   version?: number;
   targeted: number;
   unreachable: Array<{ instanceId: string; reason: string }>;
+  /** Commands the planner sent itself; `queued` chunks go out from the send queue. */
   commandIds: string[];
+  queued: number;
   failedChunks: Array<{ parameter: string; instanceIds: string[]; error: string }>;
   resumed: boolean;
   dryRun: boolean;
@@ -27,6 +29,7 @@ export function summarise(summary: RolloutSummary): RolloutReport {
     targeted: summary.targeted.length,
     unreachable: summary.unreachable,
     commandIds: summary.commands.map((command) => command.commandId),
+    queued: summary.queued,
     failedChunks: summary.failedChunks.map((failed) => ({
       parameter: failed.parameter,
       instanceIds: failed.instanceIds,

@@ -1,4 +1,4 @@
-import type { CommandRecord, Counts, Rollout, Target, TerminalStatus } from './model.ts';
+import type { CommandRecord, Counts, Rollout, SendChunk, Target, TerminalStatus } from './model.ts';
 
 /**
  * The rollouts table's item layout: keys and the mapping between items and the model.
@@ -6,6 +6,8 @@ import type { CommandRecord, Counts, Rollout, Target, TerminalStatus } from './m
  *   pk = R#<rolloutId>   sk = #ROLLOUT                 the rollout and its counters
  *                        sk = T#<instanceId>#<path>    one target: an instance and one file
  *                        sk = C#<commandId>            one SendCommand (≤50 instances, one file)
+ *                        sk = S#<path>#<index>         a planned first send: ≤50 instances, one file
+ *   pk = PACE            sk = fetches                  when the next instance may fetch (all rollouts)
  *   pk = P#<parameter>   sk = <createdAt>#<rolloutId>  rollouts of a parameter, in start order
  *   pk = E#<environment> sk = <createdAt>#<rolloutId>  rollouts of an environment
  *   pk = B#<instanceId>  sk = <launch>                 the alert about a new instance, once
@@ -24,6 +26,11 @@ export const commandKey = (rolloutId: string, commandId: string) => ({
   pk: `R#${rolloutId}`,
   sk: `C#${commandId}`,
 });
+export const chunkKey = (rolloutId: string, c: { path: string; index: number }) => ({
+  pk: `R#${rolloutId}`,
+  sk: `S#${c.path}#${String(c.index).padStart(5, '0')}`,
+});
+export const PACE_KEY = { pk: 'PACE', sk: 'fetches' };
 export const launchAlertKey = (instanceId: string, launch: string) => ({
   pk: `B#${instanceId}`,
   sk: launch,
@@ -100,6 +107,7 @@ export function toRollout(item: Item): Rollout {
     ...(item.alertClaimUntil === undefined ? {} : { alertClaimUntil: item.alertClaimUntil }),
     counts,
     ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
+    ...(item.queuedChunks === undefined ? {} : { queuedChunks: Number(item.queuedChunks) }),
   };
 }
 
@@ -119,6 +127,16 @@ export function toTarget(item: Item): Target {
     ...(item.claimedUntil === undefined ? {} : { claimedUntil: item.claimedUntil }),
     ...(item.resends === undefined ? {} : { resends: Number(item.resends) }),
     updatedAt: item.updatedAt,
+  };
+}
+
+export function toChunk(item: Item): SendChunk {
+  return {
+    parameter: item.parameter,
+    path: item.path,
+    index: Number(item.index),
+    instanceIds: item.instanceIds ?? [],
+    ...(item.sentAt === undefined ? {} : { sentAt: item.sentAt }),
   };
 }
 

@@ -3,7 +3,7 @@ import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aw
 import type { FanoutConfig } from '../config.ts';
 import type { ResumeMessage, RetryMessage } from '../messages/retry.ts';
 import type { SweepMessage } from '../messages/sweep.ts';
-import { chunk } from '../platform/chunk.ts';
+import { chunk, mapSettled } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
 import type { Rollout, Target, TargetRef, Transition } from './model.ts';
 import {
@@ -30,6 +30,7 @@ export interface LedgerDeps {
 // SendMessageBatch takes at most 10 entries
 // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
 const SQS_BATCH = 10;
+const SQS_CALLS_IN_FLIGHT = 4;
 // SendCommand takes at most 50 instance ids
 // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
 const MAX_INSTANCES_PER_RETRY = 50;
@@ -180,23 +181,38 @@ export class Ledger {
         delay: delayUntil(first.due, now),
       })),
     );
-    for (const part of chunk(messages, SQS_BATCH)) {
-      const { Failed } = await this.deps.sqs.send(
-        new SendMessageBatchCommand({
-          QueueUrl: this.deps.retryQueueUrl,
-          Entries: part.map(({ body, delay }, index) => ({
-            Id: String(index),
-            MessageBody: JSON.stringify(body),
-            DelaySeconds: delay,
-          })),
-        }),
-      );
-      if (Failed !== undefined && Failed.length > 0) {
-        throw new Error(
-          `could not queue ${Failed.length} retries: ${Failed[0]?.Code} ${Failed[0]?.Message}`,
+    await this.queueMessages(messages);
+  }
+
+  /**
+   * Queues messages on the retry queue (the send workers' queue: retries, planned first sends,
+   * plans and resumes), each delayed by its own `delay` (≤900 s), ten a call, a few calls in
+   * flight. Throws if any message could not be queued.
+   */
+  async queueMessages(messages: Array<{ body: object; delay: number }>): Promise<void> {
+    const results = await mapSettled(
+      chunk(messages, SQS_BATCH),
+      SQS_CALLS_IN_FLIGHT,
+      async (part) => {
+        const { Failed } = await this.deps.sqs.send(
+          new SendMessageBatchCommand({
+            QueueUrl: this.deps.retryQueueUrl,
+            Entries: part.map(({ body, delay }, index) => ({
+              Id: String(index),
+              MessageBody: JSON.stringify(body),
+              DelaySeconds: delay,
+            })),
+          }),
         );
-      }
-    }
+        if (Failed !== undefined && Failed.length > 0) {
+          throw new Error(
+            `could not queue ${Failed.length} messages: ${Failed[0]?.Code} ${Failed[0]?.Message}`,
+          );
+        }
+      },
+    );
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /**

@@ -98,6 +98,22 @@ export interface Rollout {
   counts: Counts;
   /** While set and in the future, a run is sending this rollout's first attempts. */
   sendingUntil?: string;
+  /** Set once every planned first send is queued: the plan is done, the workers send. */
+  queuedChunks?: number;
+}
+
+/**
+ * A planned first send: ≤50 instances of one file, one SendCommand. Planned when the rollout is
+ * created and kept, so a run that takes over resends exactly the chunks not yet sent.
+ */
+export interface SendChunk {
+  parameter: string;
+  path: string;
+  /** Its place among the file's chunks (the key). */
+  index: number;
+  instanceIds: string[];
+  /** When its command was sent and recorded (absent: not yet). */
+  sentAt?: string;
 }
 
 export interface CommandRecord {
@@ -190,4 +206,37 @@ export function supersedes(
     if (later.version < earlier.version) return false;
   }
   return later.createdAt > earlier.createdAt;
+}
+
+// SendCommand accepts at most 50 instance ids per call
+// (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+const MAX_INSTANCES_PER_CHUNK = 50;
+
+/**
+ * The first sends of a rollout: per file, its pending targets in instance order, ≤50 a chunk.
+ * The same targets always give the same chunks. Never throws.
+ */
+export function planChunks(targets: readonly NewTarget[]): SendChunk[] {
+  const byFile = new Map<string, { parameter: string; ids: string[] }>();
+  for (const target of targets) {
+    if (target.status !== 'Pending') continue;
+    const file = byFile.get(target.path) ?? { parameter: target.parameter, ids: [] };
+    file.ids.push(target.instanceId);
+    byFile.set(target.path, file);
+  }
+  return [...byFile.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([path, { parameter, ids }]) => {
+      const sorted = [...ids].sort();
+      const chunks: SendChunk[] = [];
+      for (let start = 0; start < sorted.length; start += MAX_INSTANCES_PER_CHUNK) {
+        chunks.push({
+          parameter,
+          path,
+          index: chunks.length,
+          instanceIds: sorted.slice(start, start + MAX_INSTANCES_PER_CHUNK),
+        });
+      }
+      return chunks;
+    });
 }

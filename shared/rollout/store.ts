@@ -32,16 +32,29 @@ import {
   countTargets,
   type NewTarget,
   needsAlert,
+  planChunks,
   type Rollout,
+  type SendChunk,
   type Target,
   type TargetRef,
   type Transition,
+  targetId,
 } from './model.ts';
 import { loadPage, type Page, rolloutsOfParameterSince } from './reads.ts';
+import {
+  type ChunkClaim,
+  chunkItems,
+  claimChunk,
+  markChunkSent,
+  markQueued,
+  plannedChunks,
+  releaseChunk,
+  reservePace,
+} from './sending.ts';
 import { isConditionFailure, RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
-export type { CommitResult, IndexEntry };
+export type { ChunkClaim, CommitResult, IndexEntry };
 
 /**
  * The rollouts table, as the rest of the service sees it: persistence only — the rollout's
@@ -68,11 +81,12 @@ export class RolloutStore {
   }
 
   /**
-   * Records a new rollout and its targets. The rollout item is written first, conditionally
-   * and in state Creating: it is the lock, so `false` (the rollout already exists: a
-   * redelivered event, or a second event for one new instance) means nothing was written, and
-   * no second run can overwrite targets the first one has already sent. Targets follow, then
-   * the rollout becomes InProgress with its counts. Throws the SDK error.
+   * Records a new rollout, its targets and its planned first sends (model.ts `planChunks`).
+   * The rollout item is written first, conditionally and in state Creating: it is the lock, so
+   * `false` (the rollout already exists: a redelivered event, or a second event for one new
+   * instance) means nothing was written, and no second run can overwrite targets the first one
+   * has already sent. Targets and chunks follow, then the rollout becomes InProgress with its
+   * counts. Throws the SDK error.
    */
   async create(
     rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
@@ -105,17 +119,31 @@ export class RolloutStore {
   }
 
   /**
-   * Writes a Creating rollout's targets and makes it InProgress, with counts taken from every
-   * target it now holds (`onlyThese`: the creator's own call, which knows them). Also what a
-   * run that took over from a creator that stopped half-way calls: nothing has been sent while
-   * a rollout is Creating, so rewriting targets is safe. Throws the SDK error.
+   * Writes a Creating rollout's targets and planned chunks and makes it InProgress, with counts
+   * taken from every target it now holds (`fresh`: the creator's own call, which knows them).
+   * Also what a run that took over from a creator that stopped half-way calls: it writes only
+   * the targets that are missing, then plans the chunks over all of them. Nothing has been sent
+   * or queued while a rollout is Creating, so replanning is safe. Throws the SDK error.
    */
-  async finishCreating(rolloutId: string, targets: NewTarget[], onlyThese = false): Promise<void> {
+  async finishCreating(rolloutId: string, targets: NewTarget[], fresh = false): Promise<void> {
     const rollout = await this.getRollout(rolloutId);
     if (rollout === undefined || rollout.state !== 'Creating') return;
     const at = this.table.isoNow();
     const expiresAt = this.table.expiry();
-    const targetItems = targets.map((target) => ({
+    const written = fresh ? [] : ((await this.load(rolloutId))?.targets ?? []);
+    const have = new Set(written.map(targetId));
+    const missing = targets.filter((target) => !have.has(targetId(target)));
+    const all: NewTarget[] = [
+      ...written.map(({ instanceId, parameter, path, status, reason }) => ({
+        instanceId,
+        parameter,
+        path,
+        status: status === 'Unreachable' ? ('Unreachable' as const) : ('Pending' as const),
+        ...(reason === undefined ? {} : { reason }),
+      })),
+      ...missing,
+    ];
+    const targetItems = missing.map((target) => ({
       ...targetKey(rolloutId, target),
       type: 'target',
       ...target,
@@ -138,12 +166,12 @@ export class RolloutStore {
       ...(rollout.version === undefined ? {} : { version: rollout.version }),
       expiresAt,
     }));
-    await this.table.batchPut([...targetItems, ...indexItems]);
-    // A fresh rollout holds exactly these targets; after a takeover, count what is there.
-    const counts = countTargets(
-      onlyThese ? targets : ((await this.load(rolloutId))?.targets ?? []),
-    );
-    const counters = counterAttributes(counts);
+    await this.table.batchPut([
+      ...targetItems,
+      ...chunkItems(rolloutId, planChunks(all), expiresAt),
+      ...indexItems,
+    ]);
+    const counters = counterAttributes(countTargets(all));
     try {
       await this.table.db.send(
         new UpdateCommand({
@@ -167,6 +195,40 @@ export class RolloutStore {
     }
   }
 
+  /** The rollout's planned first sends, in key order. Throws the SDK error. */
+  plannedChunks(rolloutId: string): Promise<SendChunk[]> {
+    return plannedChunks(this.table, rolloutId);
+  }
+
+  /** Takes the right to send one planned chunk (see sending.ts). Throws the SDK error. */
+  claimChunk(rolloutId: string, chunk: Pick<SendChunk, 'path' | 'index'>): Promise<ChunkClaim> {
+    return claimChunk(this.table, rolloutId, chunk);
+  }
+
+  /** Marks a claimed chunk sent, with the commands that carried it. Throws the SDK error. */
+  markChunkSent(
+    rolloutId: string,
+    chunk: Pick<SendChunk, 'path' | 'index'>,
+    commandIds: string[],
+  ): Promise<void> {
+    return markChunkSent(this.table, rolloutId, chunk, commandIds);
+  }
+
+  /** Lets go of a chunk that sent nothing. Throws the SDK error. */
+  releaseChunk(rolloutId: string, chunk: Pick<SendChunk, 'path' | 'index'>): Promise<void> {
+    return releaseChunk(this.table, rolloutId, chunk);
+  }
+
+  /** Records that every unsent chunk is queued, and how long the sends may go on. */
+  markQueued(rolloutId: string, chunks: number, sendingUntil: Date): Promise<void> {
+    return markQueued(this.table, rolloutId, chunks, sendingUntil);
+  }
+
+  /** Reserves `seconds` of the send pace all rollouts share; returns when it starts. */
+  reservePace(seconds: number): Promise<Date> {
+    return reservePace(this.table, seconds);
+  }
+
   /**
    * The creator of a rollout holds a lease on sending its first attempts. Another run of the
    * same rollout (a redelivered event, or a second event for one new instance) may take over
@@ -180,15 +242,6 @@ export class RolloutStore {
       ConditionExpression:
         'attribute_exists(pk) AND (attribute_not_exists(sendingUntil) OR sendingUntil < :now)',
       ExpressionAttributeValues: { ':until': this.table.leaseEnd(), ':now': this.table.isoNow() },
-    });
-  }
-
-  /** Gives up the sending lease once every first attempt is sent and recorded. */
-  async releaseSending(rolloutId: string): Promise<void> {
-    await this.table.conditional({
-      Key: rolloutKey(rolloutId),
-      UpdateExpression: 'REMOVE sendingUntil',
-      ConditionExpression: 'attribute_exists(pk)',
     });
   }
 

@@ -7,13 +7,16 @@ import {
   type QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { chunk } from '../platform/chunk.ts';
+import { chunk, mapSettled } from '../platform/chunk.ts';
 import type { Item, Key } from './items.ts';
 
 // Items expire 90 days after the rollout (the table's TTL attribute).
 const RETENTION_SECONDS = 90 * 24 * 60 * 60;
 const BATCH_WRITE_SIZE = 25;
 const BATCH_GET_SIZE = 100;
+// BatchWriteItem calls in flight: 10,000 targets are 400 calls, so one after another they
+// would take most of a function's timeout at 100 ms a call.
+const BATCH_WRITES_IN_FLIGHT = 8;
 /**
  * Sending leases, attempt claims and alert claims run out after this long: longer than any
  * function that holds one may run (60 s timeout), so a live holder is never raced, and a holder
@@ -94,23 +97,33 @@ export class RolloutTable {
     return found;
   }
 
-  /** Puts items 25 a call, unprocessed ones again with backoff; throws after 8 rounds. */
+  /**
+   * Puts items 25 a call, BATCH_WRITES_IN_FLIGHT calls at once, unprocessed ones again with
+   * backoff; throws (after the others finished) if a call fails or items stay unprocessed
+   * after 8 rounds.
+   */
   async batchPut(items: Record<string, unknown>[]): Promise<void> {
-    for (const part of chunk(items, BATCH_WRITE_SIZE)) {
-      let request: Item | undefined = {
-        [this.name]: part.map((Item) => ({ PutRequest: { Item } })),
-      };
-      for (let round = 0; request !== undefined && Object.keys(request).length > 0; round++) {
-        if (round > 0) await sleep(Math.min(1000, 50 * 2 ** round));
-        const reply: { UnprocessedItems?: Item } = await this.db.send(
-          new BatchWriteCommand({ RequestItems: request }),
-        );
-        request = reply.UnprocessedItems;
-        if (round >= 8 && request !== undefined && Object.keys(request).length > 0) {
-          throw new Error('DynamoDB left items unprocessed after 8 retries');
+    const results = await mapSettled(
+      chunk(items, BATCH_WRITE_SIZE),
+      BATCH_WRITES_IN_FLIGHT,
+      async (part) => {
+        let request: Item | undefined = {
+          [this.name]: part.map((Item) => ({ PutRequest: { Item } })),
+        };
+        for (let round = 0; request !== undefined && Object.keys(request).length > 0; round++) {
+          if (round > 0) await sleep(Math.min(1000, 50 * 2 ** round));
+          const reply: { UnprocessedItems?: Item } = await this.db.send(
+            new BatchWriteCommand({ RequestItems: request }),
+          );
+          request = reply.UnprocessedItems;
+          if (round >= 8 && request !== undefined && Object.keys(request).length > 0) {
+            throw new Error('DynamoDB left items unprocessed after 8 retries');
+          }
         }
-      }
-    }
+      },
+    );
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** The time every rule of the rollouts reads: the store's clock (a test's, or the real one). */

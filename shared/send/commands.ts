@@ -178,6 +178,20 @@ async function sendCommand(
   return Command.CommandId;
 }
 
+// SendCommand errors that say nothing about the instances: the service was busy.
+const TRANSIENT = new Set([
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'InternalServerError',
+  'InternalServerErrorException',
+  'ServiceUnavailable',
+]);
+
+/** Whether a SendCommand error only says SSM was busy (throttled, or a 5xx): no attempt used. */
+export function isTransient(name: string): boolean {
+  return TRANSIENT.has(name);
+}
+
 /** Name and message of anything thrown, for reports; never includes request data. */
 export function describeError(error: unknown): { name: string; message: string } {
   if (error instanceof Error) return { name: error.name, message: error.message };

@@ -3,17 +3,14 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { FanoutConfig, FileTarget } from '../config.ts';
 import { InstancesNotInEnvironmentError, RolloutBusyError } from '../errors.ts';
 import type { Ledger } from '../rollout/ledger.ts';
-import {
-  firstAttemptCommands,
-  type NewTarget,
-  type Transition,
-  targetId,
-} from '../rollout/model.ts';
-import { retryOrFail } from '../rollout/policy.ts';
-import type { RolloutStore } from '../rollout/store.ts';
+import type { NewTarget, SendChunk } from '../rollout/model.ts';
+import { delayUntil } from '../rollout/policy.ts';
+import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
 import type { Trigger } from '../rollout/trigger.ts';
-import { type FailedChunk, type SentChunk, sendInChunks } from './commands.ts';
+import { sendPlannedChunk } from './chunk-sender.ts';
+import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
+import { paceSeconds, schedule } from './plan.ts';
 
 export type { Trigger };
 
@@ -58,8 +55,11 @@ export interface RolloutSummary {
   version?: number;
   targeted: string[];
   unreachable: UnreachableInstance[];
+  /** Commands this run sent itself (the first chunks due); the rest are `queued`. */
   commands: SentChunk[];
   failedChunks: FailedChunk[];
+  /** Chunks queued for the send workers, each delayed until its turn. */
+  queued: number;
   /** True when an earlier, interrupted run of the same rollout had already sent some commands. */
   resumed: boolean;
   dryRun: boolean;
@@ -68,18 +68,31 @@ export interface RolloutSummary {
 }
 
 /**
- * The one fan-out path shared by propagate, resync and bootstrap: resolve the environment's
- * instances, record the rollout and its targets, send every file to the reachable instances
- * recording each command as it goes, and settle at once if nothing is left pending.
- * Run again with the same rollout id, it resumes once the first run has finished sending or its
- * lease has run out (a crash): only targets no command covers are sent. While another run holds
- * the lease it throws RolloutBusyError, so the event is retried instead of dropped.
- * Chunks SSM refused (after the SDK's retries) are reported in `failedChunks` and their targets
- * retried later like any failed attempt. Throws InstancesNotInEnvironmentError (before anything
- * is recorded or sent) when a requested instance is not in the environment, and the SDK error
- * if the instances cannot be resolved or the store cannot be written.
+ * The one fan-out path shared by propagate, resync and bootstrap. It plans; send workers send:
+ * 1. resolve the environment's instances (DescribeInstanceInformation calls in parallel);
+ * 2. record the rollout, its targets and its planned chunks (≤50 instances of one file each;
+ *    BatchWriteItem calls in parallel), so no run ever has to resolve them again;
+ * 3. reserve the chunks' turns in the pace every rollout shares (`fetchesPerSecond`,
+ *    `commandsPerSecond`) and queue each chunk on the send queue, delayed until its turn; the
+ *    first few whose turn is now are sent here at once (a bootstrap or a small rollout never
+ *    waits for a queue, and new instances never wait behind a big rollout's pace);
+ * 4. mark the rollout queued.
+ * So no invocation's work grows with the fleet but for the resolution and the target writes,
+ * both done with independent calls in flight. Run again with the same rollout id (a
+ * redelivered event, a resume), it continues where the first run stopped: a Creating rollout
+ * gets its missing targets, an InProgress one its unqueued chunks, a queued one nothing (the
+ * workers' chunk claims keep a chunk queued twice from being sent twice). While another run
+ * holds the rollout's lease it throws RolloutBusyError, so the event is retried instead of
+ * dropped. Throws InstancesNotInEnvironmentError (before anything is recorded or sent) when a
+ * requested instance is not in the environment, and the SDK error if the instances cannot be
+ * resolved or the store or queue cannot be written.
  */
 export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
+  if (request.resume === true) {
+    // Recorded already: only what was not queued is left, and no need to resolve again.
+    const rollout = await deps.store.getRollout(request.rolloutId);
+    if (rollout !== undefined && rollout.state !== 'Creating') return requeue(deps, request);
+  }
   const targets = await resolveTargets(deps, {
     tagKey: deps.config.tagKey,
     environment: request.environment,
@@ -100,6 +113,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     unreachable: targets.unreachable,
     commands: [],
     failedChunks: [],
+    queued: 0,
     resumed: false,
     dryRun: request.dryRun === true,
     empty: targets.reachable.length === 0 && targets.unreachable.length === 0,
@@ -109,6 +123,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   // The sweep first: whatever happens to this run from here on, the rollout has a safety net.
   // A resume was asked for by the rollout's sweep, which goes on: no second chain.
   if (request.resume !== true) await deps.ledger.scheduleSweep(request.rolloutId);
+  const wanted = newTargets(request.files, targets.reachable, targets.unreachable);
   const created = await deps.store.create(
     {
       rolloutId: request.rolloutId,
@@ -119,49 +134,113 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
       ...(request.version === undefined ? {} : { version: request.version }),
       ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
     },
-    newTargets(request.files, targets.reachable, targets.unreachable),
+    wanted,
   );
-  let toSend: Map<string, string[]>;
-  if (created) {
-    toSend = new Map(request.files.map((file) => [file.path, targets.reachable]));
-  } else if (await deps.store.takeOverSending(request.rolloutId)) {
-    // The run before stopped: finish writing its targets if it had not, then send the rest.
-    await deps.store.finishCreating(
-      request.rolloutId,
-      newTargets(request.files, targets.reachable, targets.unreachable),
-    );
-    toSend = await unsentTargets(deps.store, request.rolloutId, summary);
-  } else {
-    // Another run of this rollout is sending right now; try again once it is done.
+  if (!created) {
+    const rollout = await deps.store.getRollout(request.rolloutId);
+    if (rollout !== undefined && rollout.state !== 'Creating') return requeue(deps, request);
+    // Another run of this rollout is creating it right now; try again once its lease runs out.
+    if (!(await deps.store.takeOverSending(request.rolloutId))) {
+      throw new RolloutBusyError(request.rolloutId);
+    }
+    summary.resumed = true;
+    await deps.store.finishCreating(request.rolloutId, wanted);
+  }
+  await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
+  return summary;
+}
+
+/**
+ * Resumes a recorded rollout whose planner stopped before it had queued every chunk (nothing
+ * to do once all are queued: the workers are on it). Throws RolloutBusyError while another run
+ * holds the lease.
+ */
+async function requeue(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
+  const summary: RolloutSummary = {
+    rolloutId: request.rolloutId,
+    trigger: request.trigger,
+    environment: request.environment,
+    parameters: [...new Set(request.files.map((file) => file.parameter))],
+    ...(request.version === undefined ? {} : { version: request.version }),
+    targeted: [],
+    unreachable: [],
+    commands: [],
+    failedChunks: [],
+    queued: 0,
+    resumed: true,
+    dryRun: false,
+    empty: false,
+  };
+  const rollout = await deps.store.getRollout(request.rolloutId);
+  if (rollout?.queuedChunks !== undefined) return summary;
+  if (!(await deps.store.takeOverSending(request.rolloutId))) {
     throw new RolloutBusyError(request.rolloutId);
   }
+  await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
+  return summary;
+}
 
-  for (const file of request.files) {
-    const instanceIds = toSend.get(file.path) ?? [];
-    if (instanceIds.length === 0) continue;
-    const { sent, failed } = await sendInChunks(deps.ssm, {
-      documentName: deps.documentName,
-      file,
-      instanceIds,
-      rolloutId: request.rolloutId,
-      rollout: deps.config.rollout,
-      ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
-      onSent: (chunk) =>
-        deps.store.recordCommand(request.rolloutId, {
-          commandId: chunk.commandId,
-          parameter: chunk.parameter,
-          path: chunk.path,
-          attempt: 1,
-          instanceIds: chunk.instanceIds,
-        }),
-    });
+/** The planned chunks not sent yet; a resumed run reports their instances as targeted. */
+async function unsentChunks(
+  deps: FanOutDeps,
+  rolloutId: string,
+  summary: RolloutSummary,
+): Promise<SendChunk[]> {
+  const chunks = (await deps.store.plannedChunks(rolloutId)).filter((c) => c.sentAt === undefined);
+  if (summary.resumed) summary.targeted = [...new Set(chunks.flatMap((c) => c.instanceIds))];
+  return chunks;
+}
+
+// Chunks whose turn is now that the planner sends itself rather than queue (constant work).
+const SENT_BY_PLANNER = 2;
+
+/**
+ * Gives every unsent chunk its turn in the shared pace and queues it (delayed until then); the
+ * first few due now are sent at once. A bootstrap takes no turn: its one instance fetches
+ * right away, whatever big rollout is going out. Then marks the rollout queued, with its
+ * first-send lease running until the last turn plus a lease.
+ */
+async function queueChunks(
+  deps: FanOutDeps,
+  request: FanOutRequest,
+  chunks: SendChunk[],
+  summary: RolloutSummary,
+): Promise<void> {
+  const pace = deps.config.rollout;
+  const start =
+    request.trigger.type === 'bootstrap' || chunks.length === 0
+      ? deps.ledger.now()
+      : await deps.store.reservePace(paceSeconds(chunks, pace));
+  const turns = schedule(chunks, start, pace).map(({ chunk, at }) => ({
+    kind: 'send' as const,
+    rolloutId: request.rolloutId,
+    environment: request.environment,
+    ...chunk,
+    notBefore: at.toISOString(),
+  }));
+  const now = deps.ledger.now().getTime();
+  const dueNow = turns
+    .filter((t) => Date.parse(t.notBefore) <= now + 1000)
+    .slice(0, SENT_BY_PLANNER);
+  const later = turns.filter((t) => !dueNow.includes(t));
+  await deps.ledger.queueMessages(
+    later.map((body) => ({ body, delay: delayUntil(body.notBefore, new Date(now)) })),
+  );
+  summary.queued = later.length;
+  for (const turn of dueNow) {
+    // Recorded and failed over exactly as a worker would; a throttled chunk goes to the queue.
+    const { result, sent, failed } = await sendPlannedChunk(deps, turn);
+    if (result === 'requeued') summary.queued += 1;
     summary.commands.push(...sent);
     summary.failedChunks.push(...failed);
   }
-  const refused = sendFailures(summary.failedChunks, deps);
-  await deps.store.releaseSending(request.rolloutId);
-  await deps.ledger.record(request.rolloutId, refused);
-  return summary;
+  // Last: a run that stops before this is taken over, and queues what is still unsent.
+  const last = turns.at(-1)?.notBefore ?? new Date(now).toISOString();
+  await deps.store.markQueued(
+    request.rolloutId,
+    turns.length,
+    new Date(Date.parse(last) + LEASE_SECONDS * 1000),
+  );
 }
 
 function newTargets(
@@ -179,49 +258,4 @@ function newTargets(
       reason,
     })),
   ]);
-}
-
-/** After an interrupted run: per file path, the pending first-attempt targets no command covers. */
-async function unsentTargets(
-  store: RolloutStore,
-  rolloutId: string,
-  summary: RolloutSummary,
-): Promise<Map<string, string[]>> {
-  const loaded = await store.load(rolloutId);
-  summary.resumed = true;
-  if (loaded === undefined) return new Map();
-  const covered = firstAttemptCommands(loaded.commands);
-  const toSend = new Map<string, string[]>();
-  for (const target of loaded.targets) {
-    if (target.status !== 'Pending' || target.attempt !== 1) continue;
-    if (covered.has(targetId(target))) continue;
-    toSend.set(target.path, [...(toSend.get(target.path) ?? []), target.instanceId]);
-  }
-  summary.targeted = loaded.targets
-    .filter((t) => t.status !== 'Unreachable')
-    .map((t) => t.instanceId);
-  summary.targeted = [...new Set(summary.targeted)];
-  return toSend;
-}
-
-/** A refused first attempt is retried like any other failed attempt, while attempts remain. */
-function sendFailures(failed: FailedChunk[], deps: FanOutDeps): Transition[] {
-  const now = deps.ledger.now();
-  // One backoff for all: a refused chunk is retried as one chunk, not as 50 single retries.
-  const jitter = Math.random();
-  return failed.flatMap((chunk) => {
-    const lastError = {
-      status: 'SendCommandFailed',
-      stderr: `${chunk.error.name}: ${chunk.error.message}`,
-    };
-    return chunk.instanceIds.map((instanceId) =>
-      retryOrFail(
-        { instanceId, parameter: chunk.parameter, path: chunk.path, fromAttempt: 1 },
-        lastError,
-        deps.config.retry,
-        now,
-        () => jitter,
-      ),
-    );
-  });
 }

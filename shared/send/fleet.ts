@@ -1,6 +1,6 @@
 import { type EC2Client, type Instance, paginateDescribeInstances } from '@aws-sdk/client-ec2';
 import { paginateDescribeInstanceInformation, type SSMClient } from '@aws-sdk/client-ssm';
-import { chunk } from '../platform/chunk.ts';
+import { chunk, mapSettled } from '../platform/chunk.ts';
 
 // DescribeInstances returns at most 1,000 instances a page; DescribeInstanceInformation at most
 // 50, and its InstanceIds filter takes at most 50 ids
@@ -8,6 +8,8 @@ import { chunk } from '../platform/chunk.ts';
 //  https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html).
 const EC2_PAGE_SIZE = 1000;
 const SSM_PAGE_SIZE = 50;
+// DescribeInstanceInformation calls in flight; the SDK's adaptive retry absorbs throttling.
+const DESCRIBE_CALLS_IN_FLIGHT = 8;
 
 /** Why a tagged, running instance cannot be sent a command. */
 export type UnreachableReason = 'NotManagedBySSM' | 'ConnectionLost' | 'Inactive' | 'NotOnline';
@@ -52,6 +54,32 @@ export async function resolveTargets(
   return { reachable, unreachable };
 }
 
+/**
+ * Whether any running instance carries the environment's tag: one DescribeInstances call of
+ * the smallest page, whatever the fleet's size (in practice). Throws the SDK error.
+ */
+export async function hasRunningInstance(
+  ec2: EC2Client,
+  query: Pick<TargetQuery, 'tagKey' | 'environment'>,
+): Promise<boolean> {
+  const pages = paginateDescribeInstances(
+    { client: ec2, pageSize: 5 },
+    {
+      Filters: [
+        { Name: `tag:${query.tagKey}`, Values: [query.environment] },
+        { Name: 'instance-state-name', Values: ['running'] },
+      ],
+      // DescribeInstances' smallest MaxResults is 5 (same API reference as above). A page may
+      // come back empty with a NextToken, so follow it until an instance shows or none is left.
+      MaxResults: 5,
+    },
+  );
+  for await (const page of pages) {
+    if ((page.Reservations ?? []).some((r) => (r.Instances ?? []).length > 0)) return true;
+  }
+  return false;
+}
+
 async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promise<string[]> {
   const filters = [
     { Name: `tag:${query.tagKey}`, Values: [query.environment] },
@@ -80,17 +108,24 @@ async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promi
 
 async function pingStatusOf(ssm: SSMClient, instanceIds: string[]): Promise<Map<string, string>> {
   const status = new Map<string, string>();
-  for (const ids of chunk(instanceIds, SSM_PAGE_SIZE)) {
-    const pages = paginateDescribeInstanceInformation(
-      { client: ssm, pageSize: SSM_PAGE_SIZE },
-      { Filters: [{ Key: 'InstanceIds', Values: ids }], MaxResults: SSM_PAGE_SIZE },
-    );
-    for await (const page of pages) {
-      for (const info of page.InstanceInformationList ?? []) {
-        if (info.InstanceId !== undefined) status.set(info.InstanceId, info.PingStatus ?? '');
+  // Independent calls (one per 50 ids), a few in flight: 200 of them for 10,000 instances.
+  const results = await mapSettled(
+    chunk(instanceIds, SSM_PAGE_SIZE),
+    DESCRIBE_CALLS_IN_FLIGHT,
+    async (ids) => {
+      const pages = paginateDescribeInstanceInformation(
+        { client: ssm, pageSize: SSM_PAGE_SIZE },
+        { Filters: [{ Key: 'InstanceIds', Values: ids }], MaxResults: SSM_PAGE_SIZE },
+      );
+      for await (const page of pages) {
+        for (const info of page.InstanceInformationList ?? []) {
+          if (info.InstanceId !== undefined) status.set(info.InstanceId, info.PingStatus ?? '');
+        }
       }
-    }
-  }
+    },
+  );
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
   return status;
 }
 

@@ -6,15 +6,15 @@ import { type FanOutDeps, fanOut } from './fanout.ts';
 export type ResumeResult = 'resumed' | 'not-creating' | 'busy';
 
 /**
- * Finishes a rollout its creator left half-created (a resync that timed out, a function that
- * died): the fan-out runs again under the rollout's own id, takes the sending lease, resolves
- * the same environment (and instances) again, writes the targets that are missing and sends
- * what no command covers. `busy` while another run holds the lease (the sweep looks again).
+ * Finishes a rollout its creator left half-created or half-queued (a function that died): the
+ * fan-out runs again under the rollout's own id, takes the lease, writes the targets that are
+ * missing (resolving the same environment and instances again, only while Creating) and queues
+ * the chunks not yet sent. `busy` while another run holds the lease (the sweep looks again).
  * Throws the SDK error.
  */
 export async function resumeRollout(deps: FanOutDeps, rolloutId: string): Promise<ResumeResult> {
   const rollout = await deps.store.getRollout(rolloutId);
-  if (rollout === undefined || rollout.state !== 'Creating') return 'not-creating';
+  if (rollout === undefined || rollout.queuedChunks !== undefined) return 'not-creating';
   const files = filesForEnvironment(deps.config, rollout.environment).filter((file) =>
     rollout.files.some((f) => f.parameter === file.parameter && f.path === file.path),
   );

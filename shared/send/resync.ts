@@ -1,10 +1,17 @@
-import { filesForEnvironment, filesForParameter, mappedParameterNames } from '../config.ts';
+import {
+  type FileTarget,
+  filesForEnvironment,
+  filesForParameter,
+  mappedParameterNames,
+} from '../config.ts';
 import { InstancesNotInEnvironmentError } from '../errors.ts';
 import { ResyncRequestSchema } from '../messages/requests.ts';
+import type { PlanMessage } from '../messages/retry.ts';
 import { describeIssues } from '../platform/parse.ts';
 import { correlate, logger } from '../platform/powertools.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut } from './fanout.ts';
+import { hasRunningInstance } from './fleet.ts';
 import { currentVersion } from './parameters.ts';
 
 /** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
@@ -69,6 +76,9 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
     ...(request.parameter === undefined ? {} : { parameter: request.parameter }),
     ...(version === undefined ? {} : { version }),
   });
+  if (request.instanceIds === undefined && request.dryRun !== true) {
+    return planLater(deps, { rolloutId, environment, files: present, principal, missing, version });
+  }
   try {
     const summary = await fanOut(deps, {
       rolloutId,
@@ -96,7 +106,6 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
         },
       };
     }
-    const stage = deps.stage === undefined ? '' : ` --stage ${deps.stage}`;
     logger.info(request.dryRun === true ? 'resync dry run' : 'resync sent', {
       principal,
       rolloutId,
@@ -114,17 +123,12 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
         ...(version === undefined ? {} : { version }),
         targeted: summary.targeted,
         unreachable: summary.unreachable,
-        ...(missing.length === 0
-          ? {}
-          : { skipped: missing.map((parameter) => ({ parameter, reason: 'does not exist' })) }),
+        ...skipped(missing),
         ...(request.dryRun === true
           ? {}
           : {
               commandIds: summary.commands.map((c) => c.commandId),
-              follow: {
-                cli: `npx serverless invoke -f status${stage} --data '${JSON.stringify({ rolloutId })}'`,
-                http: `GET /environments/${environment}/rollouts/${rolloutId}`,
-              },
+              follow: follow(deps, environment, rolloutId),
             }),
       },
     };
@@ -132,4 +136,97 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
     if (error instanceof InstancesNotInEnvironmentError) return refuse(400, error.message);
     throw error;
   }
+}
+
+/**
+ * A whole environment: answered at once, whatever its size. One DescribeInstances page says
+ * whether there is anything to send; the rest (resolving, recording, sending) is a plan message
+ * on the send queue, carried out under the rollout id given in the answer.
+ */
+async function planLater(
+  deps: FanOutDeps,
+  plan: {
+    rolloutId: string;
+    environment: string;
+    files: FileTarget[];
+    principal: string;
+    missing: string[];
+    version: number | undefined;
+  },
+): Promise<Answer> {
+  const { rolloutId, environment, principal } = plan;
+  const parameters = [...new Set(plan.files.map((f) => f.parameter))];
+  if (!(await hasRunningInstance(deps.ec2, { tagKey: deps.config.tagKey, environment }))) {
+    logger.info('resync: no running instance in the environment; nothing recorded or sent', {
+      principal,
+      environment,
+    });
+    return {
+      status: 200,
+      body: {
+        nothingToSend: true,
+        reason: `no running instance is tagged ${deps.config.tagKey}=${environment}; no rollout was recorded`,
+        requestedBy: principal,
+        environment,
+        parameters,
+      },
+    };
+  }
+  const message: PlanMessage = {
+    kind: 'plan',
+    rolloutId,
+    environment,
+    files: plan.files.map(({ parameter, path }) => ({ parameter, path })),
+    principal,
+    ...(plan.version === undefined ? {} : { version: plan.version }),
+  };
+  await deps.ledger.queueMessages([{ body: message, delay: 0 }]);
+  logger.info('resync accepted; planning on the send queue', { principal, rolloutId, environment });
+  return {
+    status: 202,
+    body: {
+      rolloutId,
+      accepted: true,
+      requestedBy: principal,
+      environment,
+      parameters,
+      ...(plan.version === undefined ? {} : { version: plan.version }),
+      ...skipped(plan.missing),
+      follow: follow(deps, environment, rolloutId),
+    },
+  };
+}
+
+/**
+ * A whole-environment re-sync's plan, taken from the send queue: the fan-out under the rollout
+ * id the caller was given (a redelivered message continues where the last run stopped).
+ * Throws RolloutBusyError while another run holds the rollout, and the SDK error.
+ */
+export async function planResync(deps: FanOutDeps, message: PlanMessage) {
+  const files = filesForEnvironment(deps.config, message.environment).filter((file) =>
+    message.files.some((f) => f.parameter === file.parameter && f.path === file.path),
+  );
+  correlate({ rolloutId: message.rolloutId, environment: message.environment });
+  return fanOut(deps, {
+    rolloutId: message.rolloutId,
+    trigger: { type: 'resync', principal: message.principal },
+    environment: message.environment,
+    files,
+    ...(message.version === undefined ? {} : { version: message.version }),
+    skipIfEmpty: true,
+  });
+}
+
+function skipped(missing: string[]) {
+  return missing.length === 0
+    ? {}
+    : { skipped: missing.map((parameter) => ({ parameter, reason: 'does not exist' })) };
+}
+
+function follow(deps: FanOutDeps, environment: string, rolloutId: string) {
+  const stage = deps.stage === undefined ? '' : ` --stage ${deps.stage}`;
+  return {
+    cli: `npx serverless invoke -f status${stage} --data '${JSON.stringify({ rolloutId })}'`,
+    http: `GET /environments/${environment}/rollouts/${rolloutId}`,
+  };
 }

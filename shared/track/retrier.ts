@@ -12,7 +12,7 @@ import {
   type Transition,
 } from '../rollout/model.ts';
 import { retryOrFail } from '../rollout/policy.ts';
-import { sendInChunks } from '../send/commands.ts';
+import { isTransient, sendInChunks } from '../send/commands.ts';
 import { resolveTargets } from '../send/fleet.ts';
 import { instanceStates, type TrackerDeps } from './tracker.ts';
 
@@ -176,18 +176,6 @@ export async function retryChunk(
   await deps.ledger.record(rolloutId, transitions);
   if (busy.length > 0) await comeBack(deps, message, busy, results);
   return results;
-}
-
-// SendCommand errors that say nothing about the instances: the service was busy.
-const TRANSIENT = new Set([
-  'ThrottlingException',
-  'TooManyRequestsException',
-  'InternalServerError',
-  'InternalServerErrorException',
-  'ServiceUnavailable',
-]);
-function isTransient(name: string): boolean {
-  return TRANSIENT.has(name);
 }
 
 /**

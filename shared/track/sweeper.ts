@@ -31,10 +31,13 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   const loaded = await store.load(sweep.rolloutId);
   if (loaded === undefined) return 'done';
   const { rollout, targets, commands } = loaded;
-  if (rollout.state === 'Creating') {
-    // Its creator stopped before every target was written (a resync is not redelivered):
-    // once its lease has run out, the fan-out resumes it (resolving again, writing what is
-    // missing, sending what was not sent) under a lease of its own. Look again after.
+  if (
+    rollout.state === 'Creating' ||
+    (rollout.state === 'InProgress' && rollout.queuedChunks === undefined)
+  ) {
+    // Its creator stopped before every target was written, or before every chunk was queued
+    // (a resync is not redelivered): once its lease has run out, the fan-out resumes it
+    // (writing what is missing, queuing what was not queued) under a lease of its own.
     if (!mayBeSendingStill({ attempt: 1 }, rollout, now)) {
       logger.warn('rollout left half-created; resuming it', { rolloutId: rollout.rolloutId });
       await ledger.requestResume(rollout.rolloutId);

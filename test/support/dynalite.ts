@@ -6,7 +6,7 @@ import {
   type Server,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 
 /**
@@ -358,4 +358,19 @@ function listen(server: Server): Promise<void> {
 
 function close(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Forgets the send pace the rollouts of a table share (its one item), so a test's rollout is
+ * not queued behind an earlier test's.
+ */
+export async function resetPace(endpoint: string, tableName: string): Promise<void> {
+  const client = new DynamoDBClient({ endpoint, region: 'eu-west-1' });
+  await client.send(
+    new DeleteItemCommand({
+      TableName: tableName,
+      Key: { pk: { S: 'PACE' }, sk: { S: 'fetches' } },
+    }),
+  );
+  client.destroy();
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countTargets, needsAlert, TERMINATED } from '../../shared/rollout/model.ts';
-import { createRolloutsTable, startDynalite } from './dynalite.ts';
+import { createRolloutsTable, resetPace, startDynalite } from './dynalite.ts';
 import { type Outcome, World } from './ledger-world.ts';
 
 /**
@@ -196,6 +196,9 @@ export function describeLedgerModel(defaultSeed: number, defaultRuns: number): v
               environment: `m${SEED % 1000}s${scenarios}`,
               instanceBase: scenarios,
             });
+            // Every scenario's clock starts at the same instant: the send pace a previous one
+            // reserved (on its own, later clock) must not hold this one's sends back.
+            await resetPace(dynamo.endpoint, tableName);
             try {
               await play(w, choices);
               await check(w);

@@ -8,12 +8,13 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { BootstrapDeps } from '../../shared/bootstrap/new-instances.ts';
 import { type FanoutConfig, filesForEnvironment, parseConfig } from '../../shared/config.ts';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
-import type { RetryMessage } from '../../shared/messages/retry.ts';
+import type { RetryMessage, SendChunkMessage } from '../../shared/messages/retry.ts';
 import type { SweepMessage } from '../../shared/messages/sweep.ts';
 import { Ledger } from '../../shared/rollout/ledger.ts';
 import type { Rollout, Target } from '../../shared/rollout/model.ts';
 import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
 import { RolloutStore } from '../../shared/rollout/store.ts';
+import { sendPlannedChunk } from '../../shared/send/chunk-sender.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
 import { resumeRollout } from '../../shared/send/resume.ts';
@@ -345,6 +346,13 @@ export class World {
     if (queue === 'retry') {
       const m = batch[0] as Message;
       const body = JSON.parse(m.body);
+      if (body.kind === 'send') {
+        await this.step(`send chunk ${body.path}#${body.index} of ${body.rolloutId}`, async () => {
+          await sendPlannedChunk(this.tracker, body as SendChunkMessage);
+          done(m);
+        });
+        return;
+      }
       if (body.kind === 'resume') {
         await this.step(`resume ${body.rolloutId}`, async () => {
           await resumeRollout(this.tracker, body.rolloutId);

@@ -43,7 +43,14 @@ describe('parseConfig', () => {
           backups: 3,
         },
       ],
-      rollout: { maxConcurrency: '25%', maxErrors: '100%', timeoutSeconds: 600, chunksInFlight: 4 },
+      rollout: {
+        maxConcurrency: '25%',
+        maxErrors: '100%',
+        timeoutSeconds: 600,
+        chunksInFlight: 4,
+        fetchesPerSecond: 40,
+        commandsPerSecond: 10,
+      },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
       bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon', lifecycleHookName: 'secrets-fanout' },
     });

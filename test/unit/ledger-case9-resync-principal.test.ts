@@ -1,5 +1,5 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   DescribeParametersCommand,
@@ -10,6 +10,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
+import { deliverQueued } from '../support/send-queue.ts';
 
 /**
  * Case 9 of the ledger issue: a direct invoke could forge the audited caller. Any event with
@@ -29,7 +30,12 @@ const sqsMock = mockClient(SQSClient);
 const table = withRolloutsTable(async () => ({
   direct: await import('../../functions/resync.ts'),
   http: await import('../../functions/resync-http.ts'),
+  retry: await import('../../functions/retry.ts'),
 }));
+/** The send queue's function plans the whole-environment re-syncs queued so far. */
+async function runPlans(): Promise<void> {
+  expect(await deliverQueued(sqsMock, 'plan', table.handler.retry.handler)).toEqual([]);
+}
 const direct = {
   handler: { handler: (e: unknown, c: unknown) => table.handler.direct.handler(e, c as never) },
   get store() {
@@ -58,6 +64,7 @@ beforeEach(() => {
     .resolves({ Parameters: [{ Name: '/prod/env.php', Version: 4 }] });
   ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
   sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
+  sqsMock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
 });
 afterEach(() => {
   ssmMock.reset();
@@ -95,6 +102,7 @@ describe('case 9: the audited caller of a re-sync', () => {
       lambdaContext(),
     )) as any;
     expect(ok.requestedBy).toMatch(/^direct invoke/);
+    await runPlans();
     expect((await direct.store.getRollout(ok.rolloutId))?.trigger).toEqual({
       type: 'resync',
       principal: ok.requestedBy,
@@ -117,6 +125,7 @@ describe('case 9: the audited caller of a re-sync', () => {
     expect(response.statusCode).toBe(202);
     const body = JSON.parse(response.body);
     expect(body.requestedBy).toBe(JANE);
+    await runPlans();
     expect((await http.store.getRollout(body.rolloutId))?.trigger).toEqual({
       type: 'resync',
       principal: JANE,

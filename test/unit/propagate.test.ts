@@ -9,7 +9,12 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createIdempotencyTable, createRolloutsTable, startDynalite } from '../support/dynalite.ts';
+import {
+  createIdempotencyTable,
+  createRolloutsTable,
+  resetPace,
+  startDynalite,
+} from '../support/dynalite.ts';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 
 // Idempotency runs against dynalite (a real DynamoDB), so duplicate detection is real;
@@ -42,7 +47,8 @@ function event(name: string) {
   return e;
 }
 
-beforeEach(() => {
+beforeEach(async () => {
+  await resetPace(dynamo.endpoint, process.env.ROLLOUTS_TABLE!);
   ec2Mock.on(DescribeInstancesCommand).resolves({
     Reservations: [{ Instances: fleet.map((InstanceId) => ({ InstanceId })) }],
   });
@@ -183,7 +189,8 @@ describe('propagate', () => {
     expect(snsMock.commandCalls(PublishCommand)).toHaveLength(0);
   });
 
-  it('reports a failed chunk without failing the rollout', async () => {
+  it('sends the chunk due now itself and queues the next one at its turn in the pace', async () => {
+    // Arrange: 60 instances, two chunks; at 40 fetches a second the second is due 1.25 s later
     const many = instanceIds(60);
     ec2Mock.on(DescribeInstancesCommand).resolves({
       Reservations: [{ Instances: many.map((InstanceId) => ({ InstanceId })) }],
@@ -194,24 +201,29 @@ describe('propagate', () => {
         PingStatus: 'Online',
       })),
     }));
-    ssmMock
-      .on(SendCommandCommand)
-      .resolvesOnce({ Command: { CommandId: 'cmd-ok' } })
-      .rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    ssmMock.on(SendCommandCommand).resolvesOnce({ Command: { CommandId: 'cmd-ok' } });
+    // Act
     const result = await propagate.handler(event('update'), lambdaContext());
+    // Assert
     expect(result).toMatchObject({
       status: 'sent',
-      rollout: {
-        targeted: 60,
-        commandIds: ['cmd-ok'],
-        failedChunks: [
-          { instanceIds: many.slice(50), error: 'ThrottlingException: Rate exceeded' },
-        ],
-      },
+      rollout: { targeted: 60, commandIds: ['cmd-ok'], queued: 1, failedChunks: [] },
     });
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(1);
+    const queued = sqsMock
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((call) => call.args[0].input.Entries ?? []);
+    expect(queued).toHaveLength(1);
+    expect(JSON.parse(queued[0]!.MessageBody!)).toMatchObject({
+      kind: 'send',
+      index: 1,
+      instanceIds: many.slice(50),
+      path: '/var/www/html/env.php',
+    });
+    expect(queued[0]!.DelaySeconds).toBe(2);
   });
 
-  it('queues the chunk SSM refused as one retry of all its instances', async () => {
+  it('queues a chunk SSM throttled again whole, using up no attempt', async () => {
     // Arrange: the one chunk is refused after the SDK's own retries
     ssmMock
       .on(SendCommandCommand)
@@ -219,18 +231,21 @@ describe('propagate', () => {
     // Act
     const result = await propagate.handler(event('update'), lambdaContext());
     // Assert
-    expect(result).toMatchObject({ status: 'sent', rollout: { commandIds: [], targeted: 2 } });
+    expect(result).toMatchObject({
+      status: 'sent',
+      rollout: { commandIds: [], targeted: 2, queued: 1 },
+    });
     const queued = sqsMock
       .commandCalls(SendMessageBatchCommand)
       .flatMap((call) => call.args[0].input.Entries ?? []);
     expect(queued.map((entry) => JSON.parse(entry.MessageBody!))).toEqual([
-      {
-        rolloutId: expect.any(String),
+      expect.objectContaining({
+        kind: 'send',
         instanceIds: fleet.slice(0, 2),
         parameter: '/prod/env.php',
         path: '/var/www/html/env.php',
-        attempt: 2,
-      },
+        requeues: 1,
+      }),
     ]);
     for (const entry of queued) expect(entry.DelaySeconds).toBeGreaterThanOrEqual(15);
   });

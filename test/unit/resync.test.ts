@@ -11,6 +11,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { instanceIds, lambdaContext, loadEvent } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
+import { deliverQueued, queuedMessages } from '../support/send-queue.ts';
 
 const ssmMock = mockClient(SSMClient);
 const ec2Mock = mockClient(EC2Client);
@@ -21,6 +22,7 @@ const snsMock = mockClient(SNSClient);
 const table = withRolloutsTable(async () => ({
   http: await import('../../functions/resync-http.ts'),
   invoke: await import('../../functions/resync.ts'),
+  retry: await import('../../functions/retry.ts'),
 }));
 
 const prod = instanceIds(3);
@@ -83,26 +85,38 @@ const call = (event: unknown) => table.handler.http.handler(event, lambdaContext
 const invoke = (event: unknown) =>
   table.handler.invoke.handler(event, lambdaContext()) as Promise<any>;
 const sent = () => ssmMock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+const queued = () => queuedMessages(sqsMock);
+/** The send queue's function, given the plan messages queued so far. */
+async function runPlans(): Promise<void> {
+  expect(await deliverQueued(sqsMock, 'plan', table.handler.retry.handler)).toEqual([]);
+}
 
 describe('resync over HTTP', () => {
-  it('starts a rollout, answers 202 at once, and records who asked', async () => {
+  it('answers 202 at once with the rollout id, and the plan queued sends and records who asked', async () => {
     // Act
     const response = await call(loadEvent('http/resync'));
-    // Assert
+    // Assert: the answer comes before anything is resolved or sent
     expect(response.statusCode).toBe(202);
     const body = JSON.parse(response.body);
     expect(body).toMatchObject({
       rolloutId: expect.stringMatching(/^\d{8}T\d{9}Z-[0-9a-f]{8}$/),
+      accepted: true,
       requestedBy: JANE,
       environment: 'prod',
       parameters: ['/prod/env.php'],
       version: 9,
-      targeted: prod,
-      unreachable: [],
-      commandIds: ['cmd-resync'],
       follow: { http: `GET /environments/prod/rollouts/${body.rolloutId}` },
     });
+    expect(sent()).toHaveLength(0);
+    expect(ssmMock.commandCalls(DescribeInstanceInformationCommand)).toHaveLength(0);
+    expect(queued()).toEqual([
+      expect.objectContaining({ kind: 'plan', rolloutId: body.rolloutId, principal: JANE }),
+    ]);
+    // Act: the send queue's function plans it
+    await runPlans();
+    // Assert
     expect(sent()).toHaveLength(1);
+    expect(sent()[0]?.InstanceIds).toEqual(prod);
     expect((await table.store.getRollout(body.rolloutId))?.trigger).toEqual({
       type: 'resync',
       principal: JANE,
@@ -112,6 +126,7 @@ describe('resync over HTTP', () => {
   it('pushes every mapped file of an environment', async () => {
     const response = await call(post({ environment: 'dev' }));
     expect(response.statusCode).toBe(202);
+    await runPlans();
     expect(sent()).toEqual([
       expect.objectContaining({
         InstanceIds: dev,
@@ -215,10 +230,15 @@ describe('resync by direct invoke', () => {
     const body = await invoke(loadEvent('invoke/resync-parameter'));
     expect(body).toMatchObject({
       environment: 'prod',
-      targeted: prod,
+      accepted: true,
       requestedBy: expect.stringContaining('direct invoke'),
     });
+    await runPlans();
     expect(sent()).toHaveLength(1);
+    expect((await table.store.getRollout(body.rolloutId))?.trigger).toEqual({
+      type: 'resync',
+      principal: body.requestedBy,
+    });
   });
 
   it('answers a bad request with its status and error instead of failing the invocation', async () => {

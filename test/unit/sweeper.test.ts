@@ -82,7 +82,8 @@ async function pendingRollout(ids: string[], commanded: number) {
       instanceIds: ids.slice(0, commanded),
     });
   }
-  await store().releaseSending(currentRollout);
+  // Its creator queued its one chunk and is done: its first-send lease ends now.
+  await store().markQueued(currentRollout, 1, clock);
   return currentRollout;
 }
 

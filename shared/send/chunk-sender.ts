@@ -1,0 +1,130 @@
+import { filesForEnvironment } from '../config.ts';
+import { RolloutBusyError } from '../errors.ts';
+import type { SendChunkMessage } from '../messages/retry.ts';
+import { logger } from '../platform/powertools.ts';
+import type { Transition } from '../rollout/model.ts';
+import { delayUntil, retryOrFail } from '../rollout/policy.ts';
+import { type FailedChunk, isTransient, type SentChunk, sendInChunks } from './commands.ts';
+import type { FanOutDeps } from './fanout.ts';
+
+export interface ChunkOutcome {
+  result: 'sent' | 'already-sent' | 'later' | 'requeued' | 'failed';
+  sent: SentChunk[];
+  failed: FailedChunk[];
+}
+
+/** A throttled chunk comes back after this long (times its re-queues so far). */
+const THROTTLED_RETRY_SECONDS = 15;
+// 15 + 30 + … + 120 s of SSM throttling before the chunk's targets use up their first attempt.
+const MAX_REQUEUES = 8;
+
+/**
+ * Sends one planned chunk of a rollout's first attempts, at its turn: claims it (so a
+ * redelivered message or a second worker never sends it twice), one SendCommand (a second for
+ * the rest when SSM refuses a few ids), records each command, then marks the chunk sent.
+ * Early (its turn is further away than SQS could delay it): queued again. Throttled: let go and
+ * queued again a little later, no attempt used. Refused for any other reason: the targets go to
+ * their next attempt like any failed one. Throws RolloutBusyError while another worker holds
+ * the chunk (SQS brings the message back), and the SDK error if the store cannot be written.
+ */
+export async function sendPlannedChunk(
+  deps: FanOutDeps,
+  message: SendChunkMessage,
+): Promise<ChunkOutcome> {
+  const { rolloutId } = message;
+  const now = deps.ledger.now();
+  if (Date.parse(message.notBefore) - now.getTime() > 1000) {
+    await deps.ledger.queueMessages([{ body: message, delay: delayUntil(message.notBefore, now) }]);
+    return { result: 'later', sent: [], failed: [] };
+  }
+  const claim = await deps.store.claimChunk(rolloutId, message);
+  if (claim === 'sent') return { result: 'already-sent', sent: [], failed: [] };
+  if (claim === 'busy') throw new RolloutBusyError(rolloutId);
+
+  const file = filesForEnvironment(deps.config, message.environment).find(
+    (f) => f.parameter === message.parameter && f.path === message.path,
+  );
+  if (file === undefined) {
+    const lastError = {
+      status: 'NotMapped',
+      stderr: `${message.parameter} → ${message.path} is no longer in custom.fanout`,
+    };
+    await deps.ledger.record(
+      rolloutId,
+      message.instanceIds.map((instanceId) => ({
+        instanceId,
+        parameter: message.parameter,
+        path: message.path,
+        fromAttempt: 1,
+        to: 'Failed' as const,
+        lastError,
+      })),
+    );
+    await deps.store.markChunkSent(rolloutId, message, []);
+    return { result: 'failed', sent: [], failed: [] };
+  }
+
+  const { sent, failed } = await sendInChunks(deps.ssm, {
+    documentName: deps.documentName,
+    file,
+    instanceIds: message.instanceIds,
+    rolloutId,
+    rollout: deps.config.rollout,
+    ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
+    onSent: (part) =>
+      deps.store.recordCommand(rolloutId, {
+        commandId: part.commandId,
+        parameter: part.parameter,
+        path: part.path,
+        attempt: 1,
+        instanceIds: part.instanceIds,
+      }),
+  });
+  const requeues = (message.requeues ?? 0) + 1;
+  if (
+    sent.length === 0 &&
+    failed.every((f) => isTransient(f.error.name)) &&
+    requeues <= MAX_REQUEUES
+  ) {
+    // SSM said nothing about the instances: let go and come back, no attempt used.
+    await deps.store.releaseChunk(rolloutId, message);
+    await deps.ledger.queueMessages([
+      { body: { ...message, requeues }, delay: THROTTLED_RETRY_SECONDS * requeues },
+    ]);
+    logger.warn('chunk throttled by SSM; queued again', {
+      rolloutId,
+      path: message.path,
+      requeues,
+    });
+    return { result: 'requeued', sent: [], failed: [] };
+  }
+  await deps.store.markChunkSent(
+    rolloutId,
+    message,
+    sent.map((part) => part.commandId),
+  );
+  await deps.ledger.record(rolloutId, sendFailures(failed, deps));
+  return { result: failed.length === 0 ? 'sent' : 'failed', sent, failed };
+}
+
+/** A refused first attempt is retried like any other failed attempt, while attempts remain. */
+export function sendFailures(failed: FailedChunk[], deps: Pick<FanOutDeps, 'ledger' | 'config'>) {
+  const now = deps.ledger.now();
+  // One backoff for all: a refused chunk is retried as one chunk, not as 50 single retries.
+  const jitter = Math.random();
+  return failed.flatMap((chunk): Transition[] => {
+    const lastError = {
+      status: 'SendCommandFailed',
+      stderr: `${chunk.error.name}: ${chunk.error.message}`,
+    };
+    return chunk.instanceIds.map((instanceId) =>
+      retryOrFail(
+        { instanceId, parameter: chunk.parameter, path: chunk.path, fromAttempt: 1 },
+        lastError,
+        deps.config.retry,
+        now,
+        () => jitter,
+      ),
+    );
+  });
+}

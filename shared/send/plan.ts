@@ -1,0 +1,36 @@
+import type { FanoutConfig } from '../config.ts';
+import type { SendChunk } from '../rollout/model.ts';
+
+/**
+ * When each of a rollout's planned chunks (rollout/model.ts `planChunks`) may go, so that every rollout's sends together keep to the configured pace. Pure functions.
+ */
+
+export type Pace = Pick<FanoutConfig['rollout'], 'fetchesPerSecond' | 'commandsPerSecond'>;
+
+/** How long a set of chunks occupies the pace: its fetches at the fetch rate, its commands at theirs. */
+export function paceSeconds(chunks: readonly SendChunk[], pace: Pace): number {
+  const fetches = chunks.reduce((sum, c) => sum + c.instanceIds.length, 0);
+  return Math.max(fetches / pace.fetchesPerSecond, chunks.length / pace.commandsPerSecond);
+}
+
+/**
+ * Each chunk's turn, from `start`: a chunk may go once the instances before it had their
+ * fetch time and the commands before it their command time. Files interleave (chunk 0 of
+ * every file first), so several files of one change go out together.
+ */
+export function schedule(
+  chunks: readonly SendChunk[],
+  start: Date,
+  pace: Pace,
+): Array<{ chunk: SendChunk; at: Date }> {
+  const order = [...chunks].sort((a, b) => a.index - b.index || a.path.localeCompare(b.path));
+  let fetchesBefore = 0;
+  return order.map((c, position) => {
+    const offset = Math.max(
+      fetchesBefore / pace.fetchesPerSecond,
+      position / pace.commandsPerSecond,
+    );
+    fetchesBefore += c.instanceIds.length;
+    return { chunk: c, at: new Date(start.getTime() + offset * 1000) };
+  });
+}
