@@ -2,7 +2,10 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { depsFromEnv } from '../shared/deps.ts';
-import { CommandInvocationEventSchema } from '../shared/messages/command-status.ts';
+import {
+  CommandCompletionEventSchema,
+  CommandInvocationEventSchema,
+} from '../shared/messages/command-status.ts';
 import { type SweepMessage, SweepMessageSchema } from '../shared/messages/sweep.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseOrThrow } from '../shared/platform/parse.ts';
@@ -15,7 +18,8 @@ const deps = depsFromEnv();
 const processor = new BatchProcessor(EventType.SQS);
 
 /**
- * A batch of Run Command status events (EventBridge → SQS): record how each instance ended,
+ * A batch of Run Command status events (EventBridge → SQS: a finished command, or a failed
+ * invocation): record how each instance ended,
  * queue retries, settle finished rollouts and alert once for those with problems. Messages
  * that cannot be applied yet are reported as batch item failures and come back later. The
  * same queue carries each rollout's delayed sweep, the safety net for lost events.
@@ -37,7 +41,10 @@ export const lambdaHandler = async (
         });
         continue;
       }
-      const parsed = parseOrThrow(CommandInvocationEventSchema, body, 'status event');
+      const parsed =
+        body?.['detail-type'] === 'EC2 Command Status-change Notification'
+          ? parseOrThrow(CommandCompletionEventSchema, body, 'command status event')
+          : parseOrThrow(CommandInvocationEventSchema, body, 'status event');
       messages.push({ messageId: record.messageId, event: parsed });
     } catch (error) {
       logger.error('status event refused; it will go to the dead-letter queue', {

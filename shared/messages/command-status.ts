@@ -21,3 +21,20 @@ export const CommandInvocationEventSchema = eventBridgeEvent(
 );
 
 export type CommandInvocationEvent = z.infer<typeof CommandInvocationEventSchema>;
+
+/**
+ * Run Command's per-command status event ("EC2 Command Status-change Notification", same page
+ * as above): sent when the whole command changes status, terminal once every invocation is.
+ * The tracker lists a finished command's invocations once, for all its instances together.
+ */
+export const CommandCompletionEventSchema = eventBridgeEvent(
+  'aws.ssm',
+  'EC2 Command Status-change Notification',
+  z.object({
+    'command-id': z.string().min(1).max(64),
+    'document-name': z.string().min(1),
+    status: z.string().min(1),
+  }),
+);
+
+export type CommandCompletionEvent = z.infer<typeof CommandCompletionEventSchema>;

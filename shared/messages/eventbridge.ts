@@ -6,9 +6,9 @@ import * as z from 'zod';
  * Our own rather than Powertools' EventBridgeSchema: that module imports zod as `{ z }`, which
  * defeats tree-shaking and adds ~370 KB of zod (all its locales) to every bundle.
  */
-export function eventBridgeEvent<Detail extends z.ZodType>(
+export function eventBridgeEvent<DetailType extends string, Detail extends z.ZodType>(
   source: string,
-  detailType: string,
+  detailType: DetailType,
   detail: Detail,
 ) {
   return z.object({

@@ -7,7 +7,7 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import type { FanoutConfig } from '../config.ts';
-import type { CommandInvocationEvent } from '../messages/command-status.ts';
+import type { CommandCompletionEvent, CommandInvocationEvent } from '../messages/command-status.ts';
 import { mapSettled } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
 import type { Ledger } from '../rollout/ledger.ts';
@@ -26,10 +26,10 @@ export interface TrackerDeps {
   config: FanoutConfig;
 }
 
-/** A status event and the id of the SQS message that carried it. */
+/** A status event (one invocation's, or a whole command's) and the SQS message that carried it. */
 export interface StatusMessage {
   messageId: string;
-  event: CommandInvocationEvent;
+  event: CommandInvocationEvent | CommandCompletionEvent;
 }
 
 /** A finished invocation of one target's attempt: what Run Command says happened. */
@@ -41,14 +41,24 @@ export interface Observation {
   invocation: Invocation;
 }
 
-type Listed = Invocation & { comment?: string };
+/** An invocation as read; `detailed`: read with GetCommandInvocation (full output already). */
+type Listed = Invocation & { comment?: string; detailed?: true };
+
+const isCompletion = (event: StatusMessage['event']): event is CommandCompletionEvent =>
+  event['detail-type'] === 'EC2 Command Status-change Notification';
 
 /**
- * Applies a batch of Run Command status events: reads each command's invocations once, judges
- * each finished one, and hands each rollout's transitions to the ledger (which commits them,
- * queues retries, settles and alerts). Per command: one ListCommandInvocations page per 50
- * instances, one GetCommandInvocation per failure; one BatchGetItem for the batch's command
- * records. Returns the ids of the messages to retry; never throws.
+ * Applies a batch of Run Command status events and hands each rollout's transitions to the
+ * ledger (which commits them, queues retries, settles and alerts). Tracked by command:
+ * - a command's completion event: its invocations listed once (one ListCommandInvocations page
+ *   per 50 instances) and every successful one judged; the rule sends no per-invocation event
+ *   for a success, so a command of 50 instances costs one listing in the steady state;
+ * - a failed invocation's own event: that invocation read alone (GetCommandInvocation, which
+ *   has the full stderr), no listing;
+ * - a successful invocation's own event (a rule that still sends them): the command listed once
+ *   for the batch.
+ * One BatchGetItem for the batch's command records. Returns the ids of the messages to retry;
+ * never throws.
  */
 export async function trackStatusEvents(
   deps: TrackerDeps,
@@ -61,8 +71,8 @@ export async function trackStatusEvents(
   };
 
   const byCommand = [...groupBy(messages, (m) => m.event.detail['command-id'])];
-  const listings = await mapSettled(byCommand, 4, ([commandId]) =>
-    readInvocations(deps.ssm, commandId),
+  const readings = await mapSettled(byCommand, 4, ([commandId, commandMessages]) =>
+    readForBatch(deps.ssm, commandId, commandMessages),
   );
   const commands: Array<{
     commandId: string;
@@ -71,7 +81,7 @@ export async function trackStatusEvents(
     rolloutId: string;
     attempt: number;
   }> = [];
-  listings.forEach((result, index) => {
+  readings.forEach((result, index) => {
     const [commandId = '', commandMessages = []] = byCommand[index] ?? [];
     if (result.status === 'rejected') {
       fail(commandMessages, result.reason, `could not read invocations of ${commandId}`);
@@ -87,7 +97,7 @@ export async function trackStatusEvents(
     commands.push({ commandId, messages: commandMessages, listed: result.value, ...ours });
   });
 
-  const observations: Array<Observation & { messageId: string }> = [];
+  const observations = new Map<string, Observation & { messageId: string }>();
   try {
     const records = await deps.store.getCommands(commands);
     for (const command of commands) {
@@ -96,22 +106,37 @@ export async function trackStatusEvents(
       const record = records.get(command.commandId);
       const file = record ?? (await fileOfCommand(deps.ssm, command.commandId));
       const attempt = record?.attempt ?? command.attempt;
-      for (const message of command.messages) {
-        const instanceId = message.event.detail['instance-id'];
-        const invocation = command.listed.get(instanceId);
-        if (invocation === undefined || !isFinished(invocation.status)) {
-          // Run Command is eventually consistent: the event can arrive before the listing agrees.
-          failed.add(message.messageId);
-          continue;
-        }
-        observations.push({
-          messageId: message.messageId,
+      const observe = (messageId: string, instanceId: string, invocation: Listed) => {
+        observations.set(`${instanceId}\0${command.commandId}`, {
+          messageId,
           rolloutId: command.rolloutId,
           target: { instanceId, parameter: file.parameter, path: file.path },
           attempt,
           commandId: command.commandId,
           invocation,
         });
+      };
+      for (const message of command.messages) {
+        if (isCompletion(message.event)) {
+          const all = [...command.listed];
+          // Run Command is eventually consistent: the listing may not agree yet.
+          if (all.some(([, inv]) => !isFinished(inv.status))) {
+            failed.add(message.messageId);
+            continue;
+          }
+          // Failures come with events of their own; successes only through this one.
+          for (const [instanceId, inv] of all) {
+            if (inv.status === 'Success') observe(message.messageId, instanceId, inv);
+          }
+          continue;
+        }
+        const instanceId = message.event.detail['instance-id'];
+        const invocation = command.listed.get(instanceId);
+        if (invocation === undefined || !isFinished(invocation.status)) {
+          failed.add(message.messageId);
+          continue;
+        }
+        observe(message.messageId, instanceId, invocation);
       }
     }
   } catch (error) {
@@ -123,14 +148,43 @@ export async function trackStatusEvents(
     return failed;
   }
 
-  for (const [rolloutId, items] of groupBy(observations, (o) => o.rolloutId)) {
+  for (const [rolloutId, items] of groupBy([...observations.values()], (o) => o.rolloutId)) {
     try {
       await deps.ledger.record(rolloutId, await judge(deps, items));
     } catch (error) {
-      fail(items, error, `could not update rollout ${rolloutId}`);
+      const ids = new Set(items.map((item) => item.messageId));
+      fail(
+        messages.filter((m) => ids.has(m.messageId)),
+        error,
+        `could not update rollout ${rolloutId}`,
+      );
     }
   }
   return failed;
+}
+
+/**
+ * What a batch needs to know of one command's invocations: the whole listing when a message
+ * asks about successes (a completion, or a success's own event), else only the failed
+ * invocations the events name, each read alone with its full output. Throws SDK errors.
+ */
+async function readForBatch(
+  ssm: SSMClient,
+  commandId: string,
+  messages: StatusMessage[],
+): Promise<Map<string, Listed>> {
+  const failures = messages.flatMap((m) =>
+    isCompletion(m.event) || m.event.detail.status === 'Success'
+      ? []
+      : [m.event.detail['instance-id']],
+  );
+  if (failures.length < messages.length) return readInvocations(ssm, commandId);
+  const read = new Map<string, Listed>();
+  for (const instanceId of new Set(failures)) {
+    const invocation = await readInvocation(ssm, commandId, instanceId);
+    if (invocation !== undefined) read.set(instanceId, invocation);
+  }
+  return read;
 }
 
 /**
@@ -159,7 +213,7 @@ export async function observeTargets(
 /** What each finished invocation means for its target: the transition to report. */
 async function judge(deps: TrackerDeps, observations: Observation[]): Promise<Transition[]> {
   for (const o of observations) {
-    if (o.invocation.status !== 'Success') {
+    if (o.invocation.status !== 'Success' && !(o.invocation as Listed).detailed) {
       Object.assign(o.invocation, await failureDetails(deps.ssm, o.commandId, o.target.instanceId));
     }
   }
@@ -256,6 +310,34 @@ async function failureDetails(ssm: SSMClient, commandId: string, instanceId: str
   } catch (error) {
     // Undelivered invocations have no plugin output to fetch; the listing's status is enough.
     if ((error as Error).name === 'InvocationDoesNotExist') return {};
+    throw error;
+  }
+}
+
+/**
+ * One invocation with its full output (GetCommandInvocation), or undefined if Run Command does
+ * not know it yet (eventually consistent). Throws other SDK errors.
+ */
+async function readInvocation(
+  ssm: SSMClient,
+  commandId: string,
+  instanceId: string,
+): Promise<Listed | undefined> {
+  try {
+    const reply = await ssm.send(
+      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+    );
+    return {
+      status: reply.Status ?? '',
+      detailed: true,
+      ...(reply.StatusDetails === undefined ? {} : { statusDetails: reply.StatusDetails }),
+      ...(reply.ResponseCode === undefined ? {} : { exitCode: reply.ResponseCode }),
+      ...(reply.StandardOutputContent === undefined ? {} : { stdout: reply.StandardOutputContent }),
+      ...(reply.StandardErrorContent === undefined ? {} : { stderr: reply.StandardErrorContent }),
+      ...(reply.Comment === undefined ? {} : { comment: reply.Comment }),
+    };
+  } catch (error) {
+    if ((error as Error).name === 'InvocationDoesNotExist') return undefined;
     throw error;
   }
 }

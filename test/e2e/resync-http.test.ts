@@ -7,6 +7,7 @@ import {
   PROD_3,
   PROD_UNMANAGED,
   propagateResults,
+  settledView,
   startTestCloud,
 } from './local-cloud.ts';
 
@@ -85,10 +86,18 @@ describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local c
     const answer = response.json;
     expect(answer.rolloutId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{8}$/);
     expect(answer.requestedBy).toBe(ALICE_ARN);
-    expect(answer.targeted.sort()).toEqual([PROD_1, PROD_2, PROD_3].sort());
-    expect(answer.unreachable).toEqual([{ instanceId: PROD_UNMANAGED, reason: 'NotManagedBySSM' }]);
+    expect(answer.accepted).toBe(true);
     expect(answer.follow.http).toBe(`GET /environments/prod/rollouts/${answer.rolloutId}`);
     expect(answer.follow.cli).toContain('invoke -f status');
+    // Planned from the send queue: the rollout it answered with settles with every instance.
+    const settled = await settledView(cloud, answer.rolloutId);
+    expect(settled.instances.map((i: any) => i.instanceId).sort()).toEqual(
+      [PROD_1, PROD_2, PROD_3, PROD_UNMANAGED].sort(),
+    );
+    expect(settled.instances.find((i: any) => i.instanceId === PROD_UNMANAGED)).toMatchObject({
+      status: 'Unreachable',
+      reason: 'NotManagedBySSM',
+    });
     expect(commandCount()).toBe(before + 1);
     // The function got the IAM authorizer's context, as API Gateway passes it.
     const event = cloud.invocations('resyncHttp').at(-1)?.event as any;
@@ -123,7 +132,8 @@ describe('POST /resync through the HTTP API (AWS_IAM), end to end on the local c
       parameters: ['/prod/env.php'],
       requestedBy: ADMIN_ARN,
     });
-    expect(response.json.targeted.sort()).toEqual([PROD_1, PROD_2, PROD_3].sort());
+    const settled = await settledView(cloud, response.json.rolloutId);
+    expect(settled.counts).toMatchObject({ success: 0, unchanged: 3, unreachable: 1, failed: 0 });
     expect(commandCount()).toBe(before + 1);
     await cloud.commandsSettled();
   });

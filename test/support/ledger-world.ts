@@ -549,6 +549,9 @@ export class World {
         if (inv === undefined)
           throw Object.assign(new Error('no such invocation'), { name: 'InvocationDoesNotExist' });
         return {
+          CommandId: input.CommandId,
+          InstanceId: input.InstanceId,
+          Comment: this.commands.get(input.CommandId)?.comment,
           ResponseCode: inv.exitCode,
           Status: inv.status,
           StatusDetails: inv.details,

@@ -23,3 +23,12 @@ export function sqsBatch(bodies: unknown[]): SQSEvent {
     })),
   };
 }
+
+/** A command's own status-change event (events/command-status/command-completed.json). */
+export function commandEvent(commandId: string, status = 'Success') {
+  const event = loadEvent<any>('command-status/command-completed');
+  event.id = `${commandId}-${status}-${Math.random().toString(16).slice(2)}`;
+  event.detail['command-id'] = commandId;
+  event.detail.status = status;
+  return event;
+}

@@ -261,9 +261,9 @@ describe('case 6: a lost transaction reply', () => {
     const rolloutId = await w.put();
     const [[commandId, instanceId]] = w.pendingInvocations() as [[string, string]];
     w.runInvocation(commandId, instanceId, 'fetch-failed');
-    // Track's calls: ListCommandInvocations, BatchGetItem (commands), GetCommandInvocation,
-    // DescribeInstances, then TransactWriteItems: its reply is lost.
-    w.inject({ kind: 'lost-reply', at: 4 });
+    // Track's calls: GetCommandInvocation (a failure is read alone, no listing), BatchGetItem
+    // (commands), DescribeInstances, then TransactWriteItems: its reply is lost.
+    w.inject({ kind: 'lost-reply', at: 3 });
     await w.deliver('status');
     const afterCrash = (await w.store.load(rolloutId))?.targets[0];
     expect(afterCrash).toMatchObject({ status: 'Pending', attempt: 2 });

@@ -15,7 +15,7 @@ import { rolloutComment } from '../../shared/send/commands.ts';
 import { instanceIds, lambdaContext } from '../support/fixtures.ts';
 import { withRolloutsTable } from '../support/handlers.ts';
 import { nextRolloutId } from '../support/rollouts.ts';
-import { sqsBatch, statusEvent } from '../support/status-events.ts';
+import { commandEvent, sqsBatch, statusEvent } from '../support/status-events.ts';
 
 // The rollouts table is a real DynamoDB (dynalite); Run Command, EC2, SQS and SNS are mocked.
 const ssmMock = mockClient(SSMClient);
@@ -67,6 +67,9 @@ beforeEach(() => {
   ssmMock.on(GetCommandInvocationCommand).callsFake(({ CommandId, InstanceId }) => {
     const r = invocations.get(CommandId)?.get(InstanceId);
     return {
+      CommandId,
+      InstanceId,
+      Comment: commentOf.get(CommandId),
       ResponseCode: r?.exitCode,
       Status: r?.status ?? 'Failed',
       StatusDetails: r?.details ?? 'Failed',
@@ -178,6 +181,57 @@ describe('track', () => {
     await deliver(commandId, ids);
     expect(ssmMock.commandCalls(ListCommandInvocationsCommand)).toHaveLength(1);
     expect(ssmMock.commandCalls(GetCommandInvocationCommand)).toHaveLength(0);
+  });
+
+  it('tracks a command by its completion: one listing for all its successes, each failure read alone', async () => {
+    // Arrange: 50 instances, one of them fails; the rule sends the command's own event and
+    // the failed invocation's event, no event per success
+    const ids = instanceIds(50);
+    const { rolloutId, commandId } = await sentRollout(ids);
+    for (const id of ids) invocations.get(commandId)!.set(id, updated);
+    invocations.get(commandId)!.set(ids[7]!, invalid);
+    // Act
+    const response = await table.handler.handler(
+      sqsBatch([commandEvent(commandId, 'Failed'), statusEvent(commandId, ids[7]!, 'Failed')]),
+      lambdaContext(),
+    );
+    // Assert
+    expect(response.batchItemFailures).toEqual([]);
+    expect(ssmMock.commandCalls(ListCommandInvocationsCommand)).toHaveLength(1);
+    // the failure's full stderr (the listing has only its first 2,500 characters of output)
+    expect(ssmMock.commandCalls(GetCommandInvocationCommand)).toHaveLength(1);
+    const loaded = await table.store.load(rolloutId);
+    expect(loaded?.rollout.counts).toMatchObject({ success: 49, failed: 1, pending: 0 });
+  });
+
+  it('reads a failed invocation alone when only failures are in the batch, never the listing', async () => {
+    const ids = instanceIds(30);
+    const { rolloutId, commandId } = await sentRollout(ids);
+    for (const id of ids) invocations.get(commandId)!.set(id, updated);
+    invocations.get(commandId)!.set(ids[3]!, invalid);
+    const response = await deliver(commandId, [ids[3]!], 'Failed');
+    expect(response.batchItemFailures).toEqual([]);
+    expect(ssmMock.commandCalls(ListCommandInvocationsCommand)).toHaveLength(0);
+    expect(ssmMock.commandCalls(GetCommandInvocationCommand)).toHaveLength(1);
+    expect(await table.store.getTarget(rolloutId, ref(ids[3]!))).toMatchObject({
+      status: 'Failed',
+      lastError: { exitCode: 65 },
+    });
+  });
+
+  it('puts a completion back while the listing still shows an invocation unfinished', async () => {
+    const ids = instanceIds(2);
+    const { rolloutId, commandId } = await sentRollout(ids);
+    invocations
+      .get(commandId)!
+      .set(ids[0]!, updated)
+      .set(ids[1]!, { ...updated, status: 'InProgress' });
+    const response = await table.handler.handler(
+      sqsBatch([commandEvent(commandId)]),
+      lambdaContext(),
+    );
+    expect(response.batchItemFailures).toHaveLength(1);
+    expect((await table.store.getRollout(rolloutId))?.counts.pending).toBe(2);
   });
 
   it('fails an instance whose content is invalid, without retrying, and alerts once with why', async () => {
