@@ -1099,13 +1099,17 @@ export class SsmService {
   private resolveTargets(targets: Json[]): string[] {
     const errors: string[] = [];
     if (targets.length > 5) {
-      errors.push('Value at \'targets\' failed to satisfy constraint: Member must have length less than or equal to 5');
+      errors.push(
+        "Value at 'targets' failed to satisfy constraint: Member must have length less than or equal to 5",
+      );
     }
     const matchers = targets.map((target) => {
       const key = String(target.Key ?? '');
       const values = ((target.Values ?? []) as unknown[]).map(String);
       if (values.length < 1 || values.length > 50) {
-        errors.push(`Value at 'targets.member.values' failed to satisfy constraint: Member must have length between 1 and 50`);
+        errors.push(
+          `Value at 'targets.member.values' failed to satisfy constraint: Member must have length between 1 and 50`,
+        );
       }
       if (key === 'InstanceIds') return (instance: Instance) => values.includes(instance.id);
       if (key.startsWith('tag:') && key.length > 4) {
