@@ -36,6 +36,15 @@ export interface ColdStartRow {
   sourceMapsMs: number;
 }
 
+const CLIENT_CLASSES: Record<string, string> = {
+  '@aws-sdk/client-auto-scaling': 'AutoScalingClient',
+  '@aws-sdk/client-dynamodb': 'DynamoDBClient',
+  '@aws-sdk/client-ec2': 'EC2Client',
+  '@aws-sdk/client-sns': 'SNSClient',
+  '@aws-sdk/client-sqs': 'SQSClient',
+  '@aws-sdk/client-ssm': 'SSMClient',
+};
+
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -72,9 +81,12 @@ export async function buildBaseline(
 ): Promise<void> {
   const lines = packages.map((pkg, i) => {
     if (pkg === '@aws-sdk/lib-dynamodb') {
-      return `import { DynamoDBDocumentClient as D${i} } from '${pkg}';\nconsole.log(typeof D${i});`;
+      return `import { DynamoDBDocumentClient as D${i} } from '${pkg}';\nglobalThis.__keep${i} = D${i};`;
     }
-    return `import * as M${i} from '${pkg}';\nconst C${i} = Object.entries(M${i}).find(([k]) => k.endsWith('Client') && !k.endsWith('ServiceClient'))?.[1];\nnew C${i}({});`;
+    // The client class alone (a namespace import would keep every command of the package).
+    const name = CLIENT_CLASSES[pkg];
+    if (name === undefined) throw new Error(`no client class known for ${pkg}`);
+    return `import { ${name} as C${i} } from '${pkg}';\nglobalThis.__keep${i} = new C${i}({});`;
   });
   await build({
     stdin: { contents: lines.join('\n'), resolveDir: cwd, loader: 'js' },
