@@ -108,6 +108,8 @@ export const FailureReasonExitCode = {
   'write-failed': DocumentExitCode.WriteFailed,
   'fetch-failed': DocumentExitCode.FetchFailed,
   'fetch-timeout': DocumentExitCode.FetchFailed,
+  /** Parameter Store kept throttling the fetch after the document's own backoff. */
+  'fetch-throttled': DocumentExitCode.FetchFailed,
   'parameter-not-found': DocumentExitCode.ParameterNotFound,
   'lock-busy': DocumentExitCode.LockBusy,
   'tool-missing': DocumentExitCode.ToolMissing,

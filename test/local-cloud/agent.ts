@@ -243,17 +243,47 @@ export class Agents {
     }
   }
 
+  /**
+   * The stub's fetch against Parameter Store's throughput quota, with the document's retries on
+   * the simulated clock: each CLI call makes up to 6 attempts (standard mode: random wait up to
+   * min(20 s, 2^i s)), and the script tries a throttled call again up to 10 times, waiting 2 s
+   * doubling to 60 s with equal jitter, within 300 s (documents/replace-secrets-file.yml).
+   * False when it gives up (FetchFailed). Without a quota set, every fetch is admitted at once.
+   */
+  private async stubFetch(instanceId: string): Promise<boolean> {
+    const { ssm, clock } = this.options;
+    if (ssm.parameterThroughput === undefined) return ssm.admitParameterRead(instanceId);
+    const started = clock.nowMs();
+    for (let call = 1; call <= 10; call += 1) {
+      for (let attempt = 0; attempt < 6; attempt += 1) {
+        if (ssm.admitParameterRead(instanceId)) return true;
+        if (attempt < 5) await clock.sleep(Math.random() * Math.min(20, 2 ** attempt));
+        if (this.stopped) return false;
+      }
+      const ceiling = Math.min(60, 2 * 2 ** (call - 1));
+      if ((clock.nowMs() - started) / 1000 + ceiling + 60 > 300) return false;
+      await clock.sleep(ceiling / 2 + (Math.random() * ceiling) / 2);
+      if (this.stopped) return false;
+    }
+    return false;
+  }
+
   private async stubRun(
     command: CommandState,
     instance: Instance,
     resolved: Record<string, unknown>,
     start: Date,
   ): Promise<void> {
+    const fetched = await this.stubFetch(instance.id);
+    if (this.stopped) return;
     const current = this.options.ssm.currentParameter(String(resolved.ParameterName ?? ''));
     const destination = String(resolved.DestinationPath ?? '');
     let stdout = '';
     let exitCode = 0;
-    if (current === undefined || destination === '') {
+    if (!fetched) {
+      exitCode = 75;
+      stdout = 'secrets-fanout result=failed reason=fetch-throttled\n';
+    } else if (current === undefined || destination === '') {
       exitCode = 75;
       stdout = 'secrets-fanout result=failed reason=fetch-failed\n';
     } else {

@@ -60,6 +60,11 @@ export interface LocalCloudOptions {
     sqs?: ServiceFaults;
     sns?: ServiceFaults;
     autoscaling?: ServiceFaults;
+    /**
+     * Parameter Store's throughput quota in calls per simulated second, shared by GetParameter,
+     * GetParameters and GetParametersByPath (AWS's default is 40); unlimited when absent.
+     */
+    parameterStoreTps?: number;
   };
   /** Auto Scaling groups to create (tags, launch lifecycle hook); see `scaleOut`. */
   autoScalingGroups?: GroupSpec[];
@@ -318,7 +323,15 @@ async function build(
   const bus = new EventBus({
     region,
     clock,
-    invoke: async (target, payload) => sendToArn(target.arn, payload),
+    invoke: async (target, payload) => {
+      if (target.runCommandTargets === undefined) return sendToArn(target.arn, payload);
+      // A Run Command target: EventBridge itself sends the document (no Lambda in between).
+      ssm.sendCommand({
+        DocumentName: target.arn.replace(/^arn:aws:ssm:[^:]*:[^:]*:document\//, ''),
+        Targets: target.runCommandTargets,
+        Parameters: JSON.parse(payload),
+      });
+    },
     deadLetter: (arn, payload, attributes) => sendToArn(arn, payload, attributes),
   });
 
@@ -330,6 +343,7 @@ async function build(
     emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
   });
   ssm.faults = faults.ssm;
+  ssm.throttleParameterReads(options.faults?.parameterStoreTps);
   const ssmServer = await startServer(
     (request) => ssm.handle(countCall('ssm', request)),
     () => faults.ssm,
@@ -616,6 +630,9 @@ async function build(
           : {}),
         ...(target.DeadLetterConfig?.Arn
           ? { deadLetterArn: String(target.DeadLetterConfig.Arn) }
+          : {}),
+        ...(target.RunCommandParameters?.RunCommandTargets
+          ? { runCommandTargets: target.RunCommandParameters.RunCommandTargets }
           : {}),
       })),
     };

@@ -40,6 +40,13 @@ export interface RuleTarget {
   inputPath?: string;
   retryPolicy?: { maximumRetryAttempts: number; maximumEventAgeInSeconds: number };
   deadLetterArn?: string;
+  /**
+   * A Run Command target (Arn `arn:aws:ssm:<region>:<account>:document/<name>`): the event's
+   * input is the document's parameters and EventBridge calls SendCommand with these Targets
+   * (RunCommandParameters.RunCommandTargets; one block, a `tag:<key>` or `InstanceIds` key —
+   * https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_RunCommandParameters.html).
+   */
+  runCommandTargets?: Array<{ Key: string; Values: string[] }>;
 }
 
 export interface Rule {

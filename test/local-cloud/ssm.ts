@@ -88,6 +88,8 @@ export interface CommandState {
   requestedDateTime: Date;
   expiresAfter: Date;
   instanceIds: string[];
+  /** The Targets it was sent with (then InstanceIds on the wire is empty), if any. */
+  targets?: Json[];
   maxConcurrency: string;
   maxErrors: string;
   timeoutSeconds: number;
@@ -131,6 +133,47 @@ const MAX_CONCURRENCY = /^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$/;
 const MAX_ERRORS = /^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$/;
 const DOCUMENT_NAME = /^[a-zA-Z0-9_\-.:/]{3,128}$/;
 const PARAMETER_NAME_CHARS = /^[a-zA-Z0-9_.\-/]+$/;
+
+// The operations that share Parameter Store's throughput quota (GetParameter: "Parameter Store
+// throughput … applies to GetParameter, GetParameters" — API_GetParameter.html; the quotas page
+// https://docs.aws.amazon.com/general/latest/gr/ssm.html lists GetParametersByPath in the same
+// default 40 TPS).
+const PARAMETER_READS = new Set(['GetParameter', 'GetParameters', 'GetParametersByPath']);
+
+/**
+ * A token bucket on the local cloud's (simulated) clock: `tps` tokens a simulated second, at
+ * most `burst` saved up; a call takes one or is throttled. Starts full.
+ */
+export class ParameterThroughput {
+  readonly tps: number;
+  readonly burst: number;
+  private readonly nowMs: () => number;
+  private tokens: number;
+  private lastMs: number;
+
+  constructor(tps: number, burst: number, nowMs: () => number) {
+    if (!(tps > 0) || !(burst >= 1)) {
+      throw new RangeError(`throughput needs tps > 0 and burst >= 1, got ${tps} / ${burst}`);
+    }
+    this.tps = tps;
+    this.burst = burst;
+    this.nowMs = nowMs;
+    this.tokens = burst;
+    this.lastMs = nowMs();
+  }
+
+  /** Takes a token if one is there. */
+  take(): boolean {
+    const now = this.nowMs();
+    if (now > this.lastMs) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.lastMs) / 1000) * this.tps);
+      this.lastMs = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 
 const epoch = (date: Date) => date.getTime() / 1000;
 
@@ -185,12 +228,46 @@ export class SsmService {
   >();
   readonly commands = new Map<string, CommandState>();
   faults: ServiceFaults = {};
+  /**
+   * Parameter Store's throughput quota: GetParameter, GetParameters and GetParametersByPath
+   * share one token bucket (off when undefined). See `ParameterThroughput`.
+   */
+  parameterThroughput: ParameterThroughput | undefined;
+  /** Value reads (GetParameter*) answered and refused with ThrottlingException, by caller. */
+  readonly parameterReads = { accepted: 0, throttled: 0, throttledBy: new Map<string, number>() };
   /** Called once per accepted SendCommand: the agent side takes it from here. */
   onSendCommand: (command: CommandState) => void = () => undefined;
   private readonly options: SsmOptions;
 
   constructor(options: SsmOptions) {
     this.options = options;
+  }
+
+  /**
+   * Sets Parameter Store's throughput quota (`undefined`: unlimited). AWS's default is 40 TPS
+   * shared by GetParameter, GetParameters and GetParametersByPath; higher throughput raises it
+   * (https://docs.aws.amazon.com/general/latest/gr/ssm.html, "Parameter Store max throughput").
+   */
+  throttleParameterReads(tps: number | undefined, burst?: number): void {
+    this.parameterThroughput =
+      tps === undefined
+        ? undefined
+        : new ParameterThroughput(tps, burst ?? tps, () => this.now().getTime());
+  }
+
+  /**
+   * One GetParameter* call against the throughput quota: true when admitted, false (counted)
+   * when Parameter Store would answer ThrottlingException. The stub agent calls it too.
+   */
+  admitParameterRead(caller: string): boolean {
+    if (this.parameterThroughput === undefined || this.parameterThroughput.take()) {
+      this.parameterReads.accepted += 1;
+      return true;
+    }
+    this.parameterReads.throttled += 1;
+    const by = this.parameterReads.throttledBy;
+    by.set(caller, (by.get(caller) ?? 0) + 1);
+    return false;
   }
 
   /** The simulated time (real time without a clock). */
@@ -383,6 +460,8 @@ export class SsmService {
     try {
       // Throttling: HTTP 400 ThrottlingException "Rate exceeded" (research notes §4).
       if (shouldThrottle(this.faults))
+        throw new ServiceError('ThrottlingException', 'Rate exceeded');
+      if (PARAMETER_READS.has(operation) && !this.admitParameterRead(request.accessKeyId))
         throw new ServiceError('ThrottlingException', 'Rate exceeded');
       const input = (request.body ? JSON.parse(request.body) : {}) as Json;
       this.authorize(operation, input, request.accessKeyId);
@@ -970,16 +1049,18 @@ export class SsmService {
       );
     }
     if (errors.length > 0) throw validation(errors);
-    if (input.Targets !== undefined && (input.Targets as unknown[]).length > 0) {
+    const targets = (input.Targets ?? []) as Json[];
+    if (targets.length > 0 && instanceIds.length > 0) {
+      // API_SendCommand.html: InstanceIds for up to 50 nodes, Targets "instead"; one or the other.
       throw new ServiceError(
         'ValidationException',
-        'The local cloud implements SendCommand with InstanceIds only, not Targets.',
+        'Specify either InstanceIds or Targets in a SendCommand request, not both.',
       );
     }
-    if (instanceIds.length === 0) {
+    if (targets.length === 0 && instanceIds.length === 0) {
       throw new ServiceError('ValidationException', 'InstanceIds or Targets must be specified.');
     }
-    const { name, document } = this.documentByName(documentName as string);
+    this.documentByName(documentName as string);
     if (
       input.DocumentVersion !== undefined &&
       !['$LATEST', '$DEFAULT', '1'].includes(String(input.DocumentVersion))
@@ -989,6 +1070,7 @@ export class SsmService {
         'The document version is not valid or does not exist.',
       );
     }
+    if (targets.length > 0) return this.acceptCommand(input, this.resolveTargets(targets), targets);
     if (new Set(instanceIds).size !== instanceIds.length) {
       throw new ServiceError('DuplicateInstanceId', 'Duplicate instance IDs are not allowed.');
     }
@@ -1005,6 +1087,59 @@ export class SsmService {
         `Instances [[${invalid.join(', ')}]] not in a valid state for account ${ACCOUNT_ID}`,
       );
     }
+    return this.acceptCommand(input, instanceIds, undefined);
+  }
+
+  /**
+   * The managed nodes a SendCommand's Targets select: `tag:<key>` (any of its Values) and
+   * `InstanceIds`; several targets must all match (API_Target.html; "Run commands at scale",
+   * https://docs.aws.amazon.com/systems-manager/latest/userguide/send-commands-multiple.html).
+   * Nodes not managed by SSM, terminated or shutting down are not targeted.
+   */
+  private resolveTargets(targets: Json[]): string[] {
+    const errors: string[] = [];
+    if (targets.length > 5) {
+      errors.push(
+        "Value at 'targets' failed to satisfy constraint: Member must have length less than or equal to 5",
+      );
+    }
+    const matchers = targets.map((target) => {
+      const key = String(target.Key ?? '');
+      const values = ((target.Values ?? []) as unknown[]).map(String);
+      if (values.length < 1 || values.length > 50) {
+        errors.push(
+          `Value at 'targets.member.values' failed to satisfy constraint: Member must have length between 1 and 50`,
+        );
+      }
+      if (key === 'InstanceIds') return (instance: Instance) => values.includes(instance.id);
+      if (key.startsWith('tag:') && key.length > 4) {
+        const tagKey = key.slice(4);
+        return (instance: Instance) => values.includes(instance.tags[tagKey] ?? '\u0000');
+      }
+      throw new ServiceError(
+        'ValidationException',
+        `The local cloud implements SendCommand Targets with the keys tag:<key> and InstanceIds, not ${key}.`,
+      );
+    });
+    if (errors.length > 0) throw validation(errors);
+    return this.options.fleet
+      .list()
+      .filter(
+        (instance) =>
+          instance.managed &&
+          instance.state !== 'terminated' &&
+          instance.state !== 'shutting-down' &&
+          matchers.every((matches) => matches(instance)),
+      )
+      .map((instance) => instance.id);
+  }
+
+  private acceptCommand(
+    input: Json,
+    instanceIds: string[],
+    targets: Json[] | undefined,
+  ): CommandState {
+    const { name, document } = this.documentByName(input.DocumentName as string);
     const parameters = (input.Parameters ?? {}) as Record<string, string[]>;
     const resolved = validateSendCommandParameters(document, parameters);
     const now = this.now();
@@ -1028,6 +1163,9 @@ export class SsmService {
       // ExpiresAfter: delivery timeout + execution timeout (research notes §2.3 "Total timeout").
       expiresAfter: new Date(now.getTime() + (timeoutSeconds + stepTimeout) * 1000),
       instanceIds: [...instanceIds],
+      ...(targets === undefined
+        ? {}
+        : { targets: targets.map((t) => ({ Key: t.Key, Values: t.Values })) }),
       maxConcurrency: String(input.MaxConcurrency ?? '50'),
       maxErrors: String(input.MaxErrors ?? '0'),
       timeoutSeconds,
@@ -1176,8 +1314,8 @@ export class SsmService {
       Comment: command.comment,
       ExpiresAfter: epoch(command.expiresAfter),
       Parameters: command.parameters,
-      InstanceIds: command.instanceIds,
-      Targets: [],
+      InstanceIds: command.targets === undefined ? command.instanceIds : [],
+      Targets: command.targets ?? [],
       RequestedDateTime: epoch(command.requestedDateTime),
       Status: command.status,
       StatusDetails: command.statusDetails,
