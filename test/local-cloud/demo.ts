@@ -67,6 +67,9 @@ export const DEMO_VALUES = {
   prodPhp: "<?php\nreturn ['db_password' => 'demo-prod-password'];\n",
 } as const;
 
+/** What the format-check step says after the invalid value's rollout settled, before the fix. */
+export const FIX_NOTE = 'fixing the value, as the alert says: the next put is pushed everywhere';
+
 export interface DemoContext {
   cloud: LocalCloud;
   store: RolloutStore;
@@ -148,7 +151,7 @@ export const DEMO_STORY: DemoStep[] = [
       const parameter = '/staging/app/secrets.env';
       const good = await putAndSettle(ctx, parameter, DEMO_VALUES.stagingDotenvV1);
       const bad = await putAndSettle(ctx, parameter, DEMO_VALUES.stagingDotenvInvalid);
-      ctx.say('fixing the value, as the alert says: the next put is pushed everywhere');
+      ctx.say(FIX_NOTE);
       const fixed = await putAndSettle(ctx, parameter, DEMO_VALUES.stagingDotenvFixed);
       return { rollouts: [good, bad, fixed] };
     },

@@ -19,10 +19,10 @@ import { packageService, repoRoot, serviceCopy, withDemoDotenvFile } from '../su
 import { startLocalCloud } from './cloud.ts';
 import { type ConsoleDriver, lineDriver, terminalDriver } from './console/drivers.ts';
 import { type ConsoleModel, emptyModel } from './console/model.ts';
-import { outcomeText, tallyText } from './console/render.ts';
-import { rolloutStoreOf, watchCloud } from './console/watch.ts';
+import { playDemo } from './console/session.ts';
+import { type Watcher, watchCloud } from './console/watch.ts';
 import { consoleInfoPath, describeCloud, infoLines, writeConsoleInfo } from './console.ts';
-import { DEMO_FLEET, DEMO_GROUPS, DEMO_STORY, runStory } from './demo.ts';
+import { DEMO_FLEET, DEMO_GROUPS } from './demo.ts';
 
 const STAGE = 'dev';
 const demo = !process.argv.slice(2).includes('--no-demo');
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   });
   const infoFile = consoleInfoPath(repoRoot);
   let stopping = false;
-  let watcher: ReturnType<typeof watchCloud> | undefined;
+  let watcher: Watcher | undefined;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
@@ -128,56 +128,12 @@ async function main(): Promise<void> {
     onChange: () => driver.changed(),
   });
   if (!demo) {
-    driver.event({ kind: 'note', text: 'no demo (--no-demo): waiting for your commands' });
+    model.step = { index: 0, total: 0, title: 'no demo (--no-demo): waiting for your commands' };
+    driver.event({ kind: 'step', step: model.step });
+    driver.changed();
     return;
   }
-  const store = rolloutStoreOf(cloud);
-  const total = DEMO_STORY.length;
-  try {
-    await runStory(cloud, store, {
-      step(index, step) {
-        model.step = { index, total, title: step.title, detail: step.expect };
-        model.selectedEnvironment = step.environment;
-        driver.event({ kind: 'step', step: model.step });
-        driver.event({ kind: 'note', text: `  ${step.expect}` });
-        driver.changed();
-      },
-      say(text) {
-        if (model.step) model.step.detail = text;
-        driver.event({ kind: 'note', text: `  ${text}` });
-        driver.changed();
-      },
-      async stepDone(index, step, outcome) {
-        // The screen shows each rollout settle before the step says it is done.
-        await watcher?.refresh();
-        const summary = outcome.rollouts
-          .map(
-            (r) =>
-              `${r.parameters.join(', ')}${r.version === undefined ? '' : ` v${r.version}`}: ${outcomeText(r)} (${tallyText(r.counts)})`,
-          )
-          .join('; ');
-        const text = `step ${index}/${total} done: ${summary}`;
-        if (model.step) model.step.detail = `${step.expect}\n  done: ${summary}`;
-        driver.event({ kind: 'note', text });
-        driver.changed();
-      },
-    });
-    await watcher.refresh();
-    model.step = {
-      index: 0,
-      total,
-      title: 'the story is over; the cloud is yours: try the commands above (Ctrl-C stops)',
-    };
-    driver.event({ kind: 'step', step: model.step });
-  } catch (error) {
-    model.step = {
-      index: 0,
-      total,
-      title: `the demo stopped: ${(error as Error).message}; the cloud keeps running`,
-    };
-    driver.event({ kind: 'step', step: model.step });
-  }
-  driver.changed();
+  await playDemo(cloud, model, driver, watcher);
 }
 
 function banner(

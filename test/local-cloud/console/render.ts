@@ -136,7 +136,7 @@ export function renderScreen(
         ? `Demo: ${model.step.title}`
         : `Demo step ${model.step.index}/${model.step.total}: ${model.step.title}`,
     );
-    if (model.step.detail) lines.push(`  ${model.step.detail}`);
+    for (const line of model.step.detail?.split('\n') ?? []) lines.push(`  ${line}`);
   }
   const inFlight = model.rollouts.filter((r) => r.state !== 'Settled');
   const recent = model.rollouts.filter((r) => r.state === 'Settled');
