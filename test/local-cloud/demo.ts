@@ -249,7 +249,7 @@ export async function runStory(
   cloud: LocalCloud,
   store: RolloutStore,
   listener: StoryListener,
-  options: { steps?: DemoStep[]; timeoutMs?: number } = {},
+  options: { steps?: DemoStep[]; timeoutMs?: number; pauseMs?: number } = {},
 ): Promise<StepOutcome[]> {
   const steps = options.steps ?? DEMO_STORY;
   const ctx: DemoContext = {
@@ -264,6 +264,9 @@ export async function runStory(
     const outcome = await step.run(ctx);
     outcomes.push(outcome);
     await listener.stepDone(index + 1, step, outcome);
+    // Time to read a step's result on a live screen before the next one replaces its label.
+    if (options.pauseMs && index < steps.length - 1)
+      await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
   }
   return outcomes;
 }

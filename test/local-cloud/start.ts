@@ -10,7 +10,8 @@
  * timestamped line. Options:
  *   --no-demo      no story: the service exactly as serverless.yml maps it, no parameters put
  * Environment: LOCAL_CLOUD_CLOCK_SCALE (default 10), LOCAL_CLOUD_INFO (where endpoints.json
- * goes), SECRETS_FANOUT_PACKAGED_DIR (use this `serverless package` output as it is).
+ * goes), SECRETS_FANOUT_PACKAGED_DIR (use this `serverless package` output as it is),
+ * SECRETS_FANOUT_DEMO_PAUSE_MS (between demo steps; default 3000 on a terminal, else 0).
  */
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -102,6 +103,9 @@ async function main(): Promise<void> {
     autoScalingGroups: DEMO_GROUPS,
     clockScale,
     functionEnvironment: { POWERTOOLS_LOG_LEVEL: 'WARN' },
+    // A fast clock (tests run ×100) squeezes a retry's backoff below the DynamoDB commit
+    // before it: the same floor as the e2e tests (test/e2e/local-cloud.ts).
+    ...(clockScale > 10 ? { sqsDelayFloorMs: 250 } : {}),
   });
   const infoFile = consoleInfoPath(repoRoot);
   let stopping = false;
@@ -133,7 +137,11 @@ async function main(): Promise<void> {
     driver.changed();
     return;
   }
-  await playDemo(cloud, model, driver, watcher);
+  // On a terminal, a pause between steps to read the screen (SECRETS_FANOUT_DEMO_PAUSE_MS).
+  const pauseMs = Number(
+    process.env.SECRETS_FANOUT_DEMO_PAUSE_MS ?? (process.stdout.isTTY ? 3000 : 0),
+  );
+  await playDemo(cloud, model, driver, watcher, { pauseMs });
 }
 
 function banner(

@@ -22,7 +22,13 @@ export async function playDemo(
   model: ConsoleModel,
   driver: ConsoleDriver,
   watcher: Watcher,
-  options: { steps?: DemoStep[]; timeoutMs?: number; onSay?: (text: string) => void } = {},
+  options: {
+    steps?: DemoStep[];
+    timeoutMs?: number;
+    /** Real milliseconds between steps (a person reading a live screen); default none. */
+    pauseMs?: number;
+    onSay?: (text: string) => void;
+  } = {},
 ): Promise<StepOutcome[] | undefined> {
   const steps = options.steps ?? DEMO_STORY;
   const total = steps.length;
@@ -61,7 +67,11 @@ export async function playDemo(
           driver.changed();
         },
       },
-      { steps, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) },
+      {
+        steps,
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        ...(options.pauseMs === undefined ? {} : { pauseMs: options.pauseMs }),
+      },
     );
     await watcher.refresh();
     show({ index: 0, total, title: STORY_OVER });
