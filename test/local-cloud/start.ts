@@ -132,7 +132,7 @@ async function main(): Promise<void> {
     onChange: () => driver.changed(),
   });
   if (!demo) {
-    model.step = { index: 0, total: 0, title: 'no demo (--no-demo): waiting for your commands' };
+    model.step = { index: 0, total: 0, title: 'skipped (--no-demo): waiting for your commands' };
     driver.event({ kind: 'step', step: model.step });
     driver.changed();
     return;

@@ -178,9 +178,12 @@ describe('the console renderer', () => {
     );
     expect(screen).toContain('Packaging the service (serverless packa…');
     for (const line of screen.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
-    expect(renderScreen({ ...model(), packaging: { startedAt: 0 } }, { now: 12_400 })).toContain(
-      'Packaging the service (serverless package) … 12 s',
+    expect(renderScreen({ ...model(), packaging: { startedAt: 0 } }, { now: 12_400 })).toBe(
+      'secrets-fanout on the local cloud\nPackaging the service (serverless package) … 12 s',
     );
+    expect(
+      renderScreen({ ...model(), packaging: { startedAt: 0, doneAt: 12_000 } }, { now: 12_400 }),
+    ).not.toContain('Packaging');
   });
 });
 

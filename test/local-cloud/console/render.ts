@@ -128,7 +128,10 @@ export function renderScreen(
   const lines: string[] = [model.title];
   if (model.packaging && model.packaging.doneAt === undefined) {
     const seconds = Math.floor((now - model.packaging.startedAt) / 1000);
-    lines.push(`Packaging the service (serverless package) … ${seconds} s`);
+    // Nothing else exists yet: no cloud, no rollouts.
+    return [model.title, `Packaging the service (serverless package) … ${seconds} s`]
+      .map((line) => (line.length > width ? `${line.slice(0, width - 1)}…` : line))
+      .join('\n');
   }
   if (model.step) {
     lines.push(
