@@ -52,9 +52,15 @@ async function ensurePackaged(model: ConsoleModel, driver: ConsoleDriver): Promi
   }
   const dir = join(repoRoot, demo ? '.serverless-demo' : '.serverless');
   const template = join(dir, 'cloudformation-template-update-stack.json');
-  const sources = ['serverless.yml', 'functions', 'shared', 'documents', 'package.json'].map(
-    (entry) => join(repoRoot, entry),
-  );
+  const sources = [
+    'serverless.yml',
+    'functions',
+    'shared',
+    'documents',
+    'package.json',
+    // The demo's extra mapping (withDemoDotenvFile) is written there.
+    ...(demo ? ['test/support/package.ts'] : []),
+  ].map((entry) => join(repoRoot, entry));
   if (existsSync(template) && statSync(template).mtimeMs > Math.max(...sources.map(newestMtime))) {
     driver.event({ kind: 'packaged', seconds: 0, reused: true });
     return dir;
