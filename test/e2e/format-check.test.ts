@@ -1,9 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy } from '../support/package.ts';
+import { DEMO_DOTENV_FILE } from '../support/package.ts';
 import {
   alertsOf,
   PROD_1,
@@ -15,39 +12,20 @@ import {
   startTestCloud,
 } from './local-cloud.ts';
 
-const DOTENV_FILE = '/etc/app/secrets.env';
+const DOTENV_FILE = DEMO_DOTENV_FILE;
 const OLD_CONTENT = 'DB_PASSWORD=old-but-working\n';
 // Line 3 is not KEY=value: the format check refuses the whole value before the swap.
 const SECRET = 'n0t-for-any-log';
 const INVALID_VALUE = `# app secrets\nDB_PASSWORD=${SECRET}\nAPI_TOKEN ${SECRET}\n`;
 
-// The service as deployed with a second, dotenv-checked file next to the raw env.php.
-const withDotenvFile = (yml: string) =>
-  yml.replace(
-    '    # SendCommand rate controls',
-    [
-      '      - parameter: /{env}/app/secrets.env',
-      `        path: ${DOTENV_FILE}`,
-      '        owner: root',
-      '        group: root',
-      "        mode: '0400'",
-      '        format: dotenv',
-      '    # SendCommand rate controls',
-    ].join('\n'),
-  );
-
 describe('a value that fails the format check, end to end on the local cloud', () => {
   let cloud: LocalCloud;
-  const cleanup: string[] = [];
   let rolloutId: string;
   let view: any;
 
   beforeAll(async () => {
-    const serviceDir = await serviceCopy({ serverlessYml: withDotenvFile });
-    const packagedDir = await mkdtemp(join(tmpdir(), 'secrets-fanout-dotenv-'));
-    cleanup.push(serviceDir, packagedDir);
-    await packageService(packagedDir, serviceDir);
-    cloud = await startTestCloud(undefined, { packagedDir });
+    // The service as deployed with a second, dotenv-checked file next to the raw env.php.
+    cloud = await startTestCloud(undefined, { packagedDir: inject('demoPackagedDir') });
     // Every prod instance has a working file from before.
     for (const id of [PROD_1, PROD_2, PROD_3]) {
       cloud.fleet.get(id).writeFile(DOTENV_FILE, OLD_CONTENT, 0o400);
@@ -62,7 +40,6 @@ describe('a value that fails the format check, end to end on the local cloud', (
 
   afterAll(async () => {
     await cloud?.stop();
-    for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
   });
 
   it('runs the check once per instance and fails it for good: no retry after exit 65', () => {

@@ -1,18 +1,37 @@
 /**
  * `npm start`: the whole service on the local cloud with a demo fleet. Packages the service (or
- * reuses a fresh .serverless/), starts the cloud, puts a demo parameter and prints each rollout
- * and each instance's state as it settles; then stays up until Ctrl-C, which stops everything.
- * `npm run local -- put|delete|status` (cli.ts) talks to it through .local-cloud/endpoints.json.
+ * reuses a fresh package), starts the cloud, prints where everything is, then plays the guided
+ * demo (demo.ts): each step labelled as it happens, every rollout with its trigger, progress and
+ * how it settled, every alert, and the instances of the environment at hand with the version on
+ * disk. Then it waits for the user's own commands (`npm run local -- …`, cli.ts, through
+ * .local-cloud/endpoints.json) until Ctrl-C, which stops everything.
+ *
+ * On a terminal the screen is redrawn in place; otherwise (CI, pipes) each event is one
+ * timestamped line. Options:
+ *   --no-demo      no story: the service exactly as serverless.yml maps it, no parameters put
+ * Environment: LOCAL_CLOUD_CLOCK_SCALE (default 10), LOCAL_CLOUD_INFO (where endpoints.json
+ * goes), SECRETS_FANOUT_PACKAGED_DIR (use this `serverless package` output as it is),
+ * SECRETS_FANOUT_DEMO_PAUSE_MS (between demo steps; default 3000 on a terminal, else 0).
  */
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { packageService, repoRoot } from '../support/package.ts';
-import { type InstanceSpec, startLocalCloud } from './cloud.ts';
-import { describeCloud, infoLines, writeConsoleInfo } from './console.ts';
+import { packageService, repoRoot, serviceCopy, withDemoDotenvFile } from '../support/package.ts';
+import { startLocalCloud } from './cloud.ts';
+import { type ConsoleDriver, lineDriver, terminalDriver } from './console/drivers.ts';
+import { type ConsoleModel, emptyModel } from './console/model.ts';
+import { playDemo } from './console/session.ts';
+import { type Watcher, watchCloud } from './console/watch.ts';
+import { consoleInfoPath, describeCloud, infoLines, writeConsoleInfo } from './console.ts';
+import { DEMO_FLEET, DEMO_GROUPS } from './demo.ts';
 
 const STAGE = 'dev';
-const packagedDir = join(repoRoot, '.serverless');
-const stateDir = join(repoRoot, '.local-cloud');
+const demo = !process.argv.slice(2).includes('--no-demo');
+const unknown = process.argv.slice(2).filter((arg) => arg !== '--no-demo');
+if (unknown.length > 0) {
+  console.error(`npm start: unknown option ${unknown.join(' ')} (known: --no-demo)`);
+  process.exit(2);
+}
 
 function newestMtime(path: string): number {
   const stat = statSync(path);
@@ -20,80 +39,135 @@ function newestMtime(path: string): number {
   return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newestMtime(join(path, name))));
 }
 
-async function ensurePackaged(): Promise<void> {
-  const template = join(packagedDir, 'cloudformation-template-update-stack.json');
-  const sources = ['serverless.yml', 'functions', 'shared', 'documents', 'package.json'].map(
-    (entry) => join(repoRoot, entry),
-  );
-  if (existsSync(template) && statSync(template).mtimeMs > Math.max(...sources.map(newestMtime))) {
-    console.log('Using the packaged service in .serverless/ (newer than the sources).');
-    return;
+/**
+ * The packaged service: SECRETS_FANOUT_PACKAGED_DIR as it is, or .serverless/ (serverless.yml
+ * as is) / .serverless-demo/ (with the demo's dotenv file), packaged again when older than the
+ * sources. Shows progress while `serverless package` runs.
+ */
+async function ensurePackaged(model: ConsoleModel, driver: ConsoleDriver): Promise<string> {
+  const given = process.env.SECRETS_FANOUT_PACKAGED_DIR;
+  if (given) {
+    driver.event({ kind: 'packaged', seconds: 0, reused: true });
+    return given;
   }
-  console.log(`Packaging the service (serverless package --stage ${STAGE}) …`);
-  await packageService(packagedDir, repoRoot, STAGE);
+  const dir = join(repoRoot, demo ? '.serverless-demo' : '.serverless');
+  const template = join(dir, 'cloudformation-template-update-stack.json');
+  const sources = [
+    'serverless.yml',
+    'functions',
+    'shared',
+    'documents',
+    'package.json',
+    // The demo's extra mapping (withDemoDotenvFile) is written there.
+    ...(demo ? ['test/support/package.ts'] : []),
+  ].map((entry) => join(repoRoot, entry));
+  if (existsSync(template) && statSync(template).mtimeMs > Math.max(...sources.map(newestMtime))) {
+    driver.event({ kind: 'packaged', seconds: 0, reused: true });
+    return dir;
+  }
+  const startedAt = Date.now();
+  model.packaging = { startedAt };
+  driver.print(
+    `Packaging the service (serverless package --stage ${STAGE}${demo ? ", with the demo's dotenv-checked file" : ''}) into ${dir}`,
+  );
+  driver.changed();
+  const elapsed = () => Math.round((Date.now() - startedAt) / 1000);
+  const ticker = setInterval(
+    () => driver.event({ kind: 'packaging', elapsedSeconds: elapsed() }),
+    5000,
+  );
+  try {
+    if (demo) {
+      const copy = await serviceCopy({ serverlessYml: withDemoDotenvFile });
+      try {
+        await packageService(dir, copy, STAGE);
+      } finally {
+        await rm(copy, { recursive: true, force: true });
+      }
+    } else {
+      await packageService(dir, repoRoot, STAGE);
+    }
+  } finally {
+    clearInterval(ticker);
+  }
+  model.packaging.doneAt = Date.now();
+  driver.event({ kind: 'packaged', seconds: elapsed(), reused: false });
+  driver.changed();
+  return dir;
 }
 
-const DEMO_FLEET: InstanceSpec[] = [
-  { id: 'i-0de0000000000a001', tags: { Environment: 'prod', Name: 'web-prod-a' } },
-  { id: 'i-0de0000000000a002', tags: { Environment: 'prod', Name: 'web-prod-b' } },
-  // Its agent fails the first fetch (a network blip): the first run ends Failed, a retry succeeds.
-  {
-    id: 'i-0de0000000000a003',
-    tags: { Environment: 'prod', Name: 'web-prod-flaky' },
-    faults: { fetchFailures: 1 },
-  },
-  // Tagged and running, but the SSM agent is not registered: reported as unreachable.
-  {
-    id: 'i-0de0000000000a004',
-    tags: { Environment: 'prod', Name: 'web-prod-no-agent' },
-    managed: false,
-  },
-  { id: 'i-0de0000000000b001', tags: { Environment: 'dev', Name: 'web-dev-a' } },
-  { id: 'i-0de0000000000b002', tags: { Environment: 'dev', Name: 'web-dev-b' } },
-];
-
-const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
-
 async function main(): Promise<void> {
-  await ensurePackaged();
   const clockScale = Number(process.env.LOCAL_CLOUD_CLOCK_SCALE ?? '10');
+  const model = emptyModel(
+    `secrets-fanout on the local cloud (clock ×${clockScale}${demo ? ', guided demo' : ''}) · Ctrl-C stops`,
+  );
+  const driver = process.stdout.isTTY ? terminalDriver(model) : lineDriver();
+  const packagedDir = await ensurePackaged(model, driver);
   const cloud = await startLocalCloud({
     packagedDir,
     fleet: DEMO_FLEET,
+    autoScalingGroups: DEMO_GROUPS,
     clockScale,
     functionEnvironment: { POWERTOOLS_LOG_LEVEL: 'WARN' },
+    // A fast clock (tests run ×100) squeezes a retry's backoff below the DynamoDB commit
+    // before it: the same floor as the e2e tests (test/e2e/local-cloud.ts).
+    ...(clockScale > 10 ? { sqsDelayFloorMs: 250 } : {}),
   });
+  const infoFile = consoleInfoPath(repoRoot);
   let stopping = false;
+  let watcher: Watcher | undefined;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    watcher?.stop();
+    driver.stop();
     console.log('\nStopping the local cloud …');
     await cloud.stop();
-    rmSync(join(stateDir, 'endpoints.json'), { force: true });
+    rmSync(infoFile, { force: true });
+    console.log('Stopped.');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
 
   const info = describeCloud(cloud);
-  writeConsoleInfo(join(stateDir, 'endpoints.json'), info);
-
-  const line = (text: string) => console.log(`${new Date().toISOString().slice(11, 19)}  ${text}`);
-  console.log(`\nsecrets-fanout on the local cloud (clock ×${clockScale})\n`);
-  console.log(infoLines(info).join('\n'));
-  console.log("\nInstances (each directory is the instance's filesystem root):");
-  for (const instance of cloud.fleet.list()) {
-    const notes = [
-      instance.managed ? '' : 'not SSM-managed',
-      instance.faults.fetchFailures ? 'flaky agent' : '',
-    ]
-      .filter(Boolean)
-      .join(', ');
-    console.log(
-      `  ${instance.id}  ${instance.tags.Environment?.padEnd(5)} ${instance.tags.Name?.padEnd(18)} ${instance.root}${notes ? `  (${notes})` : ''}`,
-    );
+  writeConsoleInfo(infoFile, info);
+  driver.print(banner(cloud, info, clockScale));
+  watcher = watchCloud(cloud, model, {
+    onEvent: (event) => driver.event(event),
+    onChange: () => driver.changed(),
+  });
+  if (!demo) {
+    model.step = { index: 0, total: 0, title: 'skipped (--no-demo): waiting for your commands' };
+    driver.event({ kind: 'step', step: model.step });
+    driver.changed();
+    return;
   }
-  console.log(`
+  // On a terminal, a pause between steps to read the screen (SECRETS_FANOUT_DEMO_PAUSE_MS).
+  const pauseMs = Number(
+    process.env.SECRETS_FANOUT_DEMO_PAUSE_MS ?? (process.stdout.isTTY ? 3000 : 0),
+  );
+  await playDemo(cloud, model, driver, watcher, { pauseMs });
+}
+
+function banner(
+  cloud: Awaited<ReturnType<typeof startLocalCloud>>,
+  info: ReturnType<typeof describeCloud>,
+  clockScale: number,
+): string {
+  const instances = cloud.fleet.list().map((instance) => {
+    const notes = instance.managed ? '' : '  (not SSM-managed)';
+    return `  ${instance.id}  ${instance.tags.Environment?.padEnd(7)} ${instance.tags.Name?.padEnd(18)} ${instance.root}${notes}`;
+  });
+  return `
+secrets-fanout on the local cloud (clock ×${clockScale})
+
+${infoLines(info).join('\n')}
+
+Instances (each directory is the instance's filesystem root):
+${instances.join('\n')}
+Auto Scaling group ${DEMO_GROUPS.map((g) => g.name).join(', ')} (staging, launch lifecycle hook secrets-fanout)
+${demo ? `The demo maps one more file than serverless.yml: /{env}/app/secrets.env → /etc/app/secrets.env, checked as dotenv (npm start -- --no-demo runs serverless.yml as is).\n` : ''}
 In another terminal:
   npm run local -- put /prod/env.php 'DB_PASSWORD=...'
   npm run local -- delete /dev/env.php
@@ -113,60 +187,10 @@ or with the AWS CLI (the admin identity of the local cloud; the same keys sign t
   aws ssm put-parameter --endpoint-url ${cloud.endpoints.ssm} --name /prod/env.php --type SecureString --overwrite --value 'DB_PASSWORD=...'
   aws ssm list-commands --endpoint-url ${cloud.endpoints.ssm}
   aws ec2 describe-instances --endpoint-url ${cloud.endpoints.ec2}
-  aws ec2 create-tags --endpoint-url ${cloud.endpoints.ec2} --resources i-… --tags Key=Environment,Value=prod
-  aws sqs list-queues --endpoint-url ${cloud.endpoints.sqs}
+  aws autoscaling describe-auto-scaling-groups --endpoint-url ${cloud.endpoints.autoscaling}
   aws sqs receive-message --endpoint-url ${cloud.endpoints.sqs} --queue-url ${cloud.queue('DeadLetterQueue').url}
 Ctrl-C stops everything.
-`);
-
-  cloud.bus.onEvent((event) => {
-    if (event['detail-type'] === 'Parameter Store Change') {
-      line(`parameter ${event.detail.name}: ${event.detail.operation}`);
-    } else if (
-      event['detail-type'] === 'EC2 Command Invocation Status-change Notification' &&
-      TERMINAL.has(event.detail.status)
-    ) {
-      const command = cloud.ssm.commands.get(event.detail['command-id']);
-      const invocation = command?.invocations.get(event.detail['instance-id']);
-      const last = invocation?.stdout.trimEnd().split('\n').at(-1) ?? '';
-      const error = invocation?.stderr.trimEnd().split('\n').at(-1) ?? '';
-      line(
-        `  ${event.detail['instance-id']}  ${invocation?.statusDetails ?? event.detail.status}  exit ${invocation?.responseCode}  ${last}${invocation?.statusDetails === 'Success' ? '' : `  ${error}`}`,
-      );
-    } else if (
-      event['detail-type'] === 'EC2 Command Status-change Notification' &&
-      TERMINAL.has(event.detail.status)
-    ) {
-      const command = cloud.ssm.commands.get(event.detail['command-id']);
-      const counts = command ? cloud.ssm.counts(command) : undefined;
-      line(
-        `command ${event.detail['command-id']} ${command?.statusDetails ?? event.detail.status}: ${counts?.CompletedCount}/${command?.instanceIds.length} done, ${counts?.ErrorCount} failed`,
-      );
-    }
-  });
-  for (const fn of cloud.functions.values()) {
-    fn.onInvocation((record) => {
-      const result = record.result as any;
-      if (record.error)
-        line(`${fn.name} failed: ${record.error.errorType}: ${record.error.errorMessage}`);
-      else if (result?.status === 'sent') {
-        const rollout = result.rollout;
-        line(
-          `rollout ${rollout.rolloutId}: ${rollout.parameters.join(', ')} v${rollout.version ?? '?'} → ${rollout.environment}: ${rollout.targeted} targeted, ${rollout.unreachable.length} unreachable${rollout.unreachable.length ? ` (${rollout.unreachable.map((u: any) => `${u.instanceId} ${u.reason}`).join(', ')})` : ''}`,
-        );
-      } else if (result?.status === 'skipped')
-        line(
-          `${fn.name}: ${result.operation} on ${result.parameter}: nothing sent (${result.reason})`,
-        );
-    });
-  }
-  cloud.sns.onPublish((message) =>
-    line(`ALERT ${message.subject ?? ''}\n${message.message.replace(/^/gm, '          ')}`),
-  );
-
-  line('putting the demo parameters');
-  cloud.putParameter('/prod/env.php', "<?php\nreturn ['db_password' => 'demo-prod-secret'];\n");
-  cloud.putParameter('/dev/env.php', "<?php\nreturn ['db_password' => 'demo-dev-secret'];\n");
+`;
 }
 
 await main();

@@ -52,3 +52,29 @@ export async function serviceCopy(edits: {
   await mkdir(join(dir, '.serverless'), { recursive: true });
   return dir;
 }
+
+/** The dotenv-checked file the demo (and the format-check test) add next to env.php. */
+export const DEMO_DOTENV_FILE = '/etc/app/secrets.env';
+
+/**
+ * serverless.yml with one more mapping: `/{env}/app/secrets.env` → /etc/app/secrets.env, checked
+ * as dotenv on the instance. The shipped mapping is one `raw` file, whose only failing value is
+ * an empty one, which Parameter Store refuses: a format check can only fail on a checked format.
+ */
+export function withDemoDotenvFile(yml: string): string {
+  const marker = '    # SendCommand rate controls';
+  if (!yml.includes(marker))
+    throw new Error('serverless.yml: no "# SendCommand rate controls" line');
+  return yml.replace(
+    marker,
+    [
+      '      - parameter: /{env}/app/secrets.env',
+      `        path: ${DEMO_DOTENV_FILE}`,
+      '        owner: root',
+      '        group: root',
+      "        mode: '0400'",
+      '        format: dotenv',
+      marker,
+    ].join('\n'),
+  );
+}
