@@ -37,9 +37,10 @@ async function driftRun(cloud: LocalCloud): Promise<string> {
         .find((r) => r.result !== undefined),
     { message: 'the drift function to run', timeoutMs: 20_000 },
   );
-  expect(record.result.status).toBe('started');
-  expect(record.result.rollout.trigger).toEqual({ type: 'drift', eventId: event.id });
-  return record.result.rollout.rolloutId;
+  const result = record.result as any;
+  expect(result.status).toBe('started');
+  expect(result.rollout.trigger).toEqual({ type: 'drift', eventId: event.id });
+  return result.rollout.rolloutId;
 }
 
 function alertsAbout(cloud: LocalCloud, rolloutId: string) {
@@ -69,7 +70,7 @@ describe('scheduled drift repair, end to end on the local cloud', () => {
     ]);
     cloud.putParameter('/dev/env.php', VALUE);
     await cloud.waitFor(
-      () => cloud.invocations('propagate').find((r) => r.result?.status === 'sent'),
+      () => cloud.invocations('propagate').find((r) => (r.result as any)?.status === 'sent'),
       { message: 'propagate to send' },
     );
     await cloud.commandsSettled();
