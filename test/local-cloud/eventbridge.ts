@@ -229,8 +229,9 @@ function atPath(event: AwsEvent, path: string): unknown {
  * InputTransformer (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html):
  * each `<key>` of InputTemplate is replaced by the value at InputPathsMap[key]. Inside a JSON
  * string ("<key> is …") a string value goes in as its text; outside one (`{"a": <key>}`) the
- * value goes in as JSON. A key the map does not define is left as written; a path that leads
- * nowhere gives null (outside a string) or nothing (inside one).
+ * value goes in as JSON. A key the map does not define is left as written. What AWS inserts
+ * for a path that leads nowhere is not documented there; here it is null (outside a string) or
+ * nothing (inside one). The reserved `<aws.events.*>` variables are not modelled.
  */
 function transformInput(
   transformer: NonNullable<RuleTarget['inputTransformer']>,
