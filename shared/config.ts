@@ -143,6 +143,36 @@ const BootstrapSchema = z.strictObject({
     .default('secrets-fanout'),
 });
 
+// Scheduled drift repair: how often every mapped file is pushed again to every instance of each
+// environment (one rule per environment). EventBridge rate expressions: a positive whole number
+// and minute(s) | hour(s) | day(s), singular exactly when the value is 1
+// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html).
+// Cron expressions are not accepted here (yet): a rate is what a periodic re-apply needs.
+const RATE = /^rate\(([1-9][0-9]{0,5}) (minute|minutes|hour|hours|day|days)\)$/;
+const DriftSchema = z.strictObject({
+  schedule: z
+    .string()
+    .regex(RATE, "must be an EventBridge rate expression like 'rate(6 hours)'")
+    .refine((expression) => {
+      const [, value, unit] = RATE.exec(expression) ?? [];
+      return (value === '1') === (unit !== undefined && !unit.endsWith('s'));
+    }, 'rate(1 hour), rate(6 hours): the unit is singular exactly when the value is 1')
+    .refine(
+      (expression) => driftIntervalSeconds(expression) >= MIN_DRIFT_INTERVAL_SECONDS,
+      'must be at least rate(15 minutes): each run fetches every file on every instance',
+    ),
+});
+
+const MIN_DRIFT_INTERVAL_SECONDS = 15 * 60;
+const UNIT_SECONDS: Record<string, number> = { minute: 60, hour: 3600, day: 86400 };
+
+/** Seconds between two runs of a rate expression; NaN for anything else. Never throws. */
+export function driftIntervalSeconds(expression: string): number {
+  const [, value, unit] = RATE.exec(expression) ?? [];
+  const seconds = UNIT_SECONDS[unit?.replace(/s$/, '') ?? ''];
+  return seconds === undefined ? Number.NaN : Number(value) * seconds;
+}
+
 export const FanoutConfigSchema = z
   .strictObject({
     tagKey: tagKey.default('Environment'),
@@ -151,6 +181,8 @@ export const FanoutConfigSchema = z
     rollout: RolloutSchema.default(RolloutSchema.parse({})),
     retry: RetrySchema.default(RetrySchema.parse({})),
     bootstrap: BootstrapSchema.default(BootstrapSchema.parse({})),
+    /** Absent: no scheduled drift repair (a run can still be invoked by hand). */
+    drift: DriftSchema.optional(),
   })
   .superRefine((config, ctx) => {
     const seenEnvironments = new Set<string>();

@@ -1,6 +1,6 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { logger } from '../platform/powertools.ts';
-import type { Rollout, Target } from '../rollout/model.ts';
+import { driftRepaired, hasProblems, type Rollout, type Target } from '../rollout/model.ts';
 import { describeTrigger } from '../rollout/trigger.ts';
 
 /** One message for the on-call. Never carries a secret value: only names, ids and reasons. */
@@ -70,8 +70,18 @@ export function parameterNotPushedAlert(change: {
 // Enough instances to act on; the status view lists every one.
 const MAX_LISTED = 50;
 
-/** The one alert for a settled rollout with failed or unreachable targets. Never throws. */
+/**
+ * The one alert for a settled rollout with failed or unreachable targets, or for a drift repair
+ * that rewrote files (the drifted instances named). Never throws.
+ */
 export function rolloutAlert(rollout: Rollout, targets: Target[], stage?: string): Alert {
+  const alert = problemsAlert(rollout, targets, stage);
+  const repaired = driftRepaired(rollout.counts, rollout.trigger);
+  if (repaired === 0) return alert;
+  return withDrift(alert, rollout, targets, hasProblems(rollout.counts));
+}
+
+function problemsAlert(rollout: Rollout, targets: Target[], stage?: string): Alert {
   const failed = targets.filter((t) => t.status === 'Failed');
   const unreachable = targets.filter((t) => t.status === 'Unreachable');
   const c = rollout.counts;
@@ -123,6 +133,59 @@ export function rolloutAlert(rollout: Rollout, targets: Target[], stage?: string
       unreachable: String(c.unreachable),
     },
   };
+}
+
+/**
+ * A drift repair's news: which instances had a file that differed from Parameter Store (edited
+ * by hand, restored from an old image, a missed event) and now have the current one. Only
+ * instance ids, paths and versions: never content.
+ */
+function withDrift(alert: Alert, rollout: Rollout, targets: Target[], problems: boolean): Alert {
+  const repaired = targets.filter((t) => t.status === 'Success');
+  const byInstance = new Map<string, Target[]>();
+  for (const target of repaired) {
+    byInstance.set(target.instanceId, [...(byInstance.get(target.instanceId) ?? []), target]);
+  }
+  const instances = [...byInstance.keys()].sort();
+  const files = (list: Target[]) =>
+    list
+      .map((t) => `${t.path}${t.versionWritten === undefined ? '' : ` (now v${t.versionWritten})`}`)
+      .join(', ');
+  const lines = [
+    `Drift repaired on ${instances.length} instance${instances.length === 1 ? '' : 's'} (${repaired.length} file${repaired.length === 1 ? '' : 's'} rewritten): the file on disk differed from Parameter Store and now holds the current value.`,
+    ...instances.slice(0, MAX_LISTED).map((id) => `  ${id}: ${files(byInstance.get(id) ?? [])}`),
+    ...(instances.length > MAX_LISTED
+      ? [`  … and ${instances.length - MAX_LISTED} more instances (see status)`]
+      : []),
+    'An instance drifts when its file is edited by hand, it is restored from an old image or snapshot, or it missed an event (a launch, a parameter change). Nothing to do if that was expected; if the same instance drifts again, find what writes the file.',
+    '',
+  ];
+  // SNS subjects stop at 100 characters: two ids fit, the body lists them all (capped).
+  const shown = instances.slice(0, 2).join(', ');
+  const more = instances.length > 2 ? ` +${instances.length - 2}` : '';
+  return {
+    subject: problems
+      ? `${alert.subject}; drift repaired on ${instances.length}`
+      : `secrets-fanout: ${rollout.environment} drift repaired on ${instances.length} instance${instances.length === 1 ? '' : 's'}: ${shown}${more}`,
+    lines: problems
+      ? [...lines, ...alert.lines]
+      : [...lines, ...alert.lines.filter(notAboutFailures)],
+    attributes: {
+      ...alert.attributes,
+      ...(problems ? {} : { kind: 'drift-repaired' }),
+      driftRepaired: String(repaired.length),
+      driftedInstances: String(instances.length),
+    },
+  };
+}
+
+// A clean drift repair's alert keeps the rollout's summary and commands, not the failure talk.
+function notAboutFailures(line: string): boolean {
+  return (
+    line !== 'Instances that failed keep their previous file, unchanged.' &&
+    line !== 'Re-sync once fixed:' &&
+    !line.includes('invoke -f resync')
+  );
 }
 
 function describeFailureLine(target: Target): string {

@@ -2,6 +2,7 @@ import { InvalidInputError } from '../errors.ts';
 import { MAX_INSTANCES_PER_PAGE, type RolloutListRequest } from '../messages/requests.ts';
 import {
   type Counts,
+  driftRepaired,
   firstAttemptCommands,
   type LastError,
   type Rollout,
@@ -35,6 +36,8 @@ export interface RolloutView {
   createdAt: string;
   settledAt?: string;
   counts: Counts;
+  /** A drift repair: files it rewrote because they had drifted (its `Success` targets). */
+  driftRepaired?: number;
   /** A page of the instances; `nextToken` asks for the next one. */
   instances: InstanceView[];
   nextToken?: string;
@@ -65,6 +68,9 @@ export async function rolloutView(
     createdAt: rollout.createdAt,
     ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),
     counts: rollout.counts,
+    ...(rollout.trigger.type === 'drift'
+      ? { driftRepaired: driftRepaired(rollout.counts, rollout.trigger) }
+      : {}),
     instances: targets.map((t) => instanceView(t, firstCommand.get(targetId(t)))),
     ...(lastKey === undefined ? {} : { nextToken: encodeToken(lastKey) }),
   };
@@ -126,6 +132,11 @@ export function rolloutTable(view: RolloutView): string[] {
   return [
     `rollout ${view.rolloutId}  ${view.state}  ${describeTrigger(view.trigger)}`,
     `${view.environment}  ${view.parameters.join(', ')}  version ${view.version ?? '?'}  started ${view.createdAt}${view.settledAt ? `  settled ${view.settledAt}` : ''}`,
+    ...(view.driftRepaired === undefined
+      ? []
+      : [
+          `drift repaired: ${view.driftRepaired} file(s) had drifted and were rewritten (state Success)`,
+        ]),
     `${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, ${c.pending} pending (of ${c.total}; ${c.retries} retries)`,
     ...columns([
       [
@@ -170,9 +181,15 @@ export function rolloutListTable(rollouts: Rollout[]): string[] {
       String(r.counts.failed),
       String(r.counts.unreachable),
       String(r.counts.pending),
-      describeTrigger(r.trigger),
+      triggerColumn(r),
     ]),
   ]);
+}
+
+function triggerColumn(rollout: Rollout): string {
+  const text = describeTrigger(rollout.trigger);
+  if (rollout.trigger.type !== 'drift' || rollout.state !== 'Settled') return text;
+  return `${text}: ${driftRepaired(rollout.counts, rollout.trigger)} repaired`;
 }
 
 function errorText(error: LastError | undefined): string {

@@ -5,7 +5,14 @@ import type { ResumeMessage, RetryMessage } from '../messages/retry.ts';
 import type { SweepMessage } from '../messages/sweep.ts';
 import { chunk, mapSettled } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
-import type { Rollout, Target, TargetRef, Transition } from './model.ts';
+import {
+  driftRepaired,
+  hasProblems,
+  type Rollout,
+  type Target,
+  type TargetRef,
+  type Transition,
+} from './model.ts';
 import {
   delayUntil,
   firstSweepDue,
@@ -102,7 +109,15 @@ export class Ledger {
       logger.info('rollout settled', { rolloutId, counts: rollout.counts, seconds });
       metrics.addMetric('RolloutDuration', MetricUnit.Seconds, Math.max(0, seconds));
       metrics.addMetric('RolloutsSettled', MetricUnit.Count, 1);
-      metrics.addMetric('RolloutsFailed', MetricUnit.Count, rollout.alert === 'Pending' ? 1 : 0);
+      // Failed means problems: a drift repair's alert is news, not a failure (its own metric).
+      metrics.addMetric('RolloutsFailed', MetricUnit.Count, hasProblems(rollout.counts) ? 1 : 0);
+      if (rollout.trigger.type === 'drift') {
+        metrics.addMetric(
+          'DriftRepaired',
+          MetricUnit.Count,
+          driftRepaired(rollout.counts, rollout.trigger),
+        );
+      }
     }
     if (!alertOwed(rollout, this.now())) return rollout;
     if (!(await store.claimAlert(rolloutId))) return rollout;

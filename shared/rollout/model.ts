@@ -164,10 +164,25 @@ export function firstAttemptCommands(commands: CommandRecord[]): Map<string, str
 
 /**
  * Whether a rollout's result should page the on-call: anything failed, or unreachable for a
- * reason other than the instance being terminated (a scale-in during a rollout is normal).
+ * reason other than the instance being terminated (a scale-in during a rollout is normal), or a
+ * drift repair that found instances drifted (they are named). Never throws.
  */
-export function needsAlert(counts: Counts): boolean {
+export function needsAlert(counts: Counts, trigger?: Trigger): boolean {
+  return hasProblems(counts) || driftRepaired(counts, trigger) > 0;
+}
+
+/** Whether a settled rollout left failed or (not terminated) unreachable targets. Never throws. */
+export function hasProblems(counts: Counts): boolean {
   return counts.failed > 0 || counts.unreachable - counts.terminated > 0;
+}
+
+/**
+ * Files a drift repair rewrote: in a drift rollout a `Success` target is one whose content was
+ * not what Parameter Store holds (the document rewrites nothing when it is), so the instance had
+ * drifted. 0 for any other trigger. Never throws.
+ */
+export function driftRepaired(counts: Counts, trigger?: Trigger): number {
+  return trigger?.type === 'drift' ? counts.success : 0;
 }
 
 /** The counts of a set of targets as they stand. Never throws. */

@@ -335,7 +335,7 @@ export class RolloutStore {
     if (rollout === undefined || rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
       return { rollout, settledNow: false };
     }
-    const alert: AlertState = needsAlert(rollout.counts) ? 'Pending' : 'None';
+    const alert: AlertState = needsAlert(rollout.counts, rollout.trigger) ? 'Pending' : 'None';
     const settledAt = this.table.isoNow();
     const settledNow = await this.table.conditional({
       Key: rolloutKey(rolloutId),

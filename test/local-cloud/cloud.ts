@@ -39,6 +39,7 @@ import {
 } from './http.ts';
 import { type InvocationRecord, LambdaFunction, SqsEventSourceMapping } from './lambda.ts';
 import { lambdaApi } from './lambda-api.ts';
+import { Schedules } from './schedule.ts';
 import { signedFetch } from './sigv4.ts';
 import { type PublishedMessage, SnsService } from './sns.ts';
 import { type Queue, SqsService } from './sqs.ts';
@@ -136,6 +137,13 @@ export interface LocalCloud {
   sqs: SqsService;
   sns: SnsService;
   bus: EventBus;
+  /** Scheduled rules (rate expressions) on the scaled clock; `fire` runs one now. */
+  schedules: Schedules;
+  /**
+   * Runs a scheduled rule now (by logical id, e.g. `DriftScheduleProd2`, or name): its
+   * "Scheduled Event" goes to the rule's targets as on schedule. Throws for an unknown rule.
+   */
+  fireSchedule(rule: string): AwsEvent;
   functions: Map<string, LambdaFunction>;
   faults: {
     ssm: ServiceFaults;
@@ -601,23 +609,36 @@ async function build(
     await Promise.all([...functions.values()].map((fn) => fn.stop()));
   });
 
+  const schedules = new Schedules({ bus, clock, region });
   for (const [logicalId, resource] of stack.resources('AWS::Events::Rule')) {
     const props = stack.resolve(resource.Properties ?? {}) as Json;
     if (props.EventBusName !== undefined && props.EventBusName !== 'default') continue;
-    if (props.EventPattern === undefined) continue; // scheduled rules: not modelled
     const rule: Rule = {
       name: stack.physicalName(logicalId),
       arn: stack.getAtt(logicalId, 'Arn'),
       pattern:
-        typeof props.EventPattern === 'string'
-          ? JSON.parse(props.EventPattern)
-          : props.EventPattern,
+        props.EventPattern === undefined
+          ? {}
+          : typeof props.EventPattern === 'string'
+            ? JSON.parse(props.EventPattern)
+            : props.EventPattern,
+      ...(props.ScheduleExpression === undefined
+        ? {}
+        : { schedule: String(props.ScheduleExpression) }),
       enabled: (props.State ?? 'ENABLED') === 'ENABLED',
       targets: ((props.Targets ?? []) as Json[]).map((target) => ({
         id: String(target.Id),
         arn: String(target.Arn),
         ...(target.Input === undefined ? {} : { input: String(target.Input) }),
         ...(target.InputPath === undefined ? {} : { inputPath: String(target.InputPath) }),
+        ...(target.InputTransformer === undefined
+          ? {}
+          : {
+              inputTransformer: {
+                inputPathsMap: target.InputTransformer.InputPathsMap ?? {},
+                inputTemplate: String(target.InputTransformer.InputTemplate),
+              },
+            }),
         ...(target.RetryPolicy
           ? {
               retryPolicy: {
@@ -636,7 +657,14 @@ async function build(
           : {}),
       })),
     };
-    bus.addRule(rule);
+    if (rule.schedule !== undefined) {
+      if (props.EventPattern !== undefined) {
+        throw new Error(`local cloud: rule ${logicalId} has both a schedule and a pattern`);
+      }
+      schedules.add(logicalId, rule);
+    } else {
+      bus.addRule(rule);
+    }
   }
 
   const mappings: SqsEventSourceMapping[] = [];
@@ -783,6 +811,8 @@ async function build(
     sqs,
     sns,
     bus,
+    schedules,
+    fireSchedule: (rule) => schedules.fire(rule),
     functions,
     faults,
     autoscaling,

@@ -38,6 +38,8 @@ export interface RuleTarget {
   arn: string;
   input?: string;
   inputPath?: string;
+  /** InputTransformer: placeholders `<key>` of the template filled from the event's paths. */
+  inputTransformer?: { inputPathsMap: Record<string, string>; inputTemplate: string };
   retryPolicy?: { maximumRetryAttempts: number; maximumEventAgeInSeconds: number };
   deadLetterArn?: string;
   /**
@@ -55,6 +57,8 @@ export interface Rule {
   pattern: Json;
   enabled: boolean;
   targets: RuleTarget[];
+  /** A scheduled rule's ScheduleExpression (see schedule.ts); such a rule has no pattern. */
+  schedule?: string;
 }
 
 export type TargetInvoker = (target: RuleTarget, payload: string, rule: Rule) => Promise<void>;
@@ -149,6 +153,15 @@ export class EventBus {
     }
   }
 
+  /**
+   * Delivers an event to one rule's targets only, as EventBridge does with a scheduled rule's
+   * "Scheduled Event" (it is not matched against the other rules).
+   */
+  deliverToRule(rule: Rule, event: AwsEvent): void {
+    if (!rule.enabled) return;
+    for (const target of rule.targets) void this.deliver(rule, target, event, 0);
+  }
+
   private async deliver(
     rule: Rule,
     target: RuleTarget,
@@ -194,17 +207,65 @@ export class EventBus {
 
 function targetInput(target: RuleTarget, event: AwsEvent): string {
   if (target.input !== undefined) return target.input;
-  if (target.inputPath !== undefined) {
-    let value: unknown = event;
-    for (const key of target.inputPath
-      .replace(/^\$\.?/, '')
-      .split('.')
-      .filter(Boolean)) {
-      value = (value as Json | undefined)?.[key];
-    }
-    return JSON.stringify(value ?? null);
-  }
+  if (target.inputPath !== undefined)
+    return JSON.stringify(atPath(event, target.inputPath) ?? null);
+  if (target.inputTransformer !== undefined) return transformInput(target.inputTransformer, event);
   return JSON.stringify(event);
+}
+
+/** A JSON dot-notation path (`$.detail.name`) into the event; undefined where it leads nowhere. */
+function atPath(event: AwsEvent, path: string): unknown {
+  let value: unknown = event;
+  for (const key of path
+    .replace(/^\$\.?/, '')
+    .split('.')
+    .filter(Boolean)) {
+    value = (value as Json | undefined)?.[key];
+  }
+  return value;
+}
+
+/**
+ * InputTransformer (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_InputTransformer.html):
+ * each `<key>` of InputTemplate is replaced by the value at InputPathsMap[key]. Inside a JSON
+ * string ("<key> is …") a string value goes in as its text; outside one (`{"a": <key>}`) the
+ * value goes in as JSON. A key the map does not define is left as written. What AWS inserts
+ * for a path that leads nowhere is not documented there; here it is null (outside a string) or
+ * nothing (inside one). The reserved `<aws.events.*>` variables are not modelled.
+ */
+function transformInput(
+  transformer: NonNullable<RuleTarget['inputTransformer']>,
+  event: AwsEvent,
+): string {
+  const template = transformer.inputTemplate;
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < template.length; i++) {
+    const char = template[i] as string;
+    if (inString && char === '\\') {
+      out += template.slice(i, i + 2);
+      i += 1;
+      continue;
+    }
+    if (char === '"') inString = !inString;
+    const placeholder = char === '<' ? /^<([A-Za-z0-9_.-]+)>/.exec(template.slice(i)) : null;
+    const path =
+      placeholder?.[1] === undefined ? undefined : transformer.inputPathsMap[placeholder[1]];
+    if (placeholder === null || path === undefined) {
+      out += char;
+      continue;
+    }
+    const value = atPath(event, path);
+    if (inString) {
+      const text =
+        typeof value === 'string' ? value : value === undefined ? '' : JSON.stringify(value);
+      out += JSON.stringify(text).slice(1, -1);
+    } else {
+      out += JSON.stringify(value ?? null);
+    }
+    i += placeholder[0].length - 1;
+  }
+  return out;
 }
 
 // ---- Pattern matching ----------------------------------------------------------------------

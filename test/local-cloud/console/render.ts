@@ -67,6 +67,11 @@ export function tallyText(counts: RolloutRow['counts']): string {
 export function outcomeText(rollout: RolloutRow): string {
   const c = rollout.counts;
   if (rollout.state !== 'Settled') return 'in progress';
+  if (rollout.trigger.type === 'drift') {
+    const problems = c.failed > 0 || c.unreachable - c.terminated > 0;
+    const repaired = c.success === 0 ? 'no drift' : `drift repaired: ${c.success} (alert)`;
+    return problems ? `${repaired}; settled with problems (alert)` : repaired;
+  }
   if (c.failed === 0 && c.unreachable - c.terminated <= 0) {
     if (c.success === c.total) return 'Success everywhere';
     if (c.unchanged === c.total) return 'Unchanged everywhere (already current)';
