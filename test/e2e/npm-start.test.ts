@@ -118,13 +118,25 @@ describe('npm start', () => {
         100_000,
         'end of the demo on screen',
       );
-      // Assert: the screen, as a terminal shows it
-      const buffer = await terminalText(raw, 150, 50);
-      const screen = buffer
-        .slice(
-          buffer.findLastIndex((row) => row.startsWith('secrets-fanout on the local cloud (clock')),
-        )
-        .join('\n');
+      // Assert: the screen, as a terminal shows it once the frame that said so is complete
+      // (a pseudo-terminal may hand a frame over in several reads: wait for the next ones).
+      const lastFrame = async (output: string) => {
+        const buffer = await terminalText(output, 150, 50);
+        return buffer
+          .slice(
+            buffer.findLastIndex((row) =>
+              row.startsWith('secrets-fanout on the local cloud (clock'),
+            ),
+          )
+          .join('\n');
+      };
+      let seen = raw;
+      let screen = await lastFrame(seen);
+      for (let reads = 0; reads < 50 && !screen.includes('Unchanged everywhere'); reads++) {
+        const before = seen.length;
+        seen = await run.until((out) => out.length > before, 30_000, 'the rest of the frame');
+        screen = await lastFrame(seen);
+      }
       expect(screen).toContain(`Demo: ${STORY_OVER}`);
       expect(screen).toMatch(/Rollouts \(0 in flight, \d+ settled\)/);
       const rows = screen.split('\n');
@@ -150,6 +162,7 @@ describe('npm start', () => {
         expect(text).toContain(`Demo step ${index + 1}/${DEMO_STORY.length}: ${step.title}`);
       // The rollouts header was drawn many times, yet the terminal holds it once: in place.
       expect(text.split('Rollouts (').length - 1).toBeGreaterThan(5);
+      const buffer = await terminalText(seen, 150, 50);
       expect(buffer.filter((row) => row.startsWith('Rollouts ('))).toHaveLength(1);
       expect(buffer.filter((row) => row.startsWith('Alerts ('))).toHaveLength(1);
       expect(text).not.toMatch(/^\d\d:\d\d:\d\d {2}rollout /m);
