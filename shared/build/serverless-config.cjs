@@ -39,7 +39,11 @@ function checkAgainstDocument(config) {
   const problems = [];
   expandFiles(config).forEach((target) => {
     const index = config.files.findIndex(
-      (file) => file.parameter.replaceAll('{env}', target.environment) === target.parameter,
+      (file) =>
+        (file.parameter ?? file.secret ?? file.parametersByPath).replaceAll(
+          '{env}',
+          target.environment,
+        ) === target.parameter,
     );
     for (const [name, [value]] of Object.entries(documentParameters(target))) {
       const spec = declared[name];

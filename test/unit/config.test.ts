@@ -46,6 +46,7 @@ describe('parseConfig', () => {
       rollout: { maxConcurrency: '25%', maxErrors: '100%', timeoutSeconds: 600, chunksInFlight: 4 },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
       bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon', lifecycleHookName: 'secrets-fanout' },
+      coalesce: { settleSeconds: 5, maxWaitSeconds: 60 },
     });
   });
 
