@@ -6,6 +6,7 @@ import type { Ledger } from '../rollout/ledger.ts';
 import {
   firstAttemptCommands,
   type NewTarget,
+  type SourceVersion,
   type Transition,
   targetId,
 } from '../rollout/model.ts';
@@ -25,6 +26,8 @@ export interface FanOutRequest {
   files: FileTarget[];
   /** The parameter version when the rollout started (instances always fetch the latest). */
   version?: number;
+  /** Every source version the rollout covers (a secret's VersionId, a path's parameters). */
+  sources?: SourceVersion[];
   /** Restrict to these instances of the environment; each must be a running member of it. */
   instanceIds?: string[];
   /** Resolve and report, but record nothing and send nothing. */
@@ -117,6 +120,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
       parameters: summary.parameters,
       files: request.files.map(({ parameter, path }) => ({ parameter, path })),
       ...(request.version === undefined ? {} : { version: request.version }),
+      ...(request.sources === undefined ? {} : { sources: request.sources }),
       ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
     },
     newTargets(request.files, targets.reachable, targets.unreachable),
