@@ -231,3 +231,18 @@ describe('a file composed from a parameter path', () => {
     }
   }, 180_000);
 });
+
+describe('a re-sync', () => {
+  it('re-pushes secrets and path files like parameters (dry run)', async () => {
+    // Act
+    const secret = await cloud.callApi('/environments/prod/resync', {
+      body: { parameter: 'prod/db', dryRun: true },
+    });
+    const all = await cloud.callApi('/environments/prod/resync', { body: { dryRun: true } });
+    // Assert: /prod/env.php was never put, so only it is left out of the environment's
+    expect(secret.status, JSON.stringify(secret.json)).toBe(200);
+    expect(secret.json.parameters).toEqual(['prod/db']);
+    expect(all.status, JSON.stringify(all.json)).toBe(200);
+    expect([...all.json.parameters].sort()).toEqual(['/prod/app/', 'prod/db']);
+  });
+});
