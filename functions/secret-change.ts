@@ -10,6 +10,7 @@ import { secretsManager } from '../shared/platform/clients/secretsmanager.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseEvent } from '../shared/platform/parse.ts';
 import { correlate, logger, metrics } from '../shared/platform/powertools.ts';
+import { parameterNotPushedAlert, sendAlert } from '../shared/report/alerts.ts';
 import { type RolloutReport, summarise } from '../shared/report/rollout-report.ts';
 import { propagateSecret } from '../shared/sources/secret-rollouts.ts';
 import { SourceEvents } from '../shared/sources/source-events.ts';
@@ -31,6 +32,21 @@ export type SecretChangeResult =
 export const lambdaHandler = async (event: SecretChangeEvent): Promise<SecretChangeResult> => {
   metrics.addMetric('SecretChangeEvents', MetricUnit.Count, 1);
   const outcome = await propagateSecret(deps, event);
+  if (outcome.status === 'deleted') {
+    correlate({ parameter: outcome.secret, environment: outcome.environment });
+    await sendAlert(
+      deps.sns,
+      deps.alertsTopicArn,
+      parameterNotPushedAlert({
+        operation: 'DeleteSecret',
+        parameter: outcome.secret,
+        environment: outcome.environment,
+        eventId: event.id,
+        service: 'Secrets Manager',
+      }),
+    );
+    return { status: 'skipped', secret: outcome.secret, reason: 'secret-deleted' };
+  }
   if (outcome.status === 'skipped') {
     logger.info('secret change sends nothing', {
       eventName: event.detail.eventName,

@@ -45,6 +45,8 @@ export const SECRET_CHANGE_EVENTS: readonly string[] = [
   'UpdateSecret',
   'UpdateSecretVersionStage',
   'RotationSucceeded',
+  // Not a new version: sends nothing and alerts, as a deleted parameter does.
+  'DeleteSecret',
 ];
 
 /** The secret an event is about (a name or an ARN, as the caller gave it), or undefined. */

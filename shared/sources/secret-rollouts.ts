@@ -13,7 +13,8 @@ export interface SecretDeps extends FanOutDeps {
 
 export type SecretChangeResult =
   | { status: 'sent'; secret: string; versionId: string; summary: RolloutSummary }
-  | { status: 'skipped'; secret?: string; reason: string; rolloutId?: string };
+  | { status: 'skipped'; secret?: string; reason: string; rolloutId?: string }
+  | { status: 'deleted'; secret: string; environment: string };
 
 /** The files mapped from a secret name (all of one environment); [] when it is not mapped. */
 export function filesForSecret(deps: Pick<FanOutDeps, 'config'>, name: string): FileTarget[] {
@@ -38,6 +39,10 @@ export async function propagateSecret(
   const files = filesForSecret(deps, name);
   const environment = files[0]?.environment;
   if (environment === undefined) return { status: 'skipped', secret: name, reason: 'not-mapped' };
+  // Like a deleted parameter: nothing to push (instances keep their file), the caller alerts.
+  if (event.detail.eventName === 'DeleteSecret') {
+    return { status: 'deleted', secret: name, environment };
+  }
 
   const current = await currentSecretVersion(deps.secretsManager, secretId);
   if (current === undefined) return { status: 'skipped', secret: name, reason: 'no-awscurrent' };

@@ -7,7 +7,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  DeleteSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
 import { packageService, serviceCopy } from '../support/package.ts';
@@ -17,7 +21,7 @@ const SECRET_FILE = '/etc/app/db.json';
 const PATH_FILE = '/etc/app/app.env';
 const PROD = [PROD_1, PROD_2, PROD_3];
 
-// The settle window in simulated seconds: at the test clock's 100x, 6 real seconds, far more
+// The settle window in simulated seconds: at the test clock's 100x, 9 real seconds, far more
 // than the 20 puts (one synchronous loop) and their pathChange invocations take.
 const SOURCES = `
       - secret: '{env}/db'
@@ -42,7 +46,7 @@ beforeAll(async () => {
         )
         .replace(
           'coalesce: { settleSeconds: 5, maxWaitSeconds: 60 }',
-          'coalesce: { settleSeconds: 600, maxWaitSeconds: 900 }',
+          'coalesce: { settleSeconds: 900, maxWaitSeconds: 1800 }',
         ),
   });
   packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-sources-'));
@@ -244,5 +248,31 @@ describe('a re-sync', () => {
     expect(secret.json.parameters).toEqual(['prod/db']);
     expect(all.status, JSON.stringify(all.json)).toBe(200);
     expect([...all.json.parameters].sort()).toEqual(['/prod/app/', 'prod/db']);
+  });
+});
+
+describe('a deleted secret', () => {
+  it('changes no file and alerts once', async () => {
+    // Arrange
+    const before = PROD.map((id) => cloud.fleet.get(id).readFile(SECRET_FILE));
+    const commands = cloud.ssm.commands.size;
+    const admin = new SecretsManagerClient(cloud.clientConfig('secretsmanager'));
+    // Act
+    await admin.send(new DeleteSecretCommand({ SecretId: 'prod/db', RecoveryWindowInDays: 7 }));
+    const alert = await cloud.waitFor(
+      () =>
+        cloud
+          .snsMessages()
+          .find(
+            (m) =>
+              m.messageAttributes.kind?.StringValue === 'parameter-not-pushed' &&
+              m.messageAttributes.parameter?.StringValue === 'prod/db',
+          ),
+      { message: 'the deleted-secret alert', timeoutMs: 60_000 },
+    );
+    // Assert
+    expect(alert.subject).toContain('DeleteSecret on prod/db (prod), nothing pushed');
+    expect(cloud.ssm.commands.size).toBe(commands);
+    expect(PROD.map((id) => cloud.fleet.get(id).readFile(SECRET_FILE))).toEqual(before);
   });
 });

@@ -197,6 +197,17 @@ describe('Secrets Manager events', () => {
     expect(secretsMock.commandCalls(DescribeSecretCommand)).toHaveLength(0);
   });
 
+  it('reports a deleted secret (to alert) without describing it or sending anything', async () => {
+    const event = putEvent();
+    event.detail.eventName = 'DeleteSecret';
+    expect(await propagateSecret(secretDeps(), event)).toEqual({
+      status: 'deleted',
+      secret: 'prod/db',
+      environment: 'prod',
+    });
+    expect(secretsMock.commandCalls(DescribeSecretCommand)).toHaveLength(0);
+  });
+
   it('ignores a call that failed', async () => {
     const event = putEvent();
     event.detail.errorCode = 'AccessDenied';

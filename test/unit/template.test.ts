@@ -63,6 +63,7 @@ describe('event rules of the other sources', () => {
           'UpdateSecret',
           'UpdateSecretVersionStage',
           'RotationSucceeded',
+          'DeleteSecret',
         ],
       },
     });
