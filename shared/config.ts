@@ -68,22 +68,105 @@ const posixName = z
   .string()
   .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user or group name (lowercase, max 32)');
 
-const FileMappingSchema = z.strictObject({
-  parameter: parameterTemplate,
-  path: pathTemplate,
-  owner: posixName.default('root'),
-  group: posixName.default('root'),
-  mode: z
-    .string({ error: "must be a quoted octal string like '0400' (unquoted, YAML reads a number)" })
-    .regex(/^0?[0-7]{3}$/, "must be an octal mode like '0400' (quote it in YAML)")
-    .default('0400'),
-  format: z.enum(['raw', 'dotenv', 'json']).default('raw'),
-  reloadService: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9@_.:-]{0,254}$/, 'must be a systemd unit name like php-fpm')
-    .optional(),
-  backups: z.number().int().min(0).max(10).default(3),
-});
+// Secrets Manager names: 1-512 of letters, digits and /_+=.@-
+// (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html, Name).
+// Ours may not begin with "/", so a secret's name can never be mistaken for a parameter's (the
+// two share the `parameter` field of rollouts and targets), and may not end with a hyphen and
+// six characters, which Secrets Manager's own ARN suffix would make ambiguous in IAM patterns.
+const secretTemplate = z
+  .string()
+  .max(512)
+  .regex(
+    /^[A-Za-z0-9_+=.@{}-][A-Za-z0-9_+=.@{}/-]*$/,
+    'must be a secret name like {env}/db (letters, digits, /_+=.@-, not beginning with /)',
+  )
+  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
+  .refine(
+    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
+    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
+  )
+  .refine((name) => !name.includes('//') && !name.endsWith('/'), 'must not hold an empty segment')
+  .refine(
+    (name) => !/-[A-Za-z0-9]{6}$/.test(name),
+    'must not end with a hyphen and six characters (Secrets Manager ARN suffixes look like that)',
+  );
+
+// A Parameter Store path: like a parameter name, ending in "/" (which no parameter name can).
+const parameterPathTemplate = z
+  .string()
+  .max(1011)
+  .regex(
+    /^(\/[A-Za-z0-9_.\-{}]+)+\/$/,
+    'must be a fully qualified path ending in / like /{env}/app/ (letters, digits, _ . - and /)',
+  )
+  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
+  .refine(
+    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
+    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
+  )
+  .refine(
+    (name) => !/^\/aws(\/|$)|^\/ssm(\/|$)/i.test(name),
+    'paths beginning with /aws or /ssm are reserved by AWS',
+  );
+
+/** Where a file's content comes from: one parameter, one secret, or every parameter under a path. */
+export const SOURCE_KINDS = ['parameter', 'secret', 'parametersByPath'] as const;
+export type SourceKind = (typeof SOURCE_KINDS)[number];
+
+const FileMappingSchema = z
+  .strictObject({
+    // Exactly one of these three (checked below).
+    parameter: parameterTemplate.optional(),
+    secret: secretTemplate.optional(),
+    parametersByPath: parameterPathTemplate.optional(),
+    path: pathTemplate,
+    owner: posixName.default('root'),
+    group: posixName.default('root'),
+    mode: z
+      .string({
+        error: "must be a quoted octal string like '0400' (unquoted, YAML reads a number)",
+      })
+      .regex(/^0?[0-7]{3}$/, "must be an octal mode like '0400' (quote it in YAML)")
+      .default('0400'),
+    // For parameter and secret: the check the value must pass. For parametersByPath: the format
+    // the file is composed in (dotenv or json; there is no raw way to join many values).
+    format: z.enum(['raw', 'dotenv', 'json']).default('raw'),
+    reloadService: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9@_.:-]{0,254}$/, 'must be a systemd unit name like php-fpm')
+      .optional(),
+    backups: z.number().int().min(0).max(10).default(3),
+  })
+  .superRefine((file, ctx) => {
+    const named = SOURCE_KINDS.filter((kind) => file[kind] !== undefined);
+    if (named.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message: `must name exactly one source: parameter, secret or parametersByPath (${named.length === 0 ? 'none' : named.join(' and ')} given)`,
+      });
+    }
+    if (file.parametersByPath !== undefined && file.format === 'raw') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['format'],
+        message: 'a file composed from parametersByPath must have format dotenv or json',
+      });
+    }
+  });
+
+// Parameter changes under a mapped path are coalesced: a rollout starts once no change has come
+// for settleSeconds, and at the latest maxWaitSeconds after the first (a steady trickle of puts
+// must not postpone it for ever). SQS DelaySeconds caps one wait at 900 s.
+const CoalesceSchema = z
+  .strictObject({
+    settleSeconds: z.number().int().min(1).max(900).default(5),
+    maxWaitSeconds: z.number().int().min(1).max(3600).default(60),
+  })
+  .refine((c) => c.maxWaitSeconds >= c.settleSeconds, {
+    message: 'maxWaitSeconds must be at least settleSeconds',
+    path: ['maxWaitSeconds'],
+  });
 
 // SendCommand MaxConcurrency / MaxErrors patterns, exactly as the API model declares them
 // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
@@ -183,6 +266,7 @@ export const FanoutConfigSchema = z
     bootstrap: BootstrapSchema.default(BootstrapSchema.parse({})),
     /** Absent: no scheduled drift repair (a run can still be invoked by hand). */
     drift: DriftSchema.optional(),
+    coalesce: CoalesceSchema.default(CoalesceSchema.parse({})),
   })
   .superRefine((config, ctx) => {
     const seenEnvironments = new Set<string>();
@@ -220,6 +304,13 @@ export type FileMapping = z.infer<typeof FileMappingSchema>;
 /** One mapped file of one environment, placeholders expanded: what one SendCommand writes. */
 export interface FileTarget {
   environment: string;
+  /** Where the content comes from; absent means `parameter`. */
+  source?: SourceKind;
+  /**
+   * The source's expanded name, which names it in rollouts, targets and resync requests: a
+   * parameter name (/prod/env.php), a secret name (prod/db, never beginning with /), or a path
+   * ending in / (/prod/app/). The three cannot collide.
+   */
   parameter: string;
   path: string;
   owner: string;
@@ -235,13 +326,23 @@ type ExpandableConfig = Pick<FanoutConfig, 'environments' | 'files'>;
 /** Every (environment, file) pair of the config, with `{env}` expanded. Never throws. */
 export function expandFiles(config: ExpandableConfig): FileTarget[] {
   return config.environments.flatMap((environment) =>
-    config.files.map(({ parameter, path, reloadService, ...rest }) => ({
-      environment,
-      parameter: parameter.replaceAll(ENV_PLACEHOLDER, environment),
-      path: path.replaceAll(ENV_PLACEHOLDER, environment),
-      ...(reloadService === undefined ? {} : { reloadService }),
-      ...rest,
-    })),
+    config.files.map(({ parameter, secret, parametersByPath, path, reloadService, ...rest }) => {
+      const source: SourceKind =
+        secret !== undefined
+          ? 'secret'
+          : parametersByPath !== undefined
+            ? 'parametersByPath'
+            : 'parameter';
+      const name = parameter ?? secret ?? parametersByPath ?? '';
+      return {
+        environment,
+        ...(source === 'parameter' ? {} : { source }),
+        parameter: name.replaceAll(ENV_PLACEHOLDER, environment),
+        path: path.replaceAll(ENV_PLACEHOLDER, environment),
+        ...(reloadService === undefined ? {} : { reloadService }),
+        ...rest,
+      };
+    }),
   );
 }
 
@@ -255,9 +356,36 @@ export function filesForEnvironment(config: FanoutConfig, environment: string): 
   return expandFiles(config).filter((target) => target.environment === environment);
 }
 
-/** Every distinct expanded parameter name: what the EventBridge rule matches. */
+/**
+ * Every distinct expanded source name (parameters, secrets, paths): what a resync or a status
+ * query may name.
+ */
 export function mappedParameterNames(config: FanoutConfig): string[] {
   return [...new Set(expandFiles(config).map((target) => target.parameter))].sort();
+}
+
+/** The kind of a file's source (`parameter` when the target does not say). */
+export function sourceOf(target: Pick<FileTarget, 'source'>): SourceKind {
+  return target.source ?? 'parameter';
+}
+
+/** Every distinct expanded name of one kind of source: what that kind's EventBridge rule matches. */
+export function mappedSourceNames(config: FanoutConfig, kind: SourceKind): string[] {
+  const names = expandFiles(config)
+    .filter((target) => sourceOf(target) === kind)
+    .map((target) => target.parameter);
+  return [...new Set(names)].sort();
+}
+
+/**
+ * The path files a parameter change rewrites: files composed from the path that directly holds
+ * `name` (one level: /prod/app/db/PASSWORD is not under /prod/app/ for this purpose). [] if none.
+ */
+export function filesForPathOf(config: FanoutConfig, name: string): FileTarget[] {
+  const parent = name.slice(0, name.lastIndexOf('/') + 1);
+  return expandFiles(config).filter(
+    (target) => sourceOf(target) === 'parametersByPath' && target.parameter === parent,
+  );
 }
 
 /** Validates raw config; throws ConfigError naming every bad field (`custom.fanout.files[0].mode: ...`). */

@@ -120,10 +120,20 @@ export type FailureReason = keyof typeof FailureReasonExitCode;
 /** The prefix of the document's machine-readable result line. */
 export const RESULT_LINE_PREFIX = 'secrets-fanout';
 
+/**
+ * What a run reports writing (or finding already there): `version` for a parameter, `revision`
+ * (the VersionId of AWSCURRENT) for a Secrets Manager secret, `entries` (how many parameters the
+ * file holds) for a file composed from a path. A success names at least one of them.
+ */
+export interface WrittenSource {
+  version?: number;
+  revision?: string;
+  entries?: number;
+}
+
 export type DocumentResult =
-  | { result: 'updated'; version: number }
-  | { result: 'unchanged'; version: number }
-  | { result: 'failed'; reason: FailureReason; version?: number };
+  | ({ result: 'updated' | 'unchanged' } & WrittenSource)
+  | ({ result: 'failed'; reason: FailureReason } & WrittenSource);
 
 const resultLinePattern =
   /^secrets-fanout result=(updated|unchanged|failed)((?: [a-z]+=[A-Za-z0-9._-]+)*)\s*$/;
@@ -161,17 +171,22 @@ function parseOneLine(line: string): DocumentResult | undefined {
     fields.set(key, value);
   }
   const versionText = fields.get('version');
-  const version =
-    versionText !== undefined && /^[1-9][0-9]*$/.test(versionText)
-      ? Number(versionText)
-      : undefined;
+  const entriesText = fields.get('entries');
+  const revision = fields.get('revision');
+  const written: WrittenSource = {
+    ...(versionText !== undefined && /^[1-9][0-9]*$/.test(versionText)
+      ? { version: Number(versionText) }
+      : {}),
+    ...(revision !== undefined && revision !== '' ? { revision } : {}),
+    ...(entriesText !== undefined && /^[1-9][0-9]*$/.test(entriesText)
+      ? { entries: Number(entriesText) }
+      : {}),
+  };
   const result = match[1];
   if (result === 'updated' || result === 'unchanged') {
-    return version === undefined ? undefined : { result, version };
+    return Object.keys(written).length === 0 ? undefined : { result, ...written };
   }
   const reason = fields.get('reason');
   if (reason === undefined || !isFailureReason(reason)) return undefined;
-  return version === undefined
-    ? { result: 'failed', reason }
-    : { result: 'failed', reason, version };
+  return { result: 'failed', reason, ...written };
 }

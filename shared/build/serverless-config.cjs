@@ -7,7 +7,7 @@
 const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const yaml = require('js-yaml');
-const { parseConfig, mappedParameterNames, expandFiles } = require('../config.ts');
+const { parseConfig, mappedSourceNames, expandFiles, sourceOf } = require('../config.ts');
 const { documentParameters } = require('../send/commands.ts');
 
 // Lambda caps all environment variables of a function at 4 KB together
@@ -39,7 +39,11 @@ function checkAgainstDocument(config) {
   const problems = [];
   expandFiles(config).forEach((target) => {
     const index = config.files.findIndex(
-      (file) => file.parameter.replaceAll('{env}', target.environment) === target.parameter,
+      (file) =>
+        (file.parameter ?? file.secret ?? file.parametersByPath).replaceAll(
+          '{env}',
+          target.environment,
+        ) === target.parameter,
     );
     for (const [name, [value]] of Object.entries(documentParameters(target))) {
       const spec = declared[name];
@@ -73,6 +77,113 @@ function loadDocument() {
 const sub = (template) => ({ 'Fn::Sub': template });
 const parameterArn = (name) =>
   sub(`arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter${name}`);
+// A secret's ARN ends in its name, a hyphen and six random characters: "-??????" matches exactly
+// those (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html).
+const secretArn = (name) =>
+  sub(
+    `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}-??????`,
+  );
+// A name no parameter can have ("{" is not allowed in one): an event pattern may not hold an
+// empty list, so a rule with nothing mapped matches this and never fires.
+const MATCHES_NOTHING = '{nothing-mapped}';
+
+/** EventBridge allows 2,048 characters per event pattern (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html). */
+function checkPatternSize(what, count, detail) {
+  const patternSize = JSON.stringify({
+    source: ['aws.ssm'],
+    'detail-type': ['Parameter Store Change'],
+    detail,
+  }).length;
+  if (patternSize > MAX_EVENT_PATTERN) {
+    throw new Error(
+      `custom.fanout maps ${count} ${what}: the rule's event pattern would be ${patternSize} characters, over EventBridge's ${MAX_EVENT_PATTERN}. Map fewer files or environments per stage.`,
+    );
+  }
+}
+
+/**
+ * What an environment's instances need to read their own sources, and nothing else. A
+ * statement is left out when nothing of its kind is mapped (IAM refuses an empty resource list).
+ */
+function sourceStatements(names, secrets, paths) {
+  const statements = [];
+  if (names.length > 0) {
+    statements.push(
+      {
+        Sid: 'ReadOwnEnvironmentParameters',
+        Effect: 'Allow',
+        Action: 'ssm:GetParameter',
+        Resource: names.map(parameterArn),
+      },
+      {
+        // SecureString values are encrypted with the parameter ARN as encryption context
+        // (https://docs.aws.amazon.com/systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html).
+        Sid: 'DecryptOwnEnvironmentParametersThroughSsm',
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: '*',
+        // With the AWS managed aws/ssm key, ssm:GetParameter alone already decrypts;
+        // this statement is what a customer managed key needs.
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': sub('ssm.${AWS::Region}.amazonaws.com'),
+            'kms:EncryptionContext:PARAMETER_ARN': names.map(parameterArn),
+          },
+        },
+      },
+    );
+  }
+  if (paths.length > 0) {
+    // GetParametersByPath is authorized against the requested path, not the parameters it
+    // returns (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-retrieval-authorization.html);
+    // the document asks for the path without its final "/".
+    const pathArns = paths.map((path) => parameterArn(path.replace(/\/$/, '')));
+    statements.push(
+      {
+        Sid: 'ReadOwnEnvironmentPaths',
+        Effect: 'Allow',
+        Action: 'ssm:GetParametersByPath',
+        Resource: pathArns,
+      },
+      {
+        Sid: 'DecryptOwnEnvironmentPathsThroughSsm',
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: '*',
+        Condition: {
+          StringEquals: { 'kms:ViaService': sub('ssm.${AWS::Region}.amazonaws.com') },
+          StringLike: {
+            'kms:EncryptionContext:PARAMETER_ARN': paths.map((path) => parameterArn(`${path}*`)),
+          },
+        },
+      },
+    );
+  }
+  if (secrets.length > 0) {
+    statements.push(
+      {
+        Sid: 'ReadOwnEnvironmentSecrets',
+        Effect: 'Allow',
+        Action: 'secretsmanager:GetSecretValue',
+        Resource: secrets.map(secretArn),
+      },
+      {
+        // A secret under a customer managed key is decrypted by Secrets Manager on the caller's
+        // behalf, with the secret's ARN as encryption context
+        // (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
+        Sid: 'DecryptOwnEnvironmentSecretsThroughSecretsManager',
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: '*',
+        Condition: {
+          StringEquals: { 'kms:ViaService': sub('secretsmanager.${AWS::Region}.amazonaws.com') },
+          StringLike: { 'kms:EncryptionContext:SecretARN': secrets.map(secretArn) },
+        },
+      },
+    );
+  }
+  return statements;
+}
 
 /** A CloudFormation logical id for an environment name (letters and digits only, unique). */
 function logicalIdFor(environment, index) {
@@ -93,22 +204,41 @@ module.exports = {
     return json;
   },
 
-  /** Every expanded parameter name, for the Parameter Store Change rule's pattern. */
+  /** Every expanded parameter name (files of `parameter:`), for propagate's rule. */
   async parameterNames({ resolveVariable }) {
-    const names = mappedParameterNames(await validated(resolveVariable));
-    // EventBridge allows 2,048 characters per event pattern
-    // (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html).
-    const patternSize = JSON.stringify({
-      source: ['aws.ssm'],
-      'detail-type': ['Parameter Store Change'],
-      detail: { name: names },
-    }).length;
-    if (patternSize > MAX_EVENT_PATTERN) {
-      throw new Error(
-        `custom.fanout maps ${names.length} parameters: the rule's event pattern would be ${patternSize} characters, over EventBridge's ${MAX_EVENT_PATTERN}. Map fewer files or environments per stage.`,
-      );
-    }
-    return names;
+    const names = mappedSourceNames(await validated(resolveVariable), 'parameter');
+    checkPatternSize('parameters', names.length, { name: names });
+    return names.length > 0 ? names : [MATCHES_NOTHING];
+  },
+
+  /** A prefix match per expanded path (files of `parametersByPath:`), for pathChange's rule. */
+  async pathPrefixes({ resolveVariable }) {
+    const prefixes = mappedSourceNames(await validated(resolveVariable), 'parametersByPath').map(
+      (path) => ({ prefix: path }),
+    );
+    checkPatternSize('paths', prefixes.length, { name: prefixes });
+    return prefixes.length > 0 ? prefixes : [MATCHES_NOTHING];
+  },
+
+  /**
+   * secretsmanager:DescribeSecret (metadata, never the value) on exactly the mapped secrets; with
+   * none mapped, an explicit Deny (a statement may not name an empty resource list).
+   */
+  async describeMappedSecrets({ resolveVariable }) {
+    const names = mappedSourceNames(await validated(resolveVariable), 'secret');
+    return names.length > 0
+      ? {
+          Sid: 'DescribeMappedSecretsOnly',
+          Effect: 'Allow',
+          Action: 'secretsmanager:DescribeSecret',
+          Resource: names.map(secretArn),
+        }
+      : {
+          Sid: 'NoSecretsMapped',
+          Effect: 'Deny',
+          Action: 'secretsmanager:DescribeSecret',
+          Resource: '*',
+        };
   },
 
   /** The name of the launch lifecycle hook the bootstrap completes. */
@@ -179,9 +309,16 @@ module.exports = {
     const Resources = {};
     const Outputs = {};
     config.environments.forEach((environment, index) => {
-      const names = [
-        ...new Set(targets.filter((t) => t.environment === environment).map((t) => t.parameter)),
+      const own = (kind) => [
+        ...new Set(
+          targets
+            .filter((t) => t.environment === environment && sourceOf(t) === kind)
+            .map((t) => t.parameter),
+        ),
       ];
+      const names = own('parameter');
+      const secrets = own('secret');
+      const paths = own('parametersByPath');
       const id = `InstancePolicy${logicalIdFor(environment, index)}`;
       Resources[id] = {
         Type: 'AWS::IAM::ManagedPolicy',
@@ -190,28 +327,7 @@ module.exports = {
           PolicyDocument: {
             Version: '2012-10-17',
             Statement: [
-              {
-                Sid: 'ReadOwnEnvironmentParameters',
-                Effect: 'Allow',
-                Action: 'ssm:GetParameter',
-                Resource: names.map(parameterArn),
-              },
-              {
-                // SecureString values are encrypted with the parameter ARN as encryption
-                // context (https://docs.aws.amazon.com/systems-manager/latest/userguide/secure-string-parameter-kms-encryption.html).
-                Sid: 'DecryptOwnEnvironmentParametersThroughSsm',
-                Effect: 'Allow',
-                Action: 'kms:Decrypt',
-                Resource: '*',
-                // With the AWS managed aws/ssm key, ssm:GetParameter alone already decrypts;
-                // this statement is what a customer managed key needs.
-                Condition: {
-                  StringEquals: {
-                    'kms:ViaService': sub('ssm.${AWS::Region}.amazonaws.com'),
-                    'kms:EncryptionContext:PARAMETER_ARN': names.map(parameterArn),
-                  },
-                },
-              },
+              ...sourceStatements(names, secrets, paths),
               {
                 Sid: 'WriteCommandOutput',
                 Effect: 'Allow',

@@ -46,16 +46,21 @@ export function parameterNotPushedAlert(change: {
   parameter: string;
   environment?: string;
   eventId: string;
+  /** Who reported it; Parameter Store unless a secret's change. */
+  service?: 'Parameter Store' | 'Secrets Manager';
 }): Alert {
   const where = change.environment === undefined ? '' : ` (${change.environment})`;
+  const service = change.service ?? 'Parameter Store';
   return {
     subject: `secrets-fanout: ${change.operation} on ${change.parameter}${where}, nothing pushed`,
     lines: [
-      `Parameter Store reported "${change.operation}" for ${change.parameter}${where}.`,
+      `${service} reported "${change.operation}" for ${change.parameter}${where}.`,
       'secrets-fanout pushed nothing: instances keep the file they have.',
       change.operation === 'Delete'
         ? 'If the deletion was a mistake, restore the parameter: the next put is pushed to every instance.'
-        : 'Nothing to do unless the change was meant to alter the content.',
+        : change.operation === 'DeleteSecret'
+          ? 'If the deletion was a mistake, restore the secret (RestoreSecret, within its recovery window); instances still hold its last version.'
+          : 'Nothing to do unless the change was meant to alter the content.',
       `EventBridge event id: ${change.eventId}`,
     ],
     attributes: {

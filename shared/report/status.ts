@@ -32,6 +32,8 @@ export interface RolloutView {
   environment: string;
   parameters: string[];
   version?: number;
+  /** The source versions it covers (secrets, parameters under a path). */
+  sources?: Rollout['sources'];
   state: Rollout['state'];
   createdAt: string;
   settledAt?: string;
@@ -64,6 +66,7 @@ export async function rolloutView(
     environment: rollout.environment,
     parameters: rollout.parameters,
     ...(rollout.version === undefined ? {} : { version: rollout.version }),
+    ...(rollout.sources === undefined ? {} : { sources: rollout.sources }),
     state: rollout.state,
     createdAt: rollout.createdAt,
     ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),

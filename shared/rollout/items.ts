@@ -100,6 +100,7 @@ export function toRollout(item: Item): Rollout {
     files: item.files ?? [],
     ...(item.version === undefined ? {} : { version: Number(item.version) }),
     ...(item.instanceIds === undefined ? {} : { instanceIds: item.instanceIds }),
+    ...(item.sources === undefined ? {} : { sources: item.sources }),
     createdAt: item.createdAt,
     ...(item.settledAt === undefined ? {} : { settledAt: item.settledAt }),
     state: item.state,

@@ -33,6 +33,15 @@ export interface RolloutFile {
   path: string;
 }
 
+/**
+ * One version of a source a rollout covers: a parameter's version (as text), a secret's
+ * AWSCURRENT VersionId, or each parameter under a path at the moment the rollout started.
+ */
+export interface SourceVersion {
+  name: string;
+  version: string;
+}
+
 /** What names a target within its rollout: the instance and the file's path. */
 export interface TargetRef {
   instanceId: string;
@@ -89,6 +98,8 @@ export interface Rollout {
   version?: number;
   /** The instances it was restricted to (a resync of some, a bootstrap), if any. */
   instanceIds?: string[];
+  /** Every source version it covers (a secret's VersionId, each parameter under a path). */
+  sources?: SourceVersion[];
   /** When the store recorded it, to the millisecond: the order rollouts really started in. */
   createdAt: string;
   settledAt?: string;

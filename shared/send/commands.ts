@@ -44,9 +44,15 @@ export interface SendResult {
   failed: FailedChunk[];
 }
 
-/** The document parameters for one file: only the parameter *name*, never a value. */
+/**
+ * The document parameters for one file: only the source's *name*, never a value. SourceType is
+ * sent only for a secret or a path, so a parameter's command is what it always was.
+ */
 export function documentParameters(file: FileTarget): Record<string, string[]> {
   const parameters: Record<string, string[]> = {
+    ...(file.source === undefined || file.source === 'parameter'
+      ? {}
+      : { SourceType: [file.source] }),
     ParameterName: [file.parameter],
     DestinationPath: [file.path],
     FileOwner: [file.owner],

@@ -3,7 +3,7 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { FanoutConfig, FileTarget } from '../config.ts';
 import { InstancesNotInEnvironmentError, RolloutBusyError } from '../errors.ts';
 import type { Ledger } from '../rollout/ledger.ts';
-import type { NewTarget, SendChunk } from '../rollout/model.ts';
+import type { NewTarget, SendChunk, SourceVersion } from '../rollout/model.ts';
 import { delayUntil } from '../rollout/policy.ts';
 import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
 import type { Trigger } from '../rollout/trigger.ts';
@@ -22,6 +22,8 @@ export interface FanOutRequest {
   files: FileTarget[];
   /** The parameter version when the rollout started (instances always fetch the latest). */
   version?: number;
+  /** Every source version the rollout covers (a secret's VersionId, a path's parameters). */
+  sources?: SourceVersion[];
   /** Restrict to these instances of the environment; each must be a running member of it. */
   instanceIds?: string[];
   /** Resolve and report, but record nothing and send nothing. */
@@ -132,6 +134,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
       parameters: summary.parameters,
       files: request.files.map(({ parameter, path }) => ({ parameter, path })),
       ...(request.version === undefined ? {} : { version: request.version }),
+      ...(request.sources === undefined ? {} : { sources: request.sources }),
       ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
     },
     wanted,

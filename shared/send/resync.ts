@@ -3,6 +3,7 @@ import {
   filesForEnvironment,
   filesForParameter,
   mappedParameterNames,
+  sourceOf,
 } from '../config.ts';
 import { InstancesNotInEnvironmentError } from '../errors.ts';
 import { ResyncRequestSchema } from '../messages/requests.ts';
@@ -52,10 +53,11 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
         );
   }
   // A parameter that does not exist cannot be pushed: say so now rather than let every
-  // instance fail to fetch it (DescribeParameters: metadata only, never a value).
+  // instance fail to fetch it (DescribeParameters: metadata only, never a value). Secrets and
+  // paths are not parameters: they go out, and an instance reports one that is missing (67).
   const versions = new Map(
     await Promise.all(
-      [...new Set(files.map((f) => f.parameter))].map(
+      [...new Set(files.filter((f) => sourceOf(f) === 'parameter').map((f) => f.parameter))].map(
         async (name) => [name, await currentVersion(deps.ssm, name)] as const,
       ),
     ),

@@ -61,6 +61,7 @@ describe('the document definition', () => {
     );
 
     expect(interfaceOf).toEqual({
+      SourceType: 'parameter',
       ParameterName: 'required',
       DestinationPath: 'required',
       FileOwner: 'root',
@@ -120,6 +121,7 @@ describe('SendCommand validation (InvalidParameters)', () => {
     });
 
     expect(resolved).toEqual({
+      SourceType: 'parameter',
       ParameterName: '/prod/env.php',
       DestinationPath: '/var/www/html/env.php',
       FileOwner: 'root',
@@ -171,7 +173,18 @@ describe('SendCommand validation (InvalidParameters)', () => {
 
 describe('allowedPattern', () => {
   const accepted: Record<string, string[]> = {
-    ParameterName: ['/prod/env.php', 'prod-env', '/prod/app/DB_PASSWORD', '/a.b/c-d/e_f'],
+    // Parameters, secret names (prod/db, with + = @) and paths (ending in /): the script checks
+    // which form SourceType allows.
+    ParameterName: [
+      '/prod/env.php',
+      'prod-env',
+      '/prod/app/DB_PASSWORD',
+      '/a.b/c-d/e_f',
+      'prod/db',
+      'prod/user+name=x@y',
+      '/prod/app/',
+    ],
+    SourceType: ['parameter', 'secret', 'parametersByPath'],
     DestinationPath: [
       '/var/www/html/env.php',
       '/etc/app/secrets.env',
@@ -223,8 +236,9 @@ describe('allowedPattern', () => {
       '/prod/env.php:3',
       '/prod/env.php:label',
       '/prod//env',
-      '/prod/',
+      'prod//db',
     ],
+    SourceType: ['', 'Parameter', 'path', 'secret;'],
     DestinationPath: [
       '',
       '/',

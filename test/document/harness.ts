@@ -65,6 +65,7 @@ const SYSTEM_TOOLS = [
   'rm',
   'sed',
   'sleep',
+  'sort',
   'sync',
   'tail',
   'timeout',

@@ -29,6 +29,8 @@ export interface AgentOptions {
   clock: Clock;
   region: string;
   ssmEndpoint: string;
+  /** Where the instances' `aws secretsmanager` calls go. */
+  secretsManagerEndpoint?: string;
   /** Simulated seconds between SendCommand and the agent picking an invocation up. Default 1. */
   deliverySeconds?: number;
   /** Real milliseconds an execution timeout can never go below (scripts run in real time). Default 10000. */
@@ -207,6 +209,9 @@ export class Agents {
         AWS_ACCESS_KEY_ID: instance.id,
         AWS_SECRET_ACCESS_KEY: 'local-cloud-instance-secret',
         AWS_ENDPOINT_URL_SSM: ssmEndpoint,
+        ...(this.options.secretsManagerEndpoint === undefined
+          ? {}
+          : { AWS_ENDPOINT_URL_SECRETS_MANAGER: this.options.secretsManagerEndpoint }),
         LOCAL_CLOUD_INSTANCE_STATE: instance.stateDir,
         // The document's root-only state directory (its lock), inside the instance like the rest.
         SECRETS_FANOUT_STATE_DIR: instance.path('/var/lib/secrets-fanout'),

@@ -1,7 +1,10 @@
 /**
- * The `aws` of a local-cloud instance: exactly the call the ReplaceSecretsFile document makes,
+ * The `aws` of a local-cloud instance: exactly the calls the ReplaceSecretsFile document makes,
  *   aws ssm get-parameter --name N [--with-decryption] [--query Q] [--output text|json] [--region R]
- * sent to the local SSM endpoint (AWS_ENDPOINT_URL_SSM) signed with the instance's identity (the
+ *   aws secretsmanager get-secret-value --secret-id S [--version-stage L] [--query Q] [--output …]
+ *   aws ssm get-parameters-by-path --path P [--with-decryption] [--query Q] [--output json|text]
+ *     (every page, NextToken followed as the CLI's auto-pagination does, the query applied to all)
+ * sent to the local SSM (or Secrets Manager) endpoint (AWS_ENDPOINT_URL_SSM) signed with the instance's identity (the
  * agent exports AWS_ACCESS_KEY_ID=<instance id>; SigV4 without the SDK), and printed as AWS CLI v2 prints it:
  * - `--output text` writes a scalar raw plus "\n", and a flat list joined by tabs plus "\n"
  *   (awscli/text.py, research notes §10); `None` for a missing value;
@@ -30,7 +33,11 @@ function usageError(message: string): never {
 }
 
 interface Options {
+  command: 'get-parameter' | 'get-secret-value' | 'get-parameters-by-path';
   name?: string;
+  secretId?: string;
+  versionStage?: string;
+  path?: string;
   withDecryption: boolean;
   query?: string;
   output: string;
@@ -41,6 +48,7 @@ interface Options {
 function parseArgs(argv: string[]): Options {
   const positional: string[] = [];
   const options: Options = {
+    command: 'get-parameter',
     withDecryption: false,
     output: process.env.AWS_DEFAULT_OUTPUT ?? 'json',
   };
@@ -55,6 +63,15 @@ function parseArgs(argv: string[]): Options {
     switch (arg) {
       case '--name':
         options.name = value();
+        break;
+      case '--secret-id':
+        options.secretId = value();
+        break;
+      case '--version-stage':
+        options.versionStage = value();
+        break;
+      case '--path':
+        options.path = value();
         break;
       case '--with-decryption':
         options.withDecryption = true;
@@ -79,21 +96,42 @@ function parseArgs(argv: string[]): Options {
         positional.push(arg);
     }
   }
-  if (positional[0] !== 'ssm' || positional[1] !== 'get-parameter' || positional.length !== 2) {
+  const command = positional.join(' ');
+  if (command === 'ssm get-parameter') {
+    if (options.name === undefined) usageError('the following arguments are required: --name');
+  } else if (command === 'secretsmanager get-secret-value') {
+    options.command = 'get-secret-value';
+    if (options.secretId === undefined)
+      usageError('the following arguments are required: --secret-id');
+  } else if (command === 'ssm get-parameters-by-path') {
+    options.command = 'get-parameters-by-path';
+    if (options.path === undefined) usageError('the following arguments are required: --path');
+  } else {
     usageError(
-      `the local-cloud aws implements only "aws ssm get-parameter", not "aws ${positional.join(' ')}"`,
+      `the local-cloud aws implements only "aws ssm get-parameter", "aws ssm get-parameters-by-path" and "aws secretsmanager get-secret-value", not "aws ${command}"`,
     );
   }
-  if (options.name === undefined) usageError('the following arguments are required: --name');
   if (options.output !== 'text' && options.output !== 'json') {
     usageError(`argument --output: Invalid choice, valid choices are: json | text`);
   }
   return options;
 }
 
-/** The JMESPath subset the document uses: `Parameter.Field` and `Parameter.[A,B]`. */
+/**
+ * The JMESPath subset the document uses: `Parameter.Field`, `Parameter.[A,B]`, `[A,B]` (a
+ * secret) and `Parameters[].[A,B]` (a path).
+ */
 function applyQuery(response: Record<string, any>, query: string | undefined): unknown {
   if (query === undefined) return response;
+  const top = /^\[([A-Za-z]+(?:,[A-Za-z]+)*)\]$/.exec(query);
+  if (top) return (top[1] as string).split(',').map((field) => response[field] ?? null);
+  const each = /^Parameters\[\]\.\[([A-Za-z]+(?:,[A-Za-z]+)*)\]$/.exec(query);
+  if (each) {
+    const fields = (each[1] as string).split(',');
+    return ((response.Parameters ?? []) as Record<string, unknown>[]).map((parameter) =>
+      fields.map((field) => parameter[field] ?? null),
+    );
+  }
   const list = /^Parameter\.\[([A-Za-z]+(?:,[A-Za-z]+)*)\]$/.exec(query);
   if (list)
     return (list[1] as string).split(',').map((field) => response.Parameter?.[field] ?? null);
@@ -104,6 +142,10 @@ function applyQuery(response: Record<string, any>, query: string | undefined): u
 
 function text(value: unknown): string {
   const scalar = (item: unknown) => (item === null || item === undefined ? 'None' : String(item));
+  // A list of lists: one row per inner list (awscli/text.py).
+  if (Array.isArray(value) && value.every(Array.isArray)) {
+    return value.map((row) => `${(row as unknown[]).map(scalar).join('\t')}\n`).join('');
+  }
   if (Array.isArray(value)) return `${value.map(scalar).join('\t')}\n`;
   return `${scalar(value)}\n`;
 }
@@ -134,6 +176,10 @@ async function callSsm(
   region: string,
   operation: string,
   input: unknown,
+  service: { signingName: string; targetPrefix: string } = {
+    signingName: 'ssm',
+    targetPrefix: 'AmazonSSM',
+  },
 ): Promise<{ status: number; body: Record<string, any> }> {
   const accessKeyId = process.env.AWS_ACCESS_KEY_ID ?? '';
   const secret = process.env.AWS_SECRET_ACCESS_KEY ?? '';
@@ -154,7 +200,7 @@ async function callSsm(
     'content-type': 'application/x-amz-json-1.1',
     host: url.host,
     'x-amz-date': amzDate,
-    'x-amz-target': `AmazonSSM.${operation}`,
+    'x-amz-target': `${service.targetPrefix}.${operation}`,
   };
   if (process.env.AWS_SESSION_TOKEN)
     headers['x-amz-security-token'] = process.env.AWS_SESSION_TOKEN;
@@ -169,9 +215,12 @@ async function callSsm(
     signedHeaders,
     sha256(body),
   ].join('\n');
-  const scope = `${day}/${region}/ssm/aws4_request`;
+  const scope = `${day}/${region}/${service.signingName}/aws4_request`;
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
-  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), 'ssm'), 'aws4_request');
+  const key = hmac(
+    hmac(hmac(hmac(`AWS4${secret}`, day), region), service.signingName),
+    'aws4_request',
+  );
   const signature = createHmac('sha256', key).update(toSign).digest('hex');
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
   const { host: _host, ...sent } = headers;
@@ -219,30 +268,69 @@ async function main(): Promise<void> {
     );
     process.exit(253);
   }
+  const secrets = options.command === 'get-secret-value';
   const endpoint =
     options.endpointUrl ??
-    process.env.AWS_ENDPOINT_URL_SSM ??
+    (secrets ? process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER : process.env.AWS_ENDPOINT_URL_SSM) ??
     process.env.AWS_ENDPOINT_URL ??
-    `https://ssm.${region}.amazonaws.com`;
+    `https://${secrets ? 'secretsmanager' : 'ssm'}.${region}.amazonaws.com`;
+  const service = secrets
+    ? { signingName: 'secretsmanager', targetPrefix: 'secretsmanager' }
+    : { signingName: 'ssm', targetPrefix: 'AmazonSSM' };
   failFetchFault(endpoint);
+  const call = (operation: string, input: unknown) =>
+    callWithRetries(endpoint, region, service, operation, input);
+  let response: Record<string, any>;
+  if (options.command === 'get-parameter') {
+    response = await call('GetParameter', {
+      Name: options.name,
+      WithDecryption: options.withDecryption,
+    });
+  } else if (options.command === 'get-secret-value') {
+    response = await call('GetSecretValue', {
+      SecretId: options.secretId,
+      ...(options.versionStage === undefined ? {} : { VersionStage: options.versionStage }),
+    });
+  } else {
+    // Auto-pagination: every page, then the query over the merged Parameters.
+    const parameters: unknown[] = [];
+    let token: string | undefined;
+    do {
+      const page = await call('GetParametersByPath', {
+        Path: options.path,
+        WithDecryption: options.withDecryption,
+        ...(token === undefined ? {} : { NextToken: token }),
+      });
+      parameters.push(...((page.Parameters ?? []) as unknown[]));
+      token = typeof page.NextToken === 'string' ? page.NextToken : undefined;
+    } while (token !== undefined);
+    response = { Parameters: parameters };
+  }
+  const result = applyQuery(response, options.query);
+  if (options.output === 'text') process.stdout.write(text(result));
+  // json.dump(indent=4, ensure_ascii=False) (awscli/formatter.py JSONFormatter): for these
+  // shapes, JSON.stringify with 4 spaces prints the same text.
+  else process.stdout.write(`${JSON.stringify(result, null, 4)}\n`);
+}
+
+/** One operation with the CLI's retries; prints the CLI's error and exits when it fails. */
+async function callWithRetries(
+  endpoint: string,
+  region: string,
+  service: { signingName: string; targetPrefix: string },
+  operation: string,
+  input: unknown,
+): Promise<Record<string, any>> {
   for (let attempt = 1; ; attempt += 1) {
     let reply: { status: number; body: Record<string, any> };
     try {
-      reply = await callSsm(endpoint, region, 'GetParameter', {
-        Name: options.name,
-        WithDecryption: options.withDecryption,
-      });
+      reply = await callSsm(endpoint, region, operation, input, service);
     } catch {
       if (attempt < 3) continue;
       process.stderr.write(`\nCould not connect to the endpoint URL: "${endpoint}/"\n`);
       process.exit(255);
     }
-    if (reply.status === 200) {
-      const result = applyQuery(reply.body, options.query);
-      if (options.output === 'text') process.stdout.write(text(result));
-      else process.stdout.write(`${JSON.stringify(result, null, 4)}\n`);
-      return;
-    }
+    if (reply.status === 200) return reply.body;
     const code = String(reply.body.__type ?? 'Unknown')
       .split('#')
       .at(-1) as string;
@@ -252,7 +340,7 @@ async function main(): Promise<void> {
     }
     const message = String(reply.body.message ?? reply.body.Message ?? '');
     process.stderr.write(
-      `\nAn error occurred (${code}) when calling the GetParameter operation: ${message}\n`,
+      `\nAn error occurred (${code}) when calling the ${operation} operation: ${message}\n`,
     );
     process.exit(254);
   }

@@ -2,6 +2,7 @@
  * `npm run local -- <command>`: talks to the cloud `npm start` runs (through the endpoints it
  * wrote to .local-cloud/endpoints.json), with the SDK, as the local cloud's admin.
  *   put <name> <value> [--type String|SecureString]   PutParameter (overwrite)
+ *   put-secret <name> <value>                        CreateSecret, or PutSecretValue (AWSCURRENT)
  *   delete <name>                                      DeleteParameter
  *   status                                             each instance's files on disk (path,
  *                                                      version written, owner, mode, size, mtime)
@@ -20,6 +21,11 @@
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import {
+  CreateSecretCommand,
+  PutSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import {
   type Command,
   type CommandInvocation,
@@ -279,6 +285,26 @@ async function main(argv: string[]): Promise<void> {
         );
         break;
       }
+      case 'put-secret': {
+        const [name, value] = args;
+        if (!name || value === undefined)
+          throw new Error('usage: npm run local -- put-secret <name> <value>');
+        const secrets = new SecretsManagerClient({
+          region: cloud.region,
+          endpoint: cloud.endpoints.secretsmanager,
+          credentials,
+        });
+        const { VersionId } = await secrets
+          .send(new PutSecretValueCommand({ SecretId: name, SecretString: value }))
+          .catch((error) => {
+            if ((error as Error).name !== 'ResourceNotFoundException') throw error;
+            return secrets.send(new CreateSecretCommand({ Name: name, SecretString: value }));
+          });
+        console.log(
+          `${name} is now version ${VersionId} (AWSCURRENT); watch the rollout in the npm start terminal.`,
+        );
+        break;
+      }
       case 'delete': {
         const [name] = args;
         if (!name) throw new Error('usage: npm run local -- delete <name>');
@@ -323,7 +349,7 @@ async function main(argv: string[]): Promise<void> {
       }
       default:
         throw new Error(
-          'usage: npm run local -- put <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env> | invoke <function> --data {…} | info | env',
+          'usage: npm run local -- put <name> <value> | put-secret <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env> | invoke <function> --data {…} | info | env',
         );
     }
   } finally {

@@ -40,6 +40,7 @@ import {
 import { type InvocationRecord, LambdaFunction, SqsEventSourceMapping } from './lambda.ts';
 import { lambdaApi } from './lambda-api.ts';
 import { Schedules } from './schedule.ts';
+import { SecretsManagerService } from './secretsmanager.ts';
 import { signedFetch } from './sigv4.ts';
 import { type PublishedMessage, SnsService } from './sns.ts';
 import { type Queue, SqsService } from './sqs.ts';
@@ -83,6 +84,7 @@ export interface LocalCloudOptions {
 
 export interface Endpoints {
   ssm: string;
+  secretsmanager: string;
   ec2: string;
   sqs: string;
   sns: string;
@@ -134,6 +136,8 @@ export interface LocalCloud {
   clock: Clock;
   fleet: Fleet;
   ssm: SsmService;
+  /** Secrets Manager (secrets, versions, staging labels); `rotate()` plays a rotation. */
+  secretsManager: SecretsManagerService;
   sqs: SqsService;
   sns: SnsService;
   bus: EventBus;
@@ -358,6 +362,19 @@ async function build(
   );
   closers.push(() => ssmServer.close());
 
+  const secretsManager = new SecretsManagerService({
+    region,
+    clock,
+    fleet,
+    environmentOf: (instance) => instance.tags[tagKey],
+    emit: (detailType, detail) => bus.put('aws.secretsmanager', detailType, detail, []),
+  });
+  const secretsManagerServer = await startServer(
+    (request) => secretsManager.handle(countCall('secretsmanager', request)),
+    () => secretsManager.faults,
+  );
+  closers.push(() => secretsManagerServer.close());
+
   const ec2 = new Ec2Service(fleet, region);
   ec2.faults = faults.ec2;
   // A user's RunInstances / TerminateInstances / CreateTags / DeleteTags: the instance's life and
@@ -431,6 +448,7 @@ async function build(
 
   const endpoints: Endpoints = {
     ssm: ssmServer.endpoint,
+    secretsmanager: secretsManagerServer.endpoint,
     ec2: ec2Server.endpoint,
     sqs: sqsServer.endpoint,
     sns: snsServer.endpoint,
@@ -450,6 +468,7 @@ async function build(
     clock,
     region,
     ssmEndpoint: endpoints.ssm,
+    secretsManagerEndpoint: endpoints.secretsmanager,
     ...(options.agent?.deliverySeconds === undefined
       ? {}
       : { deliverySeconds: options.agent.deliverySeconds }),
@@ -789,6 +808,7 @@ async function build(
       AWS_ACCESS_KEY_ID: adminCredentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: adminCredentials.secretAccessKey,
       AWS_ENDPOINT_URL_SSM: endpoints.ssm,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsmanager,
       AWS_ENDPOINT_URL_EC2: endpoints.ec2,
       AWS_ENDPOINT_URL_SQS: endpoints.sqs,
       AWS_ENDPOINT_URL_SNS: endpoints.sns,
@@ -808,6 +828,7 @@ async function build(
     clock,
     fleet,
     ssm,
+    secretsManager,
     sqs,
     sns,
     bus,
@@ -915,6 +936,8 @@ function runtimeEnvironment(
     AWS_SECRET_ACCESS_KEY: 'local-cloud-function-secret',
     AWS_SESSION_TOKEN: 'local-cloud-session',
     AWS_ENDPOINT_URL_SSM: endpoints.ssm,
+    // serviceId "Secrets Manager" → AWS_ENDPOINT_URL_SECRETS_MANAGER.
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsmanager,
     AWS_ENDPOINT_URL_EC2: endpoints.ec2,
     AWS_ENDPOINT_URL_SQS: endpoints.sqs,
     AWS_ENDPOINT_URL_SNS: endpoints.sns,

@@ -106,6 +106,7 @@ export function infoLines(info: ConsoleInfo): string[] {
 
 const CLI_SERVICES: Array<[keyof Endpoints, string]> = [
   ['ssm', 'SSM'],
+  ['secretsmanager', 'SECRETS_MANAGER'],
   ['ec2', 'EC2'],
   ['sqs', 'SQS'],
   ['sns', 'SNS'],

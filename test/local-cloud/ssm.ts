@@ -504,6 +504,8 @@ export class SsmService {
         environment !== undefined && candidate.startsWith(`/${environment}/`);
       if ((operation === 'GetParameter' || operation === 'GetParameters') && names.every(own))
         return;
+      // The instance policy's ssm:GetParametersByPath on its own mapped paths.
+      if (operation === 'GetParametersByPath' && own(`${name.replace(/\/$/, '')}/`)) return;
       const role = `${environment ?? 'untagged'}-instance-role`;
       throw accessDenied(
         `arn:aws:sts::${ACCOUNT_ID}:assumed-role/${role}/${instance.id}`,

@@ -53,6 +53,7 @@ describe('parseConfig', () => {
       },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },
       bootstrap: { timeoutSeconds: 540, onTimeout: 'abandon', lifecycleHookName: 'secrets-fanout' },
+      coalesce: { settleSeconds: 5, maxWaitSeconds: 60 },
     });
   });
 

@@ -49,6 +49,39 @@ describe('event rules', () => {
   });
 });
 
+describe('event rules of the other sources', () => {
+  it('routes the Secrets Manager calls that can stage AWSCURRENT, and rotations, to secretChange', () => {
+    const [, rule] = ofType('AWS::Events::Rule').find(([id]) => id.includes('secretChange'))!;
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ['aws.secretsmanager'],
+      'detail-type': ['AWS API Call via CloudTrail', 'AWS Service Event via CloudTrail'],
+      detail: {
+        eventSource: ['secretsmanager.amazonaws.com'],
+        eventName: [
+          'CreateSecret',
+          'PutSecretValue',
+          'UpdateSecret',
+          'UpdateSecretVersionStage',
+          'RotationSucceeded',
+          'DeleteSecret',
+        ],
+      },
+    });
+  });
+
+  it('gives pathChange a rule that matches nothing when no path is mapped', () => {
+    const [, rule] = ofType('AWS::Events::Rule').find(([id]) => id.includes('pathChange'))!;
+    expect(rule.Properties.EventPattern.detail).toEqual({ name: ['{nothing-mapped}'] });
+  });
+
+  it('denies DescribeSecret outright when no secret is mapped', () => {
+    const statement = statementsOf(resources.SecretChangeRole!).find(
+      (s) => s.Sid === 'NoSecretsMapped',
+    );
+    expect(statement).toMatchObject({ Effect: 'Deny', Action: 'secretsmanager:DescribeSecret' });
+  });
+});
+
 describe('IAM', () => {
   it('gives every function a role of its own and creates no shared default role', () => {
     const roles = functionRoles();
@@ -58,14 +91,27 @@ describe('IAM', () => {
     expect(resources.IamRoleLambdaExecution).toBeUndefined();
   });
 
-  it('lets no function read a parameter or decrypt anything', () => {
-    for (const { roleId, role } of functionRoles()) {
-      for (const statement of statementsOf(role)) {
+  it('lets no function read a parameter, a path, a secret, or decrypt anything', () => {
+    const roles = functionRoles();
+    // The functions of the other sources are there, so their roles are checked too.
+    expect(roles.map((r) => r.roleId)).toEqual(
+      expect.arrayContaining(['SecretChangeRole', 'PathChangeRole', 'PathSettleRole']),
+    );
+    for (const { roleId, role } of roles) {
+      for (const statement of statementsOf(role).filter((s) => s.Effect === 'Allow')) {
         for (const action of actionsOf(statement)) {
+          // GetParameter, GetParameters, GetParametersByPath, GetParameterHistory all return values.
           expect(action, `${roleId} ${statement.Sid}`).not.toMatch(
             /^ssm:GetParameter|^ssm:\*$|^\*$/,
           );
           expect(action, `${roleId} ${statement.Sid}`).not.toMatch(/^kms:/);
+          // GetSecretValue and BatchGetSecretValue return values; DescribeSecret does not.
+          expect(action, `${roleId} ${statement.Sid}`).not.toMatch(
+            /^secretsmanager:(Get|BatchGet|\*)|^secretsmanager:.*\*/,
+          );
+          if (action.startsWith('secretsmanager:')) {
+            expect(action, roleId).toBe('secretsmanager:DescribeSecret');
+          }
         }
       }
     }
@@ -146,7 +192,9 @@ describe('IAM', () => {
       'xray:PutTelemetryRecords',
     ]);
     for (const { roleId, role } of functionRoles()) {
-      for (const statement of statementsOf(role).filter((s) => s.Resource === '*')) {
+      for (const statement of statementsOf(role).filter(
+        (s) => s.Resource === '*' && s.Effect === 'Allow',
+      )) {
         for (const action of actionsOf(statement))
           expect(unscoped, `${roleId}: ${action}`).toContain(action);
       }
