@@ -20,6 +20,10 @@ export interface InstanceView {
   status: TargetStatus;
   attempts: number;
   versionWritten?: number;
+  /** A secret's VersionId on disk (Secrets Manager sources). */
+  revisionWritten?: string;
+  /** Entries of a file composed from a parameter path. */
+  entriesWritten?: number;
   reason?: string;
   lastError?: LastError;
   /** The command of the latest attempt; its output is in the command output log group. */
@@ -101,6 +105,8 @@ function instanceView(target: Target, firstCommandId: string | undefined): Insta
     status: target.status,
     attempts: target.attempt,
     ...(target.versionWritten === undefined ? {} : { versionWritten: target.versionWritten }),
+    ...(target.revisionWritten === undefined ? {} : { revisionWritten: target.revisionWritten }),
+    ...(target.entriesWritten === undefined ? {} : { entriesWritten: target.entriesWritten }),
     ...(target.reason === undefined ? {} : { reason: target.reason }),
     ...(target.lastError === undefined ? {} : { lastError: target.lastError }),
     ...(commandId === undefined ? {} : { commandId }),
@@ -120,6 +126,19 @@ export async function recentRollouts(
   return store.getRollouts(entries.map((entry) => entry.rolloutId));
 }
 
+/**
+ * What an instance's file now holds, as a table cell: a parameter's `v7`, a secret's VersionId
+ * (first 8 characters), a composed file's `20 entries`; `-` when it did not say.
+ */
+export function writtenText(
+  i: Pick<InstanceView, 'versionWritten' | 'revisionWritten' | 'entriesWritten'>,
+): string {
+  if (i.versionWritten !== undefined) return `v${i.versionWritten}`;
+  if (i.revisionWritten !== undefined) return `rev ${i.revisionWritten.slice(0, 8)}`;
+  if (i.entriesWritten !== undefined) return `${i.entriesWritten} entries`;
+  return '-';
+}
+
 /** A rollout as a compact table for a terminal, one string per line. Never throws. */
 export function rolloutTable(view: RolloutView): string[] {
   const c = view.counts;
@@ -127,7 +146,7 @@ export function rolloutTable(view: RolloutView): string[] {
     i.instanceId,
     i.status,
     String(i.attempts),
-    i.versionWritten === undefined ? '-' : `v${i.versionWritten}`,
+    writtenText(i),
     i.commandId ?? '-',
     i.reason ?? errorText(i.lastError),
     view.parameters.length > 1 ? i.parameter : '',

@@ -147,6 +147,14 @@ function transitionUpdate(tableName: string, rolloutId: string, t: Transition, a
       sets.push('versionWritten = :version');
       values[':version'] = t.versionWritten;
     }
+    if (t.revisionWritten !== undefined) {
+      sets.push('revisionWritten = :revision');
+      values[':revision'] = t.revisionWritten;
+    }
+    if (t.entriesWritten !== undefined) {
+      sets.push('entriesWritten = :entries');
+      values[':entries'] = t.entriesWritten;
+    }
     if (t.reason !== undefined) {
       sets.push('reason = :reason');
       values[':reason'] = t.reason;

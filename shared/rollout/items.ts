@@ -122,6 +122,8 @@ export function toTarget(item: Item): Target {
     ...(item.commandId === undefined ? {} : { commandId: item.commandId }),
     commandIds: item.commandIds ?? [],
     ...(item.versionWritten === undefined ? {} : { versionWritten: Number(item.versionWritten) }),
+    ...(item.revisionWritten === undefined ? {} : { revisionWritten: item.revisionWritten }),
+    ...(item.entriesWritten === undefined ? {} : { entriesWritten: Number(item.entriesWritten) }),
     ...(item.reason === undefined ? {} : { reason: item.reason }),
     ...(item.lastError === undefined ? {} : { lastError: item.lastError }),
     ...(item.retryAt === undefined ? {} : { retryAt: item.retryAt }),

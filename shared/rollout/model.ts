@@ -57,6 +57,10 @@ export interface Target extends TargetRef {
   commandId?: string;
   commandIds: string[];
   versionWritten?: number;
+  /** A secret's VersionId now on disk (Secrets Manager sources). */
+  revisionWritten?: string;
+  /** How many parameters the composed file holds (parametersByPath sources). */
+  entriesWritten?: number;
   reason?: string;
   lastError?: LastError;
   /** When the current attempt (≥ 2) is due: its retry message waits in SQS until then. */
@@ -153,7 +157,13 @@ export type Transition = TargetRef & {
   unsent?: true;
   lastError?: LastError;
 } & (
-    | { to: TerminalStatus; versionWritten?: number; reason?: string }
+    | {
+        to: TerminalStatus;
+        versionWritten?: number;
+        revisionWritten?: string;
+        entriesWritten?: number;
+        reason?: string;
+      }
     | { to: 'Retry' /** When the next attempt is due (ISO 8601). */; retryAt: string }
   );
 

@@ -18,7 +18,13 @@ import type { LastError } from '../rollout/model.ts';
  * the fine one (StatusDetails) comes from ListCommandInvocations / GetCommandInvocation.
  */
 export type Outcome =
-  | { kind: 'Success' | 'Unchanged'; versionWritten?: number }
+  | {
+      kind: 'Success' | 'Unchanged';
+      /** What is now on disk: a parameter's version, a secret's VersionId, a path's entries. */
+      versionWritten?: number;
+      revisionWritten?: string;
+      entriesWritten?: number;
+    }
   | { kind: 'Retryable' | 'Permanent'; lastError: LastError }
   | {
       kind: 'InstanceGone';
@@ -53,9 +59,13 @@ export function classify(invocation: Invocation, instance: InstanceState): Outco
   if (invocation.status === 'Success') {
     const result = parseResultLine(invocation.stdout ?? '');
     const versionWritten = result !== undefined && 'version' in result ? result.version : undefined;
+    const revisionWritten = result?.revision;
+    const entriesWritten = result?.entries;
     return {
       kind: result?.result === 'unchanged' ? 'Unchanged' : 'Success',
       ...(versionWritten === undefined ? {} : { versionWritten }),
+      ...(revisionWritten === undefined ? {} : { revisionWritten }),
+      ...(entriesWritten === undefined ? {} : { entriesWritten }),
     };
   }
   const lastError = describeFailure(invocation);

@@ -248,6 +248,10 @@ function transitionFor(
         ...base,
         to: outcome.kind,
         ...(outcome.versionWritten === undefined ? {} : { versionWritten: outcome.versionWritten }),
+        ...(outcome.revisionWritten === undefined
+          ? {}
+          : { revisionWritten: outcome.revisionWritten }),
+        ...(outcome.entriesWritten === undefined ? {} : { entriesWritten: outcome.entriesWritten }),
       };
     case 'Permanent':
       return { ...base, to: 'Failed', lastError: outcome.lastError };

@@ -127,6 +127,15 @@ describe('a Secrets Manager secret', () => {
     // The fourth is the prod instance SSM does not manage: Unreachable, as for a parameter.
     expect(view.counts).toMatchObject({ total: 4, success: 3, unreachable: 1, failed: 0 });
     expect(view.sources).toEqual([{ name: 'prod/db', version: rotated }]);
+    // The status view says which version of the secret each instance now holds.
+    for (const id of PROD) {
+      expect(view.instances.find((i: { instanceId: string }) => i.instanceId === id)).toMatchObject(
+        {
+          status: 'Success',
+          revisionWritten: rotated,
+        },
+      );
+    }
     // One rollout for the rotation's three events: the others found the version claimed.
     const results = cloud
       .invocations('secretChange')

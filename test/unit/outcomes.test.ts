@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
+import { writtenText } from '../../shared/report/status.ts';
 import { backoffSeconds } from '../../shared/rollout/policy.ts';
 import { classify, type Invocation } from '../../shared/track/outcomes.ts';
 
@@ -23,6 +24,31 @@ describe('classify', () => {
       'running',
     );
     expect(outcome).toEqual({ kind, versionWritten: version });
+  });
+
+  it('reads what a secret or a composed file now holds: the VersionId, the number of entries', () => {
+    const secret = classify(
+      {
+        status: 'Success',
+        stdout: 'secrets-fanout result=updated revision=EXAMPLE1-90ab-cdef-fedc-ba987SECRET1\n',
+      },
+      'running',
+    );
+    const path = classify(
+      { status: 'Success', stdout: 'secrets-fanout result=unchanged entries=20\n' },
+      'running',
+    );
+    expect(secret).toEqual({
+      kind: 'Success',
+      revisionWritten: 'EXAMPLE1-90ab-cdef-fedc-ba987SECRET1',
+    });
+    expect(path).toEqual({ kind: 'Unchanged', entriesWritten: 20 });
+    expect(writtenText({ revisionWritten: 'EXAMPLE1-90ab-cdef-fedc-ba987SECRET1' })).toBe(
+      'rev EXAMPLE1',
+    );
+    expect(writtenText({ entriesWritten: 20 })).toBe('20 entries');
+    expect(writtenText({ versionWritten: 7 })).toBe('v7');
+    expect(writtenText({})).toBe('-');
   });
 
   it('counts a success without a result line as a success of unknown version', () => {
