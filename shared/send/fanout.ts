@@ -232,7 +232,18 @@ async function queueChunks(
   summary.queued = later.length;
   for (const turn of dueNow) {
     // Recorded and failed over exactly as a worker would; a throttled chunk goes to the queue.
-    const { result, sent, failed } = await sendPlannedChunk(deps, turn);
+    // A chunk someone else holds (a resumed plan: a worker with its earlier message, or the
+    // run that stopped) is queued like the rest: whoever gets it sends it or finds it sent.
+    const outcome = await sendPlannedChunk(deps, turn).catch(async (error: unknown) => {
+      if (!(error instanceof RolloutBusyError)) throw error;
+      await deps.ledger.queueMessages([{ body: turn, delay: 0 }]);
+      return undefined;
+    });
+    if (outcome === undefined) {
+      summary.queued += 1;
+      continue;
+    }
+    const { result, sent, failed } = outcome;
     if (result === 'requeued') summary.queued += 1;
     summary.commands.push(...sent);
     summary.failedChunks.push(...failed);

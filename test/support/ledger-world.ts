@@ -607,7 +607,8 @@ export class World {
 
   // ---- plumbing ---------------------------------------------------------------------------
 
-  private enqueue(queue: 'retry' | 'status', body: string, delaySeconds: number): void {
+  /** Puts a message on a queue, as the functions' SQS calls do. */
+  enqueue(queue: 'retry' | 'status', body: string, delaySeconds: number): void {
     this.queues[queue].push({
       id: this.nextId++,
       body,

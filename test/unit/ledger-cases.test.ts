@@ -314,6 +314,37 @@ describe('case 7: a rollout whose first run does not finish', () => {
     expect(w.alertsOf(rolloutId)).toBe(0);
   });
 
+  it('a resumed plan queues the chunk another run still holds; it is sent once, at attempt 1', async () => {
+    // Arrange: the resync dies at the SendCommand of the chunk it sends itself (see above),
+    // its two other chunks are sent from the queue, and a run holds chunk 0 when the resume
+    // comes (its claim outlives the plan's lease)
+    const w = await newWorld({ instances: 120, maxAttempts: 3 });
+    w.inject({ kind: 'die', at: 18 });
+    const rolloutId = await w.resync();
+    w.advance(3 * MINUTE);
+    await w.deliver('retry');
+    await w.deliver('retry');
+    expect(w.commands.size).toBe(2);
+    const chunk0 = { path: '/var/www/html/env.php', index: 0 };
+    expect(await w.store.claimChunk(rolloutId, chunk0)).toBe('claimed');
+
+    // Act: the resume the sweep asks for
+    w.enqueue('retry', JSON.stringify({ kind: 'resume', rolloutId }), 0);
+    await w.deliver('retry');
+
+    // Assert: the plan is done (not "busy"): its one unsent chunk queued for whoever gets it
+    expect((await w.store.getRollout(rolloutId))?.queuedChunks).toBe(1);
+    const queued = w.queues.retry.map((m) => JSON.parse(m.body));
+    expect(queued.filter((b) => b.kind === 'send' && b.index === 0)).toHaveLength(1);
+    // The holder stops; once its claim runs out the queued chunk goes out, once
+    w.advance(3 * MINUTE);
+    await w.drain();
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.targets.every((t) => t.status === 'Success' && t.attempt === 1)).toBe(true);
+    expect(w.commands.size).toBe(3);
+  });
+
   it('a crash right after the rollout is created still leaves a sweep that finishes it', async () => {
     const w = await newWorld({ instances: 3, maxAttempts: 2 });
     w.inject({ kind: 'crash', at: 4 }); // after SendMessage, DescribeInstances, DescribeInstanceInformation, PutItem
