@@ -106,17 +106,9 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     if (missing.length > 0) throw new InstancesNotInEnvironmentError(request.environment, missing);
   }
   const summary: RolloutSummary = {
-    rolloutId: request.rolloutId,
-    trigger: request.trigger,
-    environment: request.environment,
-    parameters: [...new Set(request.files.map((file) => file.parameter))],
-    ...(request.version === undefined ? {} : { version: request.version }),
+    ...newSummary(request),
     targeted: targets.reachable,
     unreachable: targets.unreachable,
-    commands: [],
-    failedChunks: [],
-    queued: 0,
-    resumed: false,
     dryRun: request.dryRun === true,
     empty: targets.reachable.length === 0 && targets.unreachable.length === 0,
   };
@@ -159,21 +151,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
  * holds the lease.
  */
 async function requeue(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
-  const summary: RolloutSummary = {
-    rolloutId: request.rolloutId,
-    trigger: request.trigger,
-    environment: request.environment,
-    parameters: [...new Set(request.files.map((file) => file.parameter))],
-    ...(request.version === undefined ? {} : { version: request.version }),
-    targeted: [],
-    unreachable: [],
-    commands: [],
-    failedChunks: [],
-    queued: 0,
-    resumed: true,
-    dryRun: false,
-    empty: false,
-  };
+  const summary: RolloutSummary = { ...newSummary(request), resumed: true };
   const rollout = await deps.store.getRollout(request.rolloutId);
   if (rollout?.queuedChunks !== undefined) return summary;
   if (!(await deps.store.takeOverSending(request.rolloutId))) {
@@ -255,6 +233,25 @@ async function queueChunks(
     turns.length,
     new Date(Date.parse(last) + LEASE_SECONDS * 1000),
   );
+}
+
+/** A summary of nothing done yet for this request. */
+function newSummary(request: FanOutRequest): RolloutSummary {
+  return {
+    rolloutId: request.rolloutId,
+    trigger: request.trigger,
+    environment: request.environment,
+    parameters: [...new Set(request.files.map((file) => file.parameter))],
+    ...(request.version === undefined ? {} : { version: request.version }),
+    targeted: [],
+    unreachable: [],
+    commands: [],
+    failedChunks: [],
+    queued: 0,
+    resumed: false,
+    dryRun: false,
+    empty: false,
+  };
 }
 
 function newTargets(

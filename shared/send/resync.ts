@@ -93,20 +93,7 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
       skipIfEmpty: true,
     });
     if (summary.empty && request.dryRun !== true) {
-      logger.info('resync: no running instance in the environment; nothing recorded or sent', {
-        principal,
-        environment,
-      });
-      return {
-        status: 200,
-        body: {
-          nothingToSend: true,
-          reason: `no running instance is tagged ${deps.config.tagKey}=${environment}; no rollout was recorded`,
-          requestedBy: principal,
-          environment,
-          parameters: summary.parameters,
-        },
-      };
+      return nothingToSend(deps, principal, environment, summary.parameters);
     }
     logger.info(request.dryRun === true ? 'resync dry run' : 'resync sent', {
       principal,
@@ -159,20 +146,7 @@ async function planLater(
   const { rolloutId, environment, principal } = plan;
   const parameters = [...new Set(plan.files.map((f) => f.parameter))];
   if (!(await hasRunningInstance(deps.ec2, { tagKey: deps.config.tagKey, environment }))) {
-    logger.info('resync: no running instance in the environment; nothing recorded or sent', {
-      principal,
-      environment,
-    });
-    return {
-      status: 200,
-      body: {
-        nothingToSend: true,
-        reason: `no running instance is tagged ${deps.config.tagKey}=${environment}; no rollout was recorded`,
-        requestedBy: principal,
-        environment,
-        parameters,
-      },
-    };
+    return nothingToSend(deps, principal, environment, parameters);
   }
   const message: PlanMessage = {
     kind: 'plan',
@@ -217,6 +191,29 @@ export async function planResync(deps: FanOutDeps, message: PlanMessage) {
     ...(message.version === undefined ? {} : { version: message.version }),
     skipIfEmpty: true,
   });
+}
+
+/** An environment with no running instance: answered 200, nothing recorded or sent. */
+function nothingToSend(
+  deps: FanOutDeps,
+  principal: string,
+  environment: string,
+  parameters: string[],
+): Answer {
+  logger.info('resync: no running instance in the environment; nothing recorded or sent', {
+    principal,
+    environment,
+  });
+  return {
+    status: 200,
+    body: {
+      nothingToSend: true,
+      reason: `no running instance is tagged ${deps.config.tagKey}=${environment}; no rollout was recorded`,
+      requestedBy: principal,
+      environment,
+      parameters,
+    },
+  };
 }
 
 function skipped(missing: string[]) {
