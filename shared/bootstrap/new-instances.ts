@@ -43,7 +43,8 @@ const NOT_COVERING = new Set<Target['status']>(['Unreachable', 'Superseded']);
  * The target that holds a file in place or on its way for this launch, or undefined: this
  * launch's own bootstrap target, read by its key, in whatever state but Superseded; else the newest target of
  * another rollout recorded since the launch that is not Unreachable or Superseded (say, a
- * change that ran while the instance booted and could not reach it). Throws the SDK error.
+ * change that ran while the instance booted and could not reach it) and, while pending, has
+ * been sent. Throws the SDK error.
  */
 async function coveringTarget(
   deps: BootstrapDeps,
@@ -60,7 +61,14 @@ async function coveringTarget(
   for (const entry of since.reverse()) {
     if (entry.rolloutId === bootstrapRolloutId) continue;
     const target = await deps.store.getTarget(entry.rolloutId, ref);
-    if (target !== undefined && !NOT_COVERING.has(target.status)) return target;
+    if (target === undefined || NOT_COVERING.has(target.status)) continue;
+    if (target.status !== 'Pending' || target.commandId !== undefined) return target;
+    // Recorded but maybe not sent: a chunk can wait its turn in the shared pace for minutes,
+    // longer than a launch hook. Only a command already sent covers the new instance; else
+    // the bootstrap sends itself (a second run finds the file current and rewrites nothing).
+    if (target.attempt === 1 && (await deps.store.hasFirstCommand(entry.rolloutId, ref))) {
+      return target;
+    }
   }
   return undefined;
 }

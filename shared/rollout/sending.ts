@@ -1,6 +1,6 @@
 import { chunkKey, type Item, PACE_KEY, rolloutKey, toChunk } from './items.ts';
 import type { SendChunk } from './model.ts';
-import type { RolloutTable } from './table.ts';
+import { type RolloutTable, sleep } from './table.ts';
 
 /**
  * The first sends of a rollout (RolloutStore delegates here): its planned chunks, who may send
@@ -102,6 +102,24 @@ export async function markQueued(
   });
 }
 
+/**
+ * Moves the first-send lease out to at least `until` (a chunk throttled by SSM went back to the
+ * queue): the sweep never calls a chunk still on its way "never sent".
+ */
+export async function extendSending(
+  table: RolloutTable,
+  rolloutId: string,
+  until: Date,
+): Promise<void> {
+  await table.conditional({
+    Key: rolloutKey(rolloutId),
+    UpdateExpression: 'SET sendingUntil = :until',
+    ConditionExpression:
+      'attribute_exists(pk) AND (attribute_not_exists(sendingUntil) OR sendingUntil < :until)',
+    ExpressionAttributeValues: { ':until': until.toISOString() },
+  });
+}
+
 // Optimistic updates of the one pace item lost to another writer before giving up.
 const PACE_ROUNDS = 8;
 
@@ -130,6 +148,8 @@ export async function reservePace(table: RolloutTable, seconds: number): Promise
       },
     });
     if (ok) return new Date(start);
+    // Another planner reserved in between: back off a little, with jitter, and read again.
+    await sleep(Math.random() * 50 * 2 ** round);
   }
   throw new Error(`could not reserve the send pace after ${PACE_ROUNDS} tries`);
 }

@@ -45,6 +45,7 @@ import {
   type ChunkClaim,
   chunkItems,
   claimChunk,
+  extendSending,
   markChunkSent,
   markQueued,
   plannedChunks,
@@ -222,6 +223,32 @@ export class RolloutStore {
   /** Records that every unsent chunk is queued, and how long the sends may go on. */
   markQueued(rolloutId: string, chunks: number, sendingUntil: Date): Promise<void> {
     return markQueued(this.table, rolloutId, chunks, sendingUntil);
+  }
+
+  /**
+   * Whether a first-attempt command of the rollout was sent to this instance for this file
+   * (one paged query of the rollout's command records). Throws the SDK error.
+   */
+  async hasFirstCommand(rolloutId: string, ref: { instanceId: string; path: string }) {
+    const items = await this.table.queryAll({
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
+      FilterExpression: 'attempt = :one AND #path = :path AND contains(instanceIds, :id)',
+      ExpressionAttributeNames: { '#path': 'path' },
+      ExpressionAttributeValues: {
+        ':pk': `R#${rolloutId}`,
+        ':c': 'C#',
+        ':one': 1,
+        ':path': ref.path,
+        ':id': ref.instanceId,
+      },
+      ConsistentRead: true,
+    });
+    return items.length > 0;
+  }
+
+  /** Moves the first-send lease out to at least `until`. Throws the SDK error. */
+  extendSending(rolloutId: string, until: Date): Promise<void> {
+    return extendSending(this.table, rolloutId, until);
   }
 
   /** Reserves `seconds` of the send pace all rollouts share; returns when it starts. */

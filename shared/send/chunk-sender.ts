@@ -4,6 +4,7 @@ import type { SendChunkMessage } from '../messages/retry.ts';
 import { logger } from '../platform/powertools.ts';
 import type { Transition } from '../rollout/model.ts';
 import { delayUntil, retryOrFail } from '../rollout/policy.ts';
+import { LEASE_SECONDS } from '../rollout/store.ts';
 import { type FailedChunk, isTransient, type SentChunk, sendInChunks } from './commands.ts';
 import type { FanOutDeps } from './fanout.ts';
 
@@ -87,10 +88,13 @@ export async function sendPlannedChunk(
     requeues <= MAX_REQUEUES
   ) {
     // SSM said nothing about the instances: let go and come back, no attempt used.
+    const delay = THROTTLED_RETRY_SECONDS * requeues;
     await deps.store.releaseChunk(rolloutId, message);
-    await deps.ledger.queueMessages([
-      { body: { ...message, requeues }, delay: THROTTLED_RETRY_SECONDS * requeues },
-    ]);
+    await deps.store.extendSending(
+      rolloutId,
+      new Date(now.getTime() + (delay + LEASE_SECONDS) * 1000),
+    );
+    await deps.ledger.queueMessages([{ body: { ...message, requeues }, delay }]);
     logger.warn('chunk throttled by SSM; queued again', {
       rolloutId,
       path: message.path,

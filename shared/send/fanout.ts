@@ -233,6 +233,8 @@ async function queueChunks(
     turns.length,
     new Date(Date.parse(last) + LEASE_SECONDS * 1000),
   );
+  // Nothing to send (every instance unreachable): settle and alert now, not at the first sweep.
+  if (turns.length === 0) await deps.ledger.record(request.rolloutId, []);
 }
 
 /** A summary of nothing done yet for this request. */

@@ -182,7 +182,10 @@ async function readForBatch(
   const read = new Map<string, Listed>();
   for (const instanceId of new Set(failures)) {
     const invocation = await readInvocation(ssm, commandId, instanceId);
-    if (invocation !== undefined) read.set(instanceId, invocation);
+    // Not there to read alone (never delivered: the instance stopped or went offline; or not
+    // yet, Run Command being eventually consistent): the listing knows every invocation.
+    if (invocation === undefined) return readInvocations(ssm, commandId);
+    read.set(instanceId, invocation);
   }
   return read;
 }

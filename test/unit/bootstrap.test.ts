@@ -329,6 +329,13 @@ describe('bootstrap without a lifecycle hook', () => {
       },
       [{ instanceId: instance.id, parameter, path, status: 'Pending' }],
     );
+    await storeAt(at).recordCommand(normal, {
+      commandId: 'cmd-normal',
+      parameter,
+      path,
+      attempt: 1,
+      instanceIds: [instance.id],
+    });
     const d = deps();
     const check = firstCheck(d, instance.id, instance.launch, lifecycle);
     // Act
@@ -338,6 +345,29 @@ describe('bootstrap without a lifecycle hook', () => {
     // Assert
     expect([first, second]).toEqual(['waiting-for-files', 'continued']);
     expect(sends()).toEqual([]);
+  });
+
+  it('sends itself when a rollout since the launch recorded the instance but has not sent it yet', async () => {
+    // Arrange: a big rollout resolved the new instance; its chunk waits its turn in the pace
+    // (minutes, longer than the launch hook), so no command covers it yet
+    const at = new Date(instance.launch.getTime() + 2_000);
+    const paced = newRolloutId(at, 'event-paced');
+    await storeAt(at).create(
+      {
+        rolloutId: paced,
+        trigger: { type: 'event', eventId: 'e-paced' },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+      },
+      [{ instanceId: instance.id, parameter, path, status: 'Pending' }],
+    );
+    const d = deps();
+    // Act
+    const result = await checkBootstrap(d, firstCheck(d, instance.id, instance.launch, lifecycle));
+    // Assert
+    expect(result).toBe('sent');
+    expect(sends().map((send) => send.InstanceIds)).toEqual([[instance.id]]);
   });
 });
 

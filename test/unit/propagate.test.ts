@@ -166,6 +166,19 @@ describe('propagate', () => {
     },
   );
 
+  it('settles and alerts at once when no instance can be reached: nothing to send, no wait for the sweep', async () => {
+    // Arrange: the instances are running and tagged, but none is managed by SSM
+    ssmMock.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+    // Act
+    const result = await propagate.handler(event('update'), lambdaContext());
+    // Assert
+    expect(result).toMatchObject({ status: 'sent', rollout: { targeted: 0, queued: 0 } });
+    expect(ssmMock.commandCalls(SendCommandCommand)).toHaveLength(0);
+    const alerts = snsMock.commandCalls(PublishCommand);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.args[0].input.Subject).toContain('3 unreachable');
+  });
+
   it('sends nothing for a parameter that is not mapped', async () => {
     const result = await propagate.handler(event('unmapped'), lambdaContext());
     expect(result).toMatchObject({ status: 'skipped', reason: 'not-mapped' });

@@ -219,6 +219,27 @@ describe('track', () => {
     });
   });
 
+  it('reads the listing when a failed invocation cannot be read alone (never delivered)', async () => {
+    // Arrange: the instance went offline before the agent took the command; GetCommandInvocation
+    // knows no such invocation, the listing says Undeliverable
+    const ids = instanceIds(3);
+    const { rolloutId, commandId } = await sentRollout(ids);
+    for (const id of ids) invocations.get(commandId)!.set(id, updated);
+    invocations
+      .get(commandId)!
+      .set(ids[1]!, { exitCode: -1, status: 'Failed', details: 'Undeliverable' });
+    ssmMock
+      .on(GetCommandInvocationCommand, { CommandId: commandId, InstanceId: ids[1] })
+      .rejects(Object.assign(new Error('no such invocation'), { name: 'InvocationDoesNotExist' }));
+    // Act
+    const response = await deliver(commandId, [ids[1]!], 'Failed');
+    // Assert: not dropped as "not ours", not put back forever: judged from the listing
+    expect(response.batchItemFailures).toEqual([]);
+    expect(ssmMock.commandCalls(ListCommandInvocationsCommand)).toHaveLength(1);
+    const target = await table.store.getTarget(rolloutId, ref(ids[1]!));
+    expect(target?.status === 'Pending' && target.attempt === 1).toBe(false);
+  });
+
   it('puts a completion back while the listing still shows an invocation unfinished', async () => {
     const ids = instanceIds(2);
     const { rolloutId, commandId } = await sentRollout(ids);
