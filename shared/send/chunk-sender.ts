@@ -7,6 +7,7 @@ import { delayUntil, retryOrFail } from '../rollout/policy.ts';
 import { LEASE_SECONDS } from '../rollout/store.ts';
 import { type FailedChunk, isTransient, type SentChunk, sendInChunks } from './commands.ts';
 import type { FanOutDeps } from './fanout.ts';
+import { isDue } from './plan.ts';
 
 export interface ChunkOutcome {
   result: 'sent' | 'already-sent' | 'later' | 'requeued' | 'failed';
@@ -34,7 +35,7 @@ export async function sendPlannedChunk(
 ): Promise<ChunkOutcome> {
   const { rolloutId } = message;
   const now = deps.ledger.now();
-  if (Date.parse(message.notBefore) - now.getTime() > 1000) {
+  if (!isDue(message.notBefore, now)) {
     await deps.ledger.queueMessages([{ body: message, delay: delayUntil(message.notBefore, now) }]);
     return { result: 'later', sent: [], failed: [] };
   }

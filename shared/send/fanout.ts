@@ -3,14 +3,20 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { FanoutConfig, FileTarget } from '../config.ts';
 import { InstancesNotInEnvironmentError, RolloutBusyError } from '../errors.ts';
 import type { Ledger } from '../rollout/ledger.ts';
-import type { NewTarget, SendChunk, SourceVersion } from '../rollout/model.ts';
+import {
+  type NewTarget,
+  planChunks,
+  type Rollout,
+  type SendChunk,
+  type SourceVersion,
+} from '../rollout/model.ts';
 import { delayUntil } from '../rollout/policy.ts';
 import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
 import type { Trigger } from '../rollout/trigger.ts';
 import { sendPlannedChunk } from './chunk-sender.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
-import { paceSeconds, schedule } from './plan.ts';
+import { isDue, paceSeconds, schedule } from './plan.ts';
 
 export type { Trigger };
 
@@ -93,7 +99,9 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   if (request.resume === true) {
     // Recorded already: only what was not queued is left, and no need to resolve again.
     const rollout = await deps.store.getRollout(request.rolloutId);
-    if (rollout !== undefined && rollout.state !== 'Creating') return requeue(deps, request);
+    if (rollout !== undefined && rollout.state !== 'Creating') {
+      return requeue(deps, request, rollout);
+    }
   }
   const targets = await resolveTargets(deps, {
     tagKey: deps.config.tagKey,
@@ -131,18 +139,26 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     },
     wanted,
   );
-  if (!created) {
-    const rollout = await deps.store.getRollout(request.rolloutId);
-    if (rollout !== undefined && rollout.state !== 'Creating') return requeue(deps, request);
-    // Another run of this rollout is creating it right now; try again once its lease runs out.
-    if (!(await deps.store.takeOverSending(request.rolloutId))) {
-      throw new RolloutBusyError(request.rolloutId);
-    }
-    summary.resumed = true;
-    await deps.store.finishCreating(request.rolloutId, wanted);
+  if (created) {
+    // The chunks the store planned for exactly these targets: nothing to read back.
+    await queueChunks(deps, request, planChunks(wanted), summary);
+    return summary;
   }
+  const rollout = await deps.store.getRollout(request.rolloutId);
+  if (rollout !== undefined && rollout.state !== 'Creating') {
+    return requeue(deps, request, rollout);
+  }
+  // Another run of this rollout is creating it right now; try again once its lease runs out.
+  await takeOver(deps, request.rolloutId);
+  summary.resumed = true;
+  await deps.store.finishCreating(request.rolloutId, wanted);
   await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
   return summary;
+}
+
+/** Takes the rollout's lease from a run that stopped; RolloutBusyError while it is live. */
+async function takeOver(deps: FanOutDeps, rolloutId: string): Promise<void> {
+  if (!(await deps.store.takeOverSending(rolloutId))) throw new RolloutBusyError(rolloutId);
 }
 
 /**
@@ -150,13 +166,14 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
  * to do once all are queued: the workers are on it). Throws RolloutBusyError while another run
  * holds the lease.
  */
-async function requeue(deps: FanOutDeps, request: FanOutRequest): Promise<RolloutSummary> {
+async function requeue(
+  deps: FanOutDeps,
+  request: FanOutRequest,
+  rollout: Rollout,
+): Promise<RolloutSummary> {
   const summary: RolloutSummary = { ...newSummary(request), resumed: true };
-  const rollout = await deps.store.getRollout(request.rolloutId);
-  if (rollout?.queuedChunks !== undefined) return summary;
-  if (!(await deps.store.takeOverSending(request.rolloutId))) {
-    throw new RolloutBusyError(request.rolloutId);
-  }
+  if (rollout.queuedChunks !== undefined) return summary;
+  await takeOver(deps, request.rolloutId);
   await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
   return summary;
 }
@@ -200,9 +217,7 @@ async function queueChunks(
     notBefore: at.toISOString(),
   }));
   const now = deps.ledger.now().getTime();
-  const dueNow = turns
-    .filter((t) => Date.parse(t.notBefore) <= now + 1000)
-    .slice(0, SENT_BY_PLANNER);
+  const dueNow = turns.filter((t) => isDue(t.notBefore, new Date(now))).slice(0, SENT_BY_PLANNER);
   const later = turns.filter((t) => !dueNow.includes(t));
   await deps.ledger.queueMessages(
     later.map((body) => ({ body, delay: delayUntil(body.notBefore, new Date(now)) })),

@@ -2,8 +2,17 @@ import type { FanoutConfig } from '../config.ts';
 import type { SendChunk } from '../rollout/model.ts';
 
 /**
- * When each of a rollout's planned chunks (rollout/model.ts `planChunks`) may go, so that every rollout's sends together keep to the configured pace. Pure functions.
+ * When each of a rollout's planned chunks (rollout/model.ts `planChunks`) may go, so that
+ * every rollout's sends together keep to the configured pace. Pure functions.
  */
+
+// SQS delays count whole seconds: a turn less than this far off is due now.
+const DUE_WITHIN_MS = 1000;
+
+/** Whether a chunk whose turn is `notBefore` may go at `now`. Never throws. */
+export function isDue(notBefore: string, now: Date): boolean {
+  return Date.parse(notBefore) - now.getTime() <= DUE_WITHIN_MS;
+}
 
 export type Pace = Pick<FanoutConfig['rollout'], 'fetchesPerSecond' | 'commandsPerSecond'>;
 

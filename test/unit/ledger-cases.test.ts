@@ -293,10 +293,10 @@ describe('case 7: a rollout whose first run does not finish', () => {
     // Arrange: 120 instances (3 chunks); the resync dies (a timeout) at the SendCommand of the
     // chunk it sends itself, after queuing the other two. Calls: SendMessage (sweep),
     // DescribeInstances, 3× DescribeInstanceInformation, PutItem, GetItem, 5× BatchWriteItem
-    // (120 targets, 3 chunks, 2 index entries), UpdateItem, Query (chunks), GetItem and
-    // UpdateItem (the pace), SendMessageBatch, UpdateItem (the chunk's claim), SendCommand…
+    // (120 targets, 3 chunks, 2 index entries), UpdateItem, GetItem and UpdateItem (the pace),
+    // SendMessageBatch, UpdateItem (the chunk's claim), SendCommand…
     const w = await newWorld({ instances: 120, maxAttempts: 3 });
-    w.inject({ kind: 'die', at: 18 });
+    w.inject({ kind: 'die', at: 17 });
     const rolloutId = await w.resync();
     expect(w.pendingInvocations()).toHaveLength(0);
     const half = await w.store.getRollout(rolloutId);
@@ -319,7 +319,7 @@ describe('case 7: a rollout whose first run does not finish', () => {
     // its two other chunks are sent from the queue, and a run holds chunk 0 when the resume
     // comes (its claim outlives the plan's lease)
     const w = await newWorld({ instances: 120, maxAttempts: 3 });
-    w.inject({ kind: 'die', at: 18 });
+    w.inject({ kind: 'die', at: 17 });
     const rolloutId = await w.resync();
     w.advance(3 * MINUTE);
     await w.deliver('retry');
