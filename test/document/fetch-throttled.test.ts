@@ -9,27 +9,18 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { it as base, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { DocumentExitCode, parseResultLine } from '../../shared/document-contract.ts';
 import {
   CANARY,
+  itInSandbox as it,
   lastLine,
-  makeSandbox,
   placeFile,
   runDocument,
   type Sandbox,
   SHELLS,
   snapshot,
 } from './harness.ts';
-
-const it = base.extend<{ box: Sandbox }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads fixture dependencies from the pattern
-  box: async ({}, use) => {
-    const box = makeSandbox();
-    await use(box);
-    box.cleanup();
-  },
-});
 
 const OLD = `OLD=${CANARY}-old\n`;
 const NEW = `NEW=${CANARY}\n`;

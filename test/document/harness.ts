@@ -23,6 +23,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { it as base } from 'vitest';
 import {
   type AgentInterpolation,
   type CommandDocument,
@@ -317,3 +318,16 @@ export function idOf(file: '/etc/passwd' | '/etc/group', name: string): number |
   }
   return undefined;
 }
+
+/**
+ * `it` with a sandbox of its own for every test (`{ box }`), cleaned up after it: the tests,
+ * mostly waiting on processes, run concurrently.
+ */
+export const itInSandbox = base.extend<{ box: Sandbox }>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads fixture dependencies from the pattern
+  box: async ({}, use) => {
+    const box = makeSandbox();
+    await use(box);
+    box.cleanup();
+  },
+});

@@ -15,11 +15,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { it as base, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { DocumentExitCode, parseResultLine } from '../../shared/document-contract.ts';
 import {
   CANARY,
   idOf,
+  itInSandbox as it,
   lastLine,
   makeSandbox,
   placeFile,
@@ -33,16 +34,6 @@ import {
 
 const OLD = `<?php return ['db_password' => 'old-${CANARY}'];\n`;
 const NEW = `<?php return ['db_password' => 'new-${CANARY}'];\n`;
-
-// Every test gets its own sandbox, so the tests (mostly waiting on processes) run concurrently.
-const it = base.extend<{ box: Sandbox }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads fixture dependencies from the pattern
-  box: async ({}, use) => {
-    const box = makeSandbox();
-    await use(box);
-    box.cleanup();
-  },
-});
 
 /** A sandbox whose PATH lacks some tools; removed when the test ends. */
 function sandboxWithout(tools: Tool[], onTestFinished: (fn: () => void) => void): Sandbox {

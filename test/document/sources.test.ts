@@ -5,10 +5,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { it as base, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { DocumentExitCode, parseResultLine } from '../../shared/document-contract.ts';
 import {
   CANARY,
+  itInSandbox as it,
   lastLine,
   makeSandbox,
   placeFile,
@@ -18,15 +19,6 @@ import {
   SHELLS,
   snapshot,
 } from './harness.ts';
-
-const it = base.extend<{ box: Sandbox }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads fixture dependencies from the pattern
-  box: async ({}, use) => {
-    const box = makeSandbox();
-    await use(box);
-    box.cleanup();
-  },
-});
 
 const VERSION_ID = 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111';
 
