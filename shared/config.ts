@@ -31,25 +31,32 @@ const environmentName = z
     'must be 1-63 chars: letters, digits, _ . - (not first)',
   );
 
+const ONLY_ENV_PLACEHOLDER = `the only placeholder allowed is ${ENV_PLACEHOLDER}`;
+/** Whether `{env}` is the only placeholder in a name. Never throws. */
+const onlyEnvPlaceholder = (name: string) =>
+  name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null;
+/** Parameter names and paths under /aws and /ssm are AWS's own. */
+const reservedByAws = (name: string) => /^\/aws(\/|$)|^\/ssm(\/|$)/i.test(name);
+
+/** A source name template: it must hold `{env}`, and no other placeholder. */
+function withEnvPlaceholder(name: z.ZodString) {
+  return name
+    .refine((n) => n.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
+    .refine(onlyEnvPlaceholder, ONLY_ENV_PLACEHOLDER);
+}
+
 // Parameter names: "/" separated, letters, digits and _.- per the Parameter Store naming rules
 // (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html),
 // plus the {env} placeholder; always fully qualified so IAM ARNs and rule patterns are exact.
-const parameterTemplate = z
-  .string()
-  .max(1011)
-  .regex(
-    /^(\/[A-Za-z0-9_.\-{}]+)+$/,
-    'must be a fully qualified name like /{env}/app/env.php (letters, digits, _ . - and /)',
-  )
-  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
-  .refine(
-    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
-    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
-  )
-  .refine(
-    (name) => !/^\/aws(\/|$)|^\/ssm(\/|$)/i.test(name),
-    'names beginning with /aws or /ssm are reserved by AWS',
-  );
+const parameterTemplate = withEnvPlaceholder(
+  z
+    .string()
+    .max(1011)
+    .regex(
+      /^(\/[A-Za-z0-9_.\-{}]+)+$/,
+      'must be a fully qualified name like /{env}/app/env.php (letters, digits, _ . - and /)',
+    ),
+).refine((name) => !reservedByAws(name), 'names beginning with /aws or /ssm are reserved by AWS');
 
 const pathTemplate = z
   .string()
@@ -59,10 +66,7 @@ const pathTemplate = z
     (path) => !path.split('/').some((segment) => segment === '.' || segment === '..'),
     'must not contain . or .. segments',
   )
-  .refine(
-    (path) => path.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
-    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
-  );
+  .refine(onlyEnvPlaceholder, ONLY_ENV_PLACEHOLDER);
 
 const posixName = z
   .string()
@@ -73,18 +77,15 @@ const posixName = z
 // Ours may not begin with "/", so a secret's name can never be mistaken for a parameter's (the
 // two share the `parameter` field of rollouts and targets), and may not end with a hyphen and
 // six characters, which Secrets Manager's own ARN suffix would make ambiguous in IAM patterns.
-const secretTemplate = z
-  .string()
-  .max(512)
-  .regex(
-    /^[A-Za-z0-9_+=.@{}-][A-Za-z0-9_+=.@{}/-]*$/,
-    'must be a secret name like {env}/db (letters, digits, /_+=.@-, not beginning with /)',
-  )
-  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
-  .refine(
-    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
-    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
-  )
+const secretTemplate = withEnvPlaceholder(
+  z
+    .string()
+    .max(512)
+    .regex(
+      /^[A-Za-z0-9_+=.@{}-][A-Za-z0-9_+=.@{}/-]*$/,
+      'must be a secret name like {env}/db (letters, digits, /_+=.@-, not beginning with /)',
+    ),
+)
   .refine((name) => !name.includes('//') && !name.endsWith('/'), 'must not hold an empty segment')
   .refine(
     (name) => !/-[A-Za-z0-9]{6}$/.test(name),
@@ -92,22 +93,15 @@ const secretTemplate = z
   );
 
 // A Parameter Store path: like a parameter name, ending in "/" (which no parameter name can).
-const parameterPathTemplate = z
-  .string()
-  .max(1011)
-  .regex(
-    /^(\/[A-Za-z0-9_.\-{}]+)+\/$/,
-    'must be a fully qualified path ending in / like /{env}/app/ (letters, digits, _ . - and /)',
-  )
-  .refine((name) => name.includes(ENV_PLACEHOLDER), `must contain ${ENV_PLACEHOLDER}`)
-  .refine(
-    (name) => name.replaceAll(ENV_PLACEHOLDER, '').match(/[{}]/) === null,
-    `the only placeholder allowed is ${ENV_PLACEHOLDER}`,
-  )
-  .refine(
-    (name) => !/^\/aws(\/|$)|^\/ssm(\/|$)/i.test(name),
-    'paths beginning with /aws or /ssm are reserved by AWS',
-  );
+const parameterPathTemplate = withEnvPlaceholder(
+  z
+    .string()
+    .max(1011)
+    .regex(
+      /^(\/[A-Za-z0-9_.\-{}]+)+\/$/,
+      'must be a fully qualified path ending in / like /{env}/app/ (letters, digits, _ . - and /)',
+    ),
+).refine((name) => !reservedByAws(name), 'paths beginning with /aws or /ssm are reserved by AWS');
 
 /** Where a file's content comes from: one parameter, one secret, or every parameter under a path. */
 export const SOURCE_KINDS = ['parameter', 'secret', 'parametersByPath'] as const;
