@@ -16,6 +16,7 @@ import { type RolloutReport, summarise } from '../shared/report/rollout-report.t
 import { newRolloutId } from '../shared/rollout/rollout-id.ts';
 import { fanOut, type RolloutSummary } from '../shared/send/fanout.ts';
 import { currentVersion } from '../shared/send/parameters.ts';
+import { stagedPlan } from '../shared/stages/plan.ts';
 
 // Read and checked once per container: a bad deployment fails at cold start, loudly.
 const deps = depsFromEnv();
@@ -27,7 +28,8 @@ export type PropagateResult =
 
 /**
  * A Parameter Store change: push a created or updated parameter to every instance of its
- * environment; for any other operation (Delete, LabelParameterVersion…) send nothing and alert.
+ * environment (stage by stage where custom.fanout.rollout.stages says so); for any other
+ * operation (Delete, LabelParameterVersion…) send nothing and alert.
  */
 export const lambdaHandler = async (event: ParameterChangeEvent): Promise<PropagateResult> => {
   const { operation, name } = event.detail;
@@ -64,6 +66,7 @@ export const lambdaHandler = async (event: ParameterChangeEvent): Promise<Propag
     environment,
     files,
     ...(version === undefined ? {} : { version }),
+    ...(await stagedPlan(deps, { environment, parameter: name, version, rolloutId })),
   });
   recordMetrics(summary);
   const rollout = summarise(summary);

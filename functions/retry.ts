@@ -7,7 +7,9 @@ import {
   ResumeMessageSchema,
   RetryMessageSchema,
   SendChunkMessageSchema,
+  StageMessageSchema,
 } from '../shared/messages/retry.ts';
+import { cloudwatch } from '../shared/platform/clients/cloudwatch.ts';
 import { observed } from '../shared/platform/middleware.ts';
 import { parseOrThrow } from '../shared/platform/parse.ts';
 import { logger, metrics } from '../shared/platform/powertools.ts';
@@ -15,15 +17,17 @@ import { summarise } from '../shared/report/rollout-report.ts';
 import { sendPlannedChunk } from '../shared/send/chunk-sender.ts';
 import { resumeRollout } from '../shared/send/resume.ts';
 import { planResync } from '../shared/send/resync.ts';
+import { progressStage } from '../shared/stages/progress.ts';
 import { retryChunk } from '../shared/track/retrier.ts';
 
-const deps = depsFromEnv();
+const deps = { ...depsFromEnv(), cloudwatch };
 const processor = new BatchProcessor(EventType.SQS);
 
 /**
  * One message of the send queue: a planned first send of a chunk at its turn; a delayed retry
- * of a chunk (the targets' next attempt, or why not); a whole-environment re-sync to plan; or a
- * request of the sweep to resume a rollout its creator left half-created.
+ * of a chunk (the targets' next attempt, or why not); a whole-environment re-sync to plan; a
+ * staged rollout's stage to look at (halt, bake or go on); or a request of the sweep to resume
+ * a rollout its creator left half-created.
  */
 async function retryRecord(record: SQSRecord): Promise<void> {
   const body = JSON.parse(record.body);
@@ -45,6 +49,16 @@ async function retryRecord(record: SQSRecord): Promise<void> {
     const message = parseOrThrow(PlanMessageSchema, body, 'plan message');
     const summary = await planResync(deps, message);
     logger.info('resync planned', { rollout: summarise(summary) });
+    return;
+  }
+  if (body?.kind === 'stage') {
+    const message = parseOrThrow(StageMessageSchema, body, 'stage message');
+    const result = await progressStage(deps, message);
+    logger.info('stage looked at', {
+      rolloutId: message.rolloutId,
+      stage: message.stage + 1,
+      result,
+    });
     return;
   }
   if (body?.kind === 'resume') {

@@ -162,6 +162,36 @@ const CoalesceSchema = z
     path: ['maxWaitSeconds'],
   });
 
+// A stage's size: how many instances have the change once the stage is done, counted from the
+// start of the rollout (so stages only grow): a count (1 for a single canary) or a share of the
+// environment's reachable instances ('10%'). The last stage always takes the rest.
+const stageSize = z.union([
+  z.number().int().min(1).max(100_000),
+  z.string().regex(/^([1-9][0-9]?|100)%$/, "must be a count like 1 or a percentage like '10%'"),
+]);
+
+// CloudWatch alarm names: 1-255 characters
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html).
+const alarmName = z.string().min(1).max(255);
+
+// Staged rollouts of one environment: a parameter change reaches a canary first, then waves,
+// each stage baking before the next; a stage with a failed instance, or an alarm in ALARM
+// during a stage or its bake, halts the rollout and rolls the stage's instances back.
+const StagesSchema = z
+  .strictObject({
+    canary: stageSize.default(1),
+    // Cumulative sizes after the canary; the rollout ends with every instance whatever they say.
+    waves: z.array(stageSize).max(8).default([]),
+    // How long a finished stage must stay healthy before the next one starts.
+    bakeSeconds: z.number().int().min(0).max(86_400).default(300),
+    // DescribeAlarms takes at most 100 names (API_DescribeAlarms.html, AlarmNames).
+    alarms: z.array(alarmName).max(100).default([]),
+  })
+  .refine((s) => new Set(s.alarms).size === s.alarms.length, {
+    message: 'an alarm is listed twice',
+    path: ['alarms'],
+  });
+
 // SendCommand MaxConcurrency / MaxErrors patterns, exactly as the API model declares them
 // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
 const RolloutSchema = z.strictObject({
@@ -198,6 +228,8 @@ const RolloutSchema = z.strictObject({
   // rate (the quotas page above lists none), so a conservative default; the SDK's adaptive
   // retry mode absorbs an occasional ThrottlingException beyond it.
   commandsPerSecond: z.number().int().min(1).max(100).default(10),
+  // Per environment, off by default: which environments stage their parameter changes.
+  stages: z.record(environmentName, StagesSchema).default({}),
 });
 
 const RetrySchema = z.strictObject({
@@ -274,6 +306,15 @@ export const FanoutConfigSchema = z
       }
       seenEnvironments.add(environment);
     });
+    for (const environment of Object.keys(config.rollout.stages)) {
+      if (!seenEnvironments.has(environment)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rollout', 'stages', environment],
+          message: `${environment} is not one of the environments (${config.environments.join(', ')})`,
+        });
+      }
+    }
     // Two mappings writing one file on one instance would fight over it; one parameter
     // written to two paths is fine (e.g. a file read by two apps).
     const writers = new Map<string, string>();
@@ -294,6 +335,7 @@ export const FanoutConfigSchema = z
 export type FanoutConfig = z.infer<typeof FanoutConfigSchema>;
 export type FanoutConfigInput = z.input<typeof FanoutConfigSchema>;
 export type FileMapping = z.infer<typeof FileMappingSchema>;
+export type StageConfig = z.infer<typeof StagesSchema>;
 
 /** One mapped file of one environment, placeholders expanded: what one SendCommand writes. */
 export interface FileTarget {
@@ -313,6 +355,11 @@ export interface FileTarget {
   format: FileMapping['format'];
   reloadService?: string;
   backups: number;
+  /**
+   * The parameter version to write (a staged rollout's stage, a rollback, a halted parameter's
+   * last complete version); absent: the latest. Parameters only.
+   */
+  version?: number;
 }
 
 type ExpandableConfig = Pick<FanoutConfig, 'environments' | 'files'>;

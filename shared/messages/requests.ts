@@ -19,6 +19,20 @@ export const ResyncRequestSchema = z
 
 export type ResyncRequest = z.infer<typeof ResyncRequestSchema>;
 
+/** A person's decision on a halted staged rollout, sent to the resync endpoint. */
+export const RolloutDecisionSchema = z.strictObject({
+  rolloutId: z
+    .string()
+    .regex(
+      /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
+      'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
+    ),
+  action: z.enum(['resume', 'abandon']),
+  environment: z.string().min(1).max(63).optional(),
+});
+
+export type RolloutDecision = z.infer<typeof RolloutDecisionSchema>;
+
 /** Instances per page of one rollout: ~190 B each keeps a page far below Lambda's 6 MB. */
 export const MAX_INSTANCES_PER_PAGE = 1000;
 

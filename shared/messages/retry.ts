@@ -45,6 +45,8 @@ export const SendChunkMessageSchema = z.strictObject({
   index: z.number().int().min(0),
   instanceIds: z.array(instanceIdSchema).min(1).max(50),
   notBefore: z.iso.datetime(),
+  /** The parameter version to write (a staged or held rollout); absent: the latest. */
+  version: z.number().int().min(1).optional(),
   /** How often this chunk was put back because SSM was throttling. */
   requeues: z.number().int().min(1).max(20).optional(),
 });
@@ -66,3 +68,15 @@ export const PlanMessageSchema = z.strictObject({
 });
 
 export type PlanMessage = z.infer<typeof PlanMessageSchema>;
+
+/**
+ * A staged rollout's stage to look at: once all its targets are over (queued by the ledger), and
+ * again during its bake (delayed): halt it, bake it, or start the next one.
+ */
+export const StageMessageSchema = z.strictObject({
+  kind: z.literal('stage'),
+  rolloutId: z.string().min(1),
+  stage: z.number().int().min(0),
+});
+
+export type StageMessage = z.infer<typeof StageMessageSchema>;

@@ -1,6 +1,12 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { logger } from '../platform/powertools.ts';
-import { driftRepaired, hasProblems, type Rollout, type Target } from '../rollout/model.ts';
+import {
+  driftRepaired,
+  hasProblems,
+  type Rollout,
+  type StageProgress,
+  type Target,
+} from '../rollout/model.ts';
 import { describeTrigger } from '../rollout/trigger.ts';
 
 /** One message for the on-call. Never carries a secret value: only names, ids and reasons. */
@@ -80,6 +86,9 @@ const MAX_LISTED = 50;
  * that rewrote files (the drifted instances named). Never throws.
  */
 export function rolloutAlert(rollout: Rollout, targets: Target[], stage?: string): Alert {
+  if (rollout.stages?.phase === 'Halted' && rollout.state !== 'Settled') {
+    return haltAlert(rollout, targets, stage);
+  }
   const alert = problemsAlert(rollout, targets, stage);
   const repaired = driftRepaired(rollout.counts, rollout.trigger);
   if (repaired === 0) return alert;
@@ -200,4 +209,63 @@ function describeFailureLine(target: Target): string {
     e.exitCode === undefined ? '' : `, exit ${e.exitCode}${e.meaning ? ` ${e.meaning}` : ''}`;
   const stderr = e.stderr === undefined ? '' : ` — ${e.stderr}`;
   return `${e.status}${exit}${stderr} (attempts: ${target.attempt})`;
+}
+
+/**
+ * The one alert of a halt: where the staged rollout stopped and why, what was rolled back to
+ * which version, what was never sent, and the two decisions the on-call can make.
+ */
+function haltAlert(rollout: Rollout, targets: Target[], stage?: string): Alert {
+  const stages = rollout.stages as StageProgress;
+  const halt = stages.halt;
+  const k = halt?.stage ?? stages.current;
+  const parameters = rollout.parameters.join(', ');
+  const version = rollout.version === undefined ? '' : ` v${rollout.version}`;
+  const stageFlag = stage === undefined ? '' : ` --stage ${stage}`;
+  const reached = stages.instances.slice(0, k + 1).reduce((sum, n) => sum + n, 0);
+  const never = stages.instances.slice(k + 1).reduce((sum, n) => sum + n, 0);
+  const failed = targets.filter((t) => t.status === 'Failed' && t.stage === k);
+  const where = k === 0 ? 'the canary' : `stage ${k + 1}`;
+  const decide = (action: string) =>
+    `  npx serverless invoke -f resync${stageFlag} --data '${JSON.stringify({ rolloutId: rollout.rolloutId, action })}'`;
+  return {
+    subject: `secrets-fanout: ${rollout.environment} ${parameters}${version} HALTED at ${where} of ${stages.instances.length}`,
+    lines: [
+      `Staged rollout ${rollout.rolloutId} (${describeTrigger(rollout.trigger)}) halted at ${halt?.at ?? 'now'}.`,
+      `Environment: ${rollout.environment}   Parameters: ${parameters}   Version: ${rollout.version ?? 'unknown'}`,
+      `Where: ${where} of ${stages.instances.length} (${stages.instances.map((n, i) => `stage ${i + 1}: ${n}`).join(', ')} instances).`,
+      `Why: ${halt?.reason ?? 'unknown'}`,
+      halt?.rollbackRolloutId === undefined || stages.previousVersion === undefined
+        ? `Rollback: none (no earlier version of ${parameters} to roll back to); the ${reached} instances reached keep v${rollout.version ?? '?'}.`
+        : `Rollback: the ${reached} instances reached are being rolled back to v${stages.previousVersion} (rollout ${halt.rollbackRolloutId}; it alerts on its own if a rollback fails).`,
+      `Untouched: ${never} instances were never sent this version.`,
+      ...(stages.previousVersion === undefined
+        ? []
+        : [
+            `Until you decide, new instances, drift repair and re-syncs write v${stages.previousVersion} of ${parameters}, not v${rollout.version ?? '?'}.`,
+          ]),
+      ...(failed.length > 0
+        ? [
+            '',
+            'Failed in this stage:',
+            ...failed
+              .slice(0, MAX_LISTED)
+              .map((t) => `  ${t.instanceId} ${t.path}: ${describeFailureLine(t)}`),
+          ]
+        : []),
+      '',
+      'Details:',
+      `  npx serverless invoke -f status${stageFlag} --data '${JSON.stringify({ rolloutId: rollout.rolloutId })}'`,
+      'If the value is right after all (the alarm had another cause): resume; the rolled-back instances get it again and the next stage starts:',
+      decide('resume'),
+      'If it is wrong: abandon; put a corrected value (it is staged from its own canary):',
+      decide('abandon'),
+    ],
+    attributes: {
+      kind: 'rollout-halted',
+      rolloutId: rollout.rolloutId,
+      environment: rollout.environment,
+      stage: String(k + 1),
+    },
+  };
 }

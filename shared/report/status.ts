@@ -6,12 +6,14 @@ import {
   firstAttemptCommands,
   type LastError,
   type Rollout,
+  type StageProgress,
   type Target,
   type TargetStatus,
   targetId,
 } from '../rollout/model.ts';
 import type { RolloutStore } from '../rollout/store.ts';
 import { describeTrigger } from '../rollout/trigger.ts';
+import { stageName } from '../stages/stage-info.ts';
 
 export interface InstanceView {
   instanceId: string;
@@ -30,6 +32,21 @@ export interface InstanceView {
   commandId?: string;
 }
 
+export interface StagesView {
+  /** "stage 2 of 3", "the canary (stage 1 of 3)". */
+  current: string;
+  phase: StageProgress['phase'];
+  /** Instances per stage. */
+  instances: number[];
+  bakeUntil?: string;
+  alarms: string[];
+  rollbackTo?: number;
+  halt?: StageProgress['halt'];
+  decisions?: StageProgress['decisions'];
+  /** A sentence for the on-call: where it stands and what can be done. */
+  summary: string;
+}
+
 export interface RolloutView {
   rolloutId: string;
   trigger: Rollout['trigger'];
@@ -44,6 +61,10 @@ export interface RolloutView {
   counts: Counts;
   /** A drift repair: files it rewrote because they had drifted (its `Success` targets). */
   driftRepaired?: number;
+  /** A staged rollout: its stages and where it stands. */
+  stages?: StagesView;
+  /** The versions it writes, when pinned (a stage, a rollback, a halted parameter). */
+  pins?: Record<string, number>;
   /** A page of the instances; `nextToken` asks for the next one. */
   instances: InstanceView[];
   nextToken?: string;
@@ -78,8 +99,33 @@ export async function rolloutView(
     ...(rollout.trigger.type === 'drift'
       ? { driftRepaired: driftRepaired(rollout.counts, rollout.trigger) }
       : {}),
+    ...(rollout.stages === undefined ? {} : { stages: stagesView(rollout.stages) }),
+    ...(rollout.pins === undefined ? {} : { pins: rollout.pins }),
     instances: targets.map((t) => instanceView(t, firstCommand.get(targetId(t)))),
     ...(lastKey === undefined ? {} : { nextToken: encodeToken(lastKey) }),
+  };
+}
+
+/** A staged rollout's stages as the on-call reads them. Never throws. */
+export function stagesView(stages: StageProgress): StagesView {
+  const current = stageName(stages, stages.current);
+  const summary = {
+    Sending: `sending ${current}`,
+    Baking: `${current} passed; baking until ${stages.bakeUntil ?? '?'}, then the next stage`,
+    Halted: `HALTED at ${stageName(stages, stages.halt?.stage ?? stages.current)}: ${stages.halt?.reason ?? '?'}; resume or abandon it with the resync endpoint`,
+    Done: `every stage passed (${stages.instances.length} stages)`,
+    Abandoned: `abandoned at ${current}: later stages were never sent`,
+  }[stages.phase];
+  return {
+    current,
+    phase: stages.phase,
+    instances: stages.instances,
+    ...(stages.bakeUntil === undefined ? {} : { bakeUntil: stages.bakeUntil }),
+    alarms: stages.alarms,
+    ...(stages.previousVersion === undefined ? {} : { rollbackTo: stages.previousVersion }),
+    ...(stages.halt === undefined ? {} : { halt: stages.halt }),
+    ...(stages.decisions === undefined ? {} : { decisions: stages.decisions }),
+    summary,
   };
 }
 
@@ -159,6 +205,23 @@ export function rolloutTable(view: RolloutView): string[] {
       : [
           `drift repaired: ${view.driftRepaired} file(s) had drifted and were rewritten (state Success)`,
         ]),
+    ...(view.stages === undefined
+      ? []
+      : [
+          `stages: ${view.stages.instances.join(' → ')} instances; ${view.stages.summary}`,
+          ...(view.stages.halt?.rollbackRolloutId === undefined
+            ? []
+            : [
+                `rollback: rollout ${view.stages.halt.rollbackRolloutId} writes v${view.stages.rollbackTo ?? '?'} to the instances reached`,
+              ]),
+        ]),
+    ...(view.pins === undefined || view.stages !== undefined
+      ? []
+      : [
+          `pinned: ${Object.entries(view.pins)
+            .map(([p, v]) => `${p} v${v}`)
+            .join(', ')}`,
+        ]),
     `${c.success} updated, ${c.unchanged} unchanged, ${c.failed} failed, ${c.unreachable} unreachable, ${c.superseded} superseded, ${c.pending} pending (of ${c.total}; ${c.retries} retries)`,
     ...columns([
       [
@@ -210,6 +273,9 @@ export function rolloutListTable(rollouts: Rollout[]): string[] {
 
 function triggerColumn(rollout: Rollout): string {
   const text = describeTrigger(rollout.trigger);
+  if (rollout.stages !== undefined && rollout.state !== 'Settled') {
+    return `${text}: ${stagesView(rollout.stages).summary}`;
+  }
   if (rollout.trigger.type !== 'drift' || rollout.state !== 'Settled') return text;
   return `${text}: ${driftRepaired(rollout.counts, rollout.trigger)} repaired`;
 }

@@ -1,4 +1,12 @@
-import type { CommandRecord, Counts, Rollout, SendChunk, Target, TerminalStatus } from './model.ts';
+import type {
+  CommandRecord,
+  Counts,
+  Rollout,
+  SendChunk,
+  StageProgress,
+  Target,
+  TerminalStatus,
+} from './model.ts';
 
 /**
  * The rollouts table's item layout: keys and the mapping between items and the model.
@@ -11,6 +19,8 @@ import type { CommandRecord, Counts, Rollout, SendChunk, Target, TerminalStatus 
  *   pk = P#<parameter>   sk = <createdAt>#<rolloutId>  rollouts of a parameter, in start order
  *   pk = E#<environment> sk = <createdAt>#<rolloutId>  rollouts of an environment
  *   pk = B#<instanceId>  sk = <launch>                 the alert about a new instance, once
+ *   pk = V#<environment> sk = <parameter>              its versions: the last complete, and the
+ *                                                      halted rollout that pins it, if any
  */
 
 // biome-ignore lint/suspicious/noExplicitAny: items are untyped until toRollout/toTarget/toCommand map them
@@ -31,6 +41,10 @@ export const chunkKey = (rolloutId: string, c: { path: string; index: number }) 
   sk: `S#${c.path}#${String(c.index).padStart(5, '0')}`,
 });
 export const PACE_KEY = { pk: 'PACE', sk: 'fetches' };
+export const releaseKey = (environment: string, parameter: string) => ({
+  pk: `V#${environment}`,
+  sk: parameter,
+});
 export const launchAlertKey = (instanceId: string, launch: string) => ({
   pk: `B#${instanceId}`,
   sk: launch,
@@ -109,6 +123,8 @@ export function toRollout(item: Item): Rollout {
     counts,
     ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
     ...(item.queuedChunks === undefined ? {} : { queuedChunks: Number(item.queuedChunks) }),
+    ...(item.pins === undefined ? {} : { pins: numbers(item.pins) }),
+    ...(item.stages === undefined ? {} : { stages: toStages(item.stages) }),
   };
 }
 
@@ -129,6 +145,7 @@ export function toTarget(item: Item): Target {
     ...(item.retryAt === undefined ? {} : { retryAt: item.retryAt }),
     ...(item.claimedUntil === undefined ? {} : { claimedUntil: item.claimedUntil }),
     ...(item.resends === undefined ? {} : { resends: Number(item.resends) }),
+    ...(item.stage === undefined ? {} : { stage: Number(item.stage) }),
     updatedAt: item.updatedAt,
   };
 }
@@ -140,6 +157,68 @@ export function toChunk(item: Item): SendChunk {
     index: Number(item.index),
     instanceIds: item.instanceIds ?? [],
     ...(item.sentAt === undefined ? {} : { sentAt: item.sentAt }),
+    ...(item.stage === undefined ? {} : { stage: Number(item.stage) }),
+  };
+}
+
+/** A map of numbers as DynamoDB returns it (numbers may come back as strings). */
+function numbers(item: Item): Record<string, number> {
+  return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, Number(v)]));
+}
+
+function toStages(item: Item): StageProgress {
+  return {
+    ...item,
+    instances: (item.instances ?? []).map(Number),
+    targets: (item.targets ?? []).map(Number),
+    bakeSeconds: Number(item.bakeSeconds),
+    alarms: item.alarms ?? [],
+    current: Number(item.current),
+    ...(item.previousVersion === undefined
+      ? {}
+      : { previousVersion: Number(item.previousVersion) }),
+    ...(item.halt === undefined
+      ? {}
+      : {
+          halt: {
+            ...item.halt,
+            stage: Number(item.halt.stage),
+            failedAtHalt: Number(item.halt.failedAtHalt),
+          },
+        }),
+  } as StageProgress;
+}
+
+/** A parameter's versions in one environment, as the release item holds them. */
+export interface Release {
+  /** The last version a change rollout delivered to the whole environment without a problem. */
+  completeVersion?: number;
+  /** A halted (or abandoned) staged rollout that pins new instances to `completeVersion`. */
+  hold?: {
+    rolloutId: string;
+    version: number;
+    state: 'Halted' | 'Abandoned';
+    /** What new instances, drift repair and re-syncs write meanwhile (absent: nothing earlier). */
+    pinned?: number;
+  };
+}
+
+export function toRelease(item: Item | undefined): Release {
+  if (item === undefined) return {};
+  return {
+    ...(item.completeVersion === undefined
+      ? {}
+      : { completeVersion: Number(item.completeVersion) }),
+    ...(item.hold === undefined
+      ? {}
+      : {
+          hold: {
+            rolloutId: item.hold.rolloutId,
+            version: Number(item.hold.version),
+            state: item.hold.state,
+            ...(item.hold.pinned === undefined ? {} : { pinned: Number(item.hold.pinned) }),
+          },
+        }),
   };
 }
 

@@ -1,17 +1,19 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { FanoutConfig } from '../config.ts';
-import type { ResumeMessage, RetryMessage } from '../messages/retry.ts';
+import type { ResumeMessage, RetryMessage, StageMessage } from '../messages/retry.ts';
 import type { SweepMessage } from '../messages/sweep.ts';
 import { chunk, mapSettled } from '../platform/chunk.ts';
 import { logger, metrics } from '../platform/powertools.ts';
 import {
+  countsSinceHalt,
   driftRepaired,
   hasProblems,
   type Rollout,
   type Target,
   type TargetRef,
   type Transition,
+  targetsAfter,
 } from './model.ts';
 import {
   delayUntil,
@@ -119,6 +121,13 @@ export class Ledger {
         );
       }
     }
+    if (settledNow && completedEverywhere(rollout)) {
+      // The version every instance now has: what a later halt rolls back to.
+      for (const parameter of rollout.parameters) {
+        await store.markComplete(rollout.environment, parameter, rollout.version ?? 0);
+      }
+    }
+    if (stageMayBeOver(rollout)) await this.checkStage(rollout);
     if (!alertOwed(rollout, this.now())) return rollout;
     if (!(await store.claimAlert(rolloutId))) return rollout;
     const loaded = await store.load(rolloutId);
@@ -127,6 +136,20 @@ export class Ledger {
     await store.markAlertSent(rolloutId);
     logger.info('rollout alert sent', { rolloutId });
     return { ...loaded.rollout, alert: 'Sent' };
+  }
+
+  /**
+   * Asks the send workers to look at a staged rollout's current stage (now, or after `delay`
+   * seconds): halt, bake, or start the next. Throws the SDK error.
+   */
+  async checkStage(rollout: Pick<Rollout, 'rolloutId' | 'stages'>, delay = 0): Promise<void> {
+    if (rollout.stages === undefined) return;
+    const message: StageMessage = {
+      kind: 'stage',
+      rolloutId: rollout.rolloutId,
+      stage: rollout.stages.current,
+    };
+    await this.queueMessages([{ body: message, delay }]);
   }
 
   /**
@@ -283,9 +306,42 @@ export class Ledger {
   }
 }
 
-/** Whether a settled rollout's alert is owed and nobody holds a live claim on it. */
+/**
+ * Whether a staged rollout's current stage may be over: it is sending, and no more targets are
+ * pending than the later stages hold (the stage check counts exactly). Never throws.
+ */
+function stageMayBeOver(rollout: Rollout): boolean {
+  const { stages } = rollout;
+  return (
+    stages !== undefined &&
+    rollout.state === 'InProgress' &&
+    stages.phase === 'Sending' &&
+    rollout.queuedChunks !== undefined &&
+    rollout.counts.pending <= targetsAfter(stages, stages.current)
+  );
+}
+
+/**
+ * Whether a settled rollout brought one version of its parameter to the whole environment
+ * without a problem: a parameter change (staged ones only when every stage passed).
+ */
+function completedEverywhere(rollout: Rollout): boolean {
+  return (
+    rollout.trigger.type === 'event' &&
+    rollout.version !== undefined &&
+    rollout.instanceIds === undefined &&
+    rollout.parameters.length === 1 &&
+    !hasProblems(countsSinceHalt(rollout)) &&
+    (rollout.stages === undefined || rollout.stages.phase === 'Done')
+  );
+}
+
+/**
+ * Whether a rollout's alert is owed and nobody holds a live claim on it: a settled rollout's,
+ * or a halted staged rollout's (the halt's).
+ */
 function alertOwed(rollout: Rollout, now: Date): boolean {
-  if (rollout.state !== 'Settled') return false;
+  if (rollout.state !== 'Settled' && rollout.stages?.phase !== 'Halted') return false;
   if (rollout.alert === 'Pending') return true;
   return (
     rollout.alert === 'Sending' &&

@@ -1,3 +1,4 @@
+import type { StageConfig } from '../config.ts';
 import type { Trigger } from './trigger.ts';
 
 /**
@@ -69,6 +70,8 @@ export interface Target extends TargetRef {
   claimedUntil?: string;
   /** How often the sweep re-queued the current attempt because nobody had sent it. */
   resends?: number;
+  /** Its stage in a staged rollout (0 is the canary); absent in other rollouts. */
+  stage?: number;
   updatedAt: string;
 }
 
@@ -115,6 +118,99 @@ export interface Rollout {
   sendingUntil?: string;
   /** Set once every planned first send is queued: the plan is done, the workers send. */
   queuedChunks?: number;
+  /** The version each parameter is written at, when pinned (else instances fetch the latest). */
+  pins?: Record<string, number>;
+  /** A staged rollout's stages and where it stands (absent: not staged). */
+  stages?: StageProgress;
+}
+
+/**
+ * Where a staged rollout stands. Sending: the current stage's commands are out. Baking: the
+ * stage is done and must stay healthy until `bakeUntil`. Halted: a stage failed or an alarm
+ * fired; its instances were rolled back and nothing more is sent until a person resumes or
+ * abandons it. Done: every stage passed. Abandoned: a person (or a newer change) ended it.
+ */
+export type StagePhase = 'Sending' | 'Baking' | 'Halted' | 'Done' | 'Abandoned';
+
+export interface StageProgress {
+  /** Instances in each stage, in order (stage 0 is the canary). */
+  instances: number[];
+  /** Targets in each stage (instances × files). */
+  targets: number[];
+  bakeSeconds: number;
+  alarms: string[];
+  current: number;
+  phase: StagePhase;
+  /** When the current stage was started. */
+  startedAt: string;
+  bakeUntil?: string;
+  /** The version a rollback writes: the last version that reached the whole environment. */
+  previousVersion?: number;
+  /** Why and where it halted (the last halt, if resumed since). */
+  halt?: StageHalt;
+  /** Who resumed or abandoned it, and when. */
+  decisions?: Array<{ action: 'resume' | 'abandon'; by: string; at: string; stage: number }>;
+}
+
+export interface StageHalt {
+  stage: number;
+  reason: string;
+  at: string;
+  /** The rollout that rolls the reached instances back (absent: no earlier version to write). */
+  rollbackRolloutId?: string;
+  /** Failed targets counted when it halted: the halt's alert named them, the settle's does not. */
+  failedAtHalt: number;
+}
+
+/**
+ * Each stage's cumulative end (how many instances have the change once it is done) for `n`
+ * reachable instances: the canary, then the waves, then everyone. A percentage is of `n`,
+ * rounded up; each stage adds at least one instance; stages past `n` are dropped. [] for none.
+ * Never throws.
+ */
+export function stageEnds(n: number, config: Pick<StageConfig, 'canary' | 'waves'>): number[] {
+  const ends: number[] = [];
+  for (const size of [config.canary, ...config.waves]) {
+    const wanted =
+      typeof size === 'number' ? size : Math.ceil((n * Number(size.slice(0, -1))) / 100);
+    const end = Math.min(n, Math.max((ends.at(-1) ?? 0) + 1, wanted));
+    if (end > (ends.at(-1) ?? 0)) ends.push(end);
+  }
+  if (n > (ends.at(-1) ?? 0)) ends.push(n);
+  return ends;
+}
+
+/**
+ * Puts each pending target in its stage: instances in id order (the canary is the first), all
+ * files of one instance in the same stage. Returns the targets and the count of instances and
+ * targets per stage. Unreachable targets get no stage. Never throws.
+ */
+export function assignStages(
+  targets: readonly NewTarget[],
+  config: Pick<StageConfig, 'canary' | 'waves'>,
+): { targets: NewTarget[]; instances: number[]; perStage: number[] } {
+  const ids = [...new Set(targets.filter((t) => t.status === 'Pending').map((t) => t.instanceId))];
+  ids.sort();
+  const ends = stageEnds(ids.length, config);
+  const stageOf = new Map<string, number>();
+  ids.forEach((id, position) => {
+    stageOf.set(
+      id,
+      ends.findIndex((end) => position < end),
+    );
+  });
+  const staged = targets.map((t) => {
+    const stage = stageOf.get(t.instanceId);
+    return t.status === 'Pending' && stage !== undefined ? { ...t, stage } : t;
+  });
+  const perStage = ends.map((_, k) => staged.filter((t) => t.stage === k).length);
+  const instances = ends.map((end, k) => end - (ends[k - 1] ?? 0));
+  return { targets: staged, instances, perStage };
+}
+
+/** Targets of the stages after `stage`: still pending, never sent, until theirs. Never throws. */
+export function targetsAfter(stages: Pick<StageProgress, 'targets'>, stage: number): number {
+  return stages.targets.slice(stage + 1).reduce((sum, n) => sum + n, 0);
 }
 
 /**
@@ -129,6 +225,8 @@ export interface SendChunk {
   instanceIds: string[];
   /** When its command was sent and recorded (absent: not yet). */
   sentAt?: string;
+  /** Its stage in a staged rollout: it is queued only once that stage starts. */
+  stage?: number;
 }
 
 export interface CommandRecord {
@@ -143,6 +241,7 @@ export interface CommandRecord {
 export interface NewTarget extends TargetRef {
   status: 'Pending' | 'Unreachable';
   reason?: string;
+  stage?: number;
 }
 
 /** A target's move out of `fromAttempt`: to a terminal state, or to the next attempt. */
@@ -190,6 +289,25 @@ export function firstAttemptCommands(commands: CommandRecord[]): Map<string, str
  */
 export function needsAlert(counts: Counts, trigger?: Trigger): boolean {
   return hasProblems(counts) || driftRepaired(counts, trigger) > 0;
+}
+
+/**
+ * Whether a rollout's settling pages the on-call: as needsAlert, except that a staged rollout's
+ * halt had its own alert, so the failures it named are not paged again, and an abandoned one
+ * was a person's (or a newer change's) decision. Never throws.
+ */
+export function settleAlertOwed(rollout: Pick<Rollout, 'counts' | 'trigger' | 'stages'>): boolean {
+  if (rollout.stages?.phase === 'Abandoned') return false;
+  return needsAlert(countsSinceHalt(rollout), rollout.trigger);
+}
+
+/**
+ * The counts without the failures a halt already reported (a person resumed past them: the
+ * resume rollout brings those instances the version again). Never throws.
+ */
+export function countsSinceHalt(rollout: Pick<Rollout, 'counts' | 'stages'>): Counts {
+  const failed = rollout.counts.failed - (rollout.stages?.halt?.failedAtHalt ?? 0);
+  return { ...rollout.counts, failed: Math.max(0, failed) };
 }
 
 /** Whether a settled rollout left failed or (not terminated) unreachable targets. Never throws. */
@@ -253,25 +371,30 @@ const MAX_INSTANCES_PER_CHUNK = 50;
  * The same targets always give the same chunks. Never throws.
  */
 export function planChunks(targets: readonly NewTarget[]): SendChunk[] {
-  const byFile = new Map<string, { parameter: string; ids: string[] }>();
+  const byFile = new Map<string, { parameter: string; byStage: Map<number, string[]> }>();
   for (const target of targets) {
     if (target.status !== 'Pending') continue;
-    const file = byFile.get(target.path) ?? { parameter: target.parameter, ids: [] };
-    file.ids.push(target.instanceId);
+    const file = byFile.get(target.path) ?? { parameter: target.parameter, byStage: new Map() };
+    const stage = target.stage ?? -1;
+    file.byStage.set(stage, [...(file.byStage.get(stage) ?? []), target.instanceId]);
     byFile.set(target.path, file);
   }
   return [...byFile.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
-    .flatMap(([path, { parameter, ids }]) => {
-      const sorted = [...ids].sort();
+    .flatMap(([path, { parameter, byStage }]) => {
+      // A chunk never spans two stages; its index counts on across them (the key is per file).
       const chunks: SendChunk[] = [];
-      for (let start = 0; start < sorted.length; start += MAX_INSTANCES_PER_CHUNK) {
-        chunks.push({
-          parameter,
-          path,
-          index: chunks.length,
-          instanceIds: sorted.slice(start, start + MAX_INSTANCES_PER_CHUNK),
-        });
+      for (const [stage, ids] of [...byStage].sort(([a], [b]) => a - b)) {
+        const sorted = [...ids].sort();
+        for (let start = 0; start < sorted.length; start += MAX_INSTANCES_PER_CHUNK) {
+          chunks.push({
+            parameter,
+            path,
+            index: chunks.length,
+            instanceIds: sorted.slice(start, start + MAX_INSTANCES_PER_CHUNK),
+            ...(stage < 0 ? {} : { stage }),
+          });
+        }
       }
       return chunks;
     });

@@ -19,6 +19,7 @@ export function chunkItems(rolloutId: string, chunks: SendChunk[], expiresAt: nu
     path: c.path,
     index: c.index,
     instanceIds: c.instanceIds,
+    ...(c.stage === undefined ? {} : { stage: c.stage }),
     expiresAt,
   }));
 }

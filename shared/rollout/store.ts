@@ -19,6 +19,7 @@ import {
   type IndexEntry,
   indexPk,
   launchAlertKey,
+  type Release,
   rolloutKey,
   targetKey,
   toCommand,
@@ -31,10 +32,12 @@ import {
   type CommandRecord,
   countTargets,
   type NewTarget,
-  needsAlert,
   planChunks,
   type Rollout,
   type SendChunk,
+  type StageHalt,
+  type StageProgress,
+  settleAlertOwed,
   type Target,
   type TargetRef,
   type Transition,
@@ -52,10 +55,24 @@ import {
   releaseChunk,
   reservePace,
 } from './sending.ts';
+import {
+  abandonStages,
+  bakeStage,
+  changeHold,
+  completeStages,
+  getRelease,
+  haltStage,
+  hold,
+  markComplete,
+  resumeToDone,
+  startStage,
+} from './staging.ts';
 import { isConditionFailure, RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
-export type { ChunkClaim, CommitResult, IndexEntry };
+export type { ChunkClaim, CommitResult, IndexEntry, Release };
+
+type Decision = NonNullable<StageProgress['decisions']>[number];
 
 /**
  * The rollouts table, as the rest of the service sees it: persistence only — the rollout's
@@ -135,12 +152,13 @@ export class RolloutStore {
     const have = new Set(written.map(targetId));
     const missing = targets.filter((target) => !have.has(targetId(target)));
     const all: NewTarget[] = [
-      ...written.map(({ instanceId, parameter, path, status, reason }) => ({
+      ...written.map(({ instanceId, parameter, path, status, reason, stage }) => ({
         instanceId,
         parameter,
         path,
         status: status === 'Unreachable' ? ('Unreachable' as const) : ('Pending' as const),
         ...(reason === undefined ? {} : { reason }),
+        ...(stage === undefined ? {} : { stage }),
       })),
       ...missing,
     ];
@@ -173,6 +191,19 @@ export class RolloutStore {
       ...indexItems,
     ]);
     const counters = counterAttributes(countTargets(all));
+    // A staged rollout's stage sizes count the targets it really holds (a takeover may have
+    // resolved a slightly different fleet than its creator).
+    const staged =
+      rollout.stages === undefined || fresh
+        ? {}
+        : {
+            stagesTargets: rollout.stages.targets.map(
+              (_, k) => all.filter((t) => t.stage === k).length,
+            ),
+            stagesInstances: rollout.stages.instances.map(
+              (_, k) => new Set(all.filter((t) => t.stage === k).map((t) => t.instanceId)).size,
+            ),
+          };
     try {
       await this.table.db.send(
         new UpdateCommand({
@@ -180,13 +211,26 @@ export class RolloutStore {
           Key: rolloutKey(rolloutId),
           UpdateExpression: `SET #state = :inProgress, ${Object.keys(counters)
             .map((name) => `${name} = :${name}`)
-            .join(', ')}`,
+            .join(', ')}${
+            'stagesTargets' in staged
+              ? ', #stages.targets = :stagesTargets, #stages.instances = :stagesInstances'
+              : ''
+          }`,
           ConditionExpression: '#state = :creating',
-          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeNames: {
+            '#state': 'state',
+            ...('stagesTargets' in staged ? { '#stages': 'stages' } : {}),
+          },
           ExpressionAttributeValues: {
             ':inProgress': 'InProgress',
             ':creating': 'Creating',
             ...Object.fromEntries(Object.entries(counters).map(([n, v]) => [`:${n}`, v])),
+            ...('stagesTargets' in staged
+              ? {
+                  ':stagesTargets': staged.stagesTargets,
+                  ':stagesInstances': staged.stagesInstances,
+                }
+              : {}),
           },
         }),
       );
@@ -199,6 +243,18 @@ export class RolloutStore {
   /** The rollout's planned first sends, in key order. Throws the SDK error. */
   plannedChunks(rolloutId: string): Promise<SendChunk[]> {
     return plannedChunks(this.table, rolloutId);
+  }
+
+  /**
+   * The targets of one stage of a staged rollout (from its planned chunks, then by key).
+   * Throws the SDK error.
+   */
+  async stageTargets(rolloutId: string, stage: number): Promise<Target[]> {
+    const chunks = (await this.plannedChunks(rolloutId)).filter((c) => c.stage === stage);
+    const keys = chunks.flatMap((c) =>
+      c.instanceIds.map((instanceId) => targetKey(rolloutId, { instanceId, path: c.path })),
+    );
+    return (await this.table.batchGet(keys)).map(toTarget);
   }
 
   /** Takes the right to send one planned chunk (see sending.ts). Throws the SDK error. */
@@ -362,19 +418,34 @@ export class RolloutStore {
     if (rollout === undefined || rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
       return { rollout, settledNow: false };
     }
-    const alert: AlertState = needsAlert(rollout.counts, rollout.trigger) ? 'Pending' : 'None';
+    // A staged rollout settles once its stages are over: done, or abandoned (a halted one waits
+    // for a person with nothing pending in the stages it reached).
+    if (rollout.stages !== undefined && !['Done', 'Abandoned'].includes(rollout.stages.phase)) {
+      return { rollout, settledNow: false };
+    }
+    // A halt's alert that went out stays sent: the settling owes a new one only for new news.
+    const owed = settleAlertOwed(rollout);
+    const alert: AlertState = owed ? 'Pending' : rollout.alert === 'Sent' ? 'Sent' : 'None';
     const settledAt = this.table.isoNow();
     const settledNow = await this.table.conditional({
       Key: rolloutKey(rolloutId),
       UpdateExpression: 'SET #state = :settled, settledAt = :at, alert = :alert',
-      ConditionExpression: '#state = :inProgress AND nPending = :zero',
-      ExpressionAttributeNames: { '#state': 'state' },
+      ConditionExpression: `#state = :inProgress AND nPending = :zero${
+        rollout.stages === undefined
+          ? ''
+          : ' AND (#stages.#phase = :done OR #stages.#phase = :abandoned)'
+      }`,
+      ExpressionAttributeNames: {
+        '#state': 'state',
+        ...(rollout.stages === undefined ? {} : { '#stages': 'stages', '#phase': 'phase' }),
+      },
       ExpressionAttributeValues: {
         ':settled': 'Settled',
         ':inProgress': 'InProgress',
         ':at': settledAt,
         ':alert': alert,
         ':zero': 0,
+        ...(rollout.stages === undefined ? {} : { ':done': 'Done', ':abandoned': 'Abandoned' }),
       },
     });
     if (!settledNow) return { rollout: await this.getRollout(rolloutId), settledNow };
@@ -503,6 +574,71 @@ export class RolloutStore {
     instanceIds: string[],
   ): Promise<IndexEntry[]> {
     return rolloutsOfParameterSince(this.table, parameter, after, instanceIds);
+  }
+
+  // A staged rollout's moves (staging.ts): each true for the one caller that made it.
+
+  /** Sending → Baking until `until`, for the current stage `stage`. Throws the SDK error. */
+  bakeStage(rolloutId: string, stage: number, until: Date): Promise<boolean> {
+    return bakeStage(this.table, rolloutId, stage, until);
+  }
+
+  /** Sending → Done for the last stage. Throws the SDK error. */
+  completeStages(rolloutId: string, stage: number): Promise<boolean> {
+    return completeStages(this.table, rolloutId, stage);
+  }
+
+  /** Baking (or a resumed halt) → Sending of the next stage, under a fresh sending lease. */
+  startStage(
+    rolloutId: string,
+    from: { stage: number; phase: 'Baking' | 'Halted' },
+    decision?: Decision,
+  ): Promise<boolean> {
+    return startStage(this.table, rolloutId, from, this.table.leaseEnd(), decision);
+  }
+
+  /** Halted at the last stage → Done: a person resumed it. Throws the SDK error. */
+  resumeToDone(rolloutId: string, stage: number, decision: Decision): Promise<boolean> {
+    return resumeToDone(this.table, rolloutId, stage, decision);
+  }
+
+  /** Sending or Baking → Halted; its alert becomes owed. Throws the SDK error. */
+  haltStage(rolloutId: string, halt: StageHalt): Promise<boolean> {
+    return haltStage(this.table, rolloutId, halt);
+  }
+
+  /** Halted (or still going) → Abandoned. Throws the SDK error. */
+  abandonStages(rolloutId: string, decision: Decision): Promise<boolean> {
+    return abandonStages(this.table, rolloutId, decision);
+  }
+
+  /** A parameter's release record in an environment. Throws the SDK error. */
+  getRelease(environment: string, parameter: string): Promise<Release> {
+    return getRelease(this.table, environment, parameter);
+  }
+
+  /** Records a version delivered to the whole environment (never lowers it). */
+  markComplete(environment: string, parameter: string, version: number): Promise<boolean> {
+    return markComplete(this.table, environment, parameter, version);
+  }
+
+  /** Pins a parameter for a halted rollout (unless a later version's holds it). */
+  hold(
+    environment: string,
+    parameter: string,
+    held: NonNullable<Release['hold']>,
+  ): Promise<boolean> {
+    return hold(this.table, environment, parameter, held);
+  }
+
+  /** Lifts a rollout's hold, or marks it abandoned (the pin stays). */
+  changeHold(
+    environment: string,
+    parameter: string,
+    rolloutId: string,
+    to: 'lifted' | 'Abandoned',
+  ): Promise<boolean> {
+    return changeHold(this.table, environment, parameter, rolloutId, to);
   }
 
   /** Rollout items by id, in the order asked; missing ids are left out. */

@@ -43,9 +43,13 @@ export async function sendPlannedChunk(
   if (claim === 'sent') return { result: 'already-sent', sent: [], failed: [] };
   if (claim === 'busy') throw new RolloutBusyError(rolloutId);
 
-  const file = filesForEnvironment(deps.config, message.environment).find(
+  const mapped = filesForEnvironment(deps.config, message.environment).find(
     (f) => f.parameter === message.parameter && f.path === message.path,
   );
+  const file =
+    mapped === undefined || message.version === undefined
+      ? mapped
+      : { ...mapped, version: message.version };
   if (file === undefined) {
     const lastError = {
       status: 'NotMapped',

@@ -53,7 +53,11 @@ export function documentParameters(file: FileTarget): Record<string, string[]> {
     ...(file.source === undefined || file.source === 'parameter'
       ? {}
       : { SourceType: [file.source] }),
-    ParameterName: [file.parameter],
+    // A pinned version goes as Parameter Store's version selector, name:version
+    // (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-versions.html).
+    ParameterName: [
+      file.version === undefined ? file.parameter : `${file.parameter}:${file.version}`,
+    ],
     DestinationPath: [file.path],
     FileOwner: [file.owner],
     FileGroup: [file.group],

@@ -1,9 +1,17 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import type { FanoutConfig, FileTarget } from '../config.ts';
+import {
+  type FanoutConfig,
+  type FileTarget,
+  filesForEnvironment,
+  type StageConfig,
+  sourceOf,
+} from '../config.ts';
 import { InstancesNotInEnvironmentError, RolloutBusyError } from '../errors.ts';
+import { logger } from '../platform/powertools.ts';
 import type { Ledger } from '../rollout/ledger.ts';
 import {
+  assignStages,
   type NewTarget,
   planChunks,
   type Rollout,
@@ -41,6 +49,17 @@ export interface FanOutRequest {
    * are gone since are no longer an error (they simply get no target).
    */
   resume?: boolean;
+  /** Requested instances that are gone are left out rather than refused (a rollback). */
+  tolerateMissing?: boolean;
+  /**
+   * The version to write of each parameter; absent: the latest, or for a new instance, a drift
+   * repair or a re-sync, the last complete version of a parameter a halted rollout holds.
+   */
+  pins?: Record<string, number>;
+  /** Stage the rollout (a parameter change in an environment with custom.fanout.rollout.stages). */
+  stages?: StageConfig;
+  /** What a halted stage is rolled back to (staged rollouts). */
+  previousVersion?: number;
 }
 
 export interface FanOutDeps {
@@ -108,7 +127,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     environment: request.environment,
     ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
   });
-  if (request.instanceIds !== undefined && request.resume !== true) {
+  if (
+    request.instanceIds !== undefined &&
+    request.resume !== true &&
+    request.tolerateMissing !== true
+  ) {
     const found = new Set([...targets.reachable, ...targets.unreachable.map((u) => u.instanceId)]);
     const missing = request.instanceIds.filter((id) => !found.has(id));
     if (missing.length > 0) throw new InstancesNotInEnvironmentError(request.environment, missing);
@@ -125,7 +148,10 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   // The sweep first: whatever happens to this run from here on, the rollout has a safety net.
   // A resume was asked for by the rollout's sweep, which goes on: no second chain.
   if (request.resume !== true) await deps.ledger.scheduleSweep(request.rolloutId);
-  const wanted = newTargets(request.files, targets.reachable, targets.unreachable);
+  const pins = request.pins ?? (await heldPins(deps, request));
+  const all = newTargets(request.files, targets.reachable, targets.unreachable);
+  const staged = request.stages === undefined ? undefined : assignStages(all, request.stages);
+  const wanted = staged?.targets ?? all;
   const created = await deps.store.create(
     {
       rolloutId: request.rolloutId,
@@ -133,15 +159,34 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
       environment: request.environment,
       parameters: summary.parameters,
       files: request.files.map(({ parameter, path }) => ({ parameter, path })),
-      ...(request.version === undefined ? {} : { version: request.version }),
+      ...versionOf(request, pins),
       ...(request.sources === undefined ? {} : { sources: request.sources }),
       ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
+      ...(Object.keys(pins).length === 0 ? {} : { pins }),
+      ...(staged === undefined || request.stages === undefined || staged.instances.length === 0
+        ? {}
+        : {
+            stages: {
+              instances: staged.instances,
+              targets: staged.perStage,
+              bakeSeconds: request.stages.bakeSeconds,
+              alarms: request.stages.alarms,
+              current: 0,
+              phase: 'Sending' as const,
+              startedAt: deps.ledger.now().toISOString(),
+              ...(request.previousVersion === undefined
+                ? {}
+                : { previousVersion: request.previousVersion }),
+            },
+          }),
     },
     wanted,
   );
   if (created) {
-    // The chunks the store planned for exactly these targets: nothing to read back.
-    await queueChunks(deps, request, planChunks(wanted), summary);
+    // The chunks the store planned for exactly these targets: nothing to read back. A staged
+    // rollout queues its first stage; the others wait for theirs.
+    const chunks = planChunks(wanted).filter((c) => (c.stage ?? 0) === 0);
+    await queueChunks(deps, request, chunks, summary, pins);
     return summary;
   }
   const rollout = await deps.store.getRollout(request.rolloutId);
@@ -152,8 +197,88 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   await takeOver(deps, request.rolloutId);
   summary.resumed = true;
   await deps.store.finishCreating(request.rolloutId, wanted);
-  await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
+  const recorded = await deps.store.getRollout(request.rolloutId);
+  await queueChunks(
+    deps,
+    request,
+    await unsentChunks(deps, request.rolloutId, summary, recorded),
+    summary,
+    recorded?.pins ?? pins,
+  );
   return summary;
+}
+
+/**
+ * The rollout's version: the one it was started for, or the version it pins when it writes one
+ * parameter at a pinned version (so a later change is known to supersede it).
+ */
+function versionOf(request: FanOutRequest, pins: Record<string, number>): { version?: number } {
+  if (request.version !== undefined) return { version: request.version };
+  const pinned = [...new Set(request.files.map((f) => pins[f.parameter]))];
+  const [only] = pinned;
+  return pinned.length === 1 && only !== undefined ? { version: only } : {};
+}
+
+// Rollouts that converge the fleet to what it should have rather than bring a new version: while
+// a staged rollout of a parameter is halted (or was abandoned), they write its last complete
+// version, never the halted one.
+const REPAIRS = new Set(['bootstrap', 'drift', 'resync']);
+
+/** The pinned versions of the request's held parameters (one read per parameter). */
+async function heldPins(deps: FanOutDeps, request: FanOutRequest): Promise<Record<string, number>> {
+  if (!REPAIRS.has(request.trigger.type)) return {};
+  const names = [
+    ...new Set(request.files.filter((f) => sourceOf(f) === 'parameter').map((f) => f.parameter)),
+  ];
+  const pins: Record<string, number> = {};
+  for (const name of names) {
+    const release = await deps.store.getRelease(request.environment, name);
+    if (release.hold?.pinned !== undefined) pins[name] = release.hold.pinned;
+  }
+  if (Object.keys(pins).length > 0) {
+    logger.info('halted parameters are written at their last complete version', {
+      rolloutId: request.rolloutId,
+      pins,
+    });
+  }
+  return pins;
+}
+
+/**
+ * Queues the chunks of a staged rollout's current stage (the stage was just started, under the
+ * caller's sending lease). Throws the SDK error.
+ */
+export async function queueStage(deps: FanOutDeps, rollout: Rollout): Promise<RolloutSummary> {
+  const summary: RolloutSummary = {
+    ...newSummary({
+      rolloutId: rollout.rolloutId,
+      trigger: rollout.trigger,
+      environment: rollout.environment,
+      files: filesOfRollout(deps, rollout),
+    }),
+    resumed: true,
+  };
+  const chunks = await unsentChunks(deps, rollout.rolloutId, summary, rollout);
+  await queueChunks(
+    deps,
+    {
+      rolloutId: rollout.rolloutId,
+      trigger: rollout.trigger,
+      environment: rollout.environment,
+      files: [],
+    },
+    chunks,
+    summary,
+    rollout.pins ?? {},
+  );
+  return summary;
+}
+
+/** The configured files a recorded rollout writes (those still mapped). */
+export function filesOfRollout(deps: Pick<FanOutDeps, 'config'>, rollout: Rollout): FileTarget[] {
+  return filesForEnvironment(deps.config, rollout.environment).filter((file) =>
+    rollout.files.some((f) => f.parameter === file.parameter && f.path === file.path),
+  );
 }
 
 /** Takes the rollout's lease from a run that stopped; RolloutBusyError while it is live. */
@@ -173,18 +298,33 @@ async function requeue(
 ): Promise<RolloutSummary> {
   const summary: RolloutSummary = { ...newSummary(request), resumed: true };
   if (rollout.queuedChunks !== undefined) return summary;
+  // A staged rollout sends only while a stage is sending; halted or over, nothing is queued.
+  if (rollout.stages !== undefined && rollout.stages.phase !== 'Sending') return summary;
   await takeOver(deps, request.rolloutId);
-  await queueChunks(deps, request, await unsentChunks(deps, request.rolloutId, summary), summary);
+  await queueChunks(
+    deps,
+    request,
+    await unsentChunks(deps, request.rolloutId, summary, rollout),
+    summary,
+    rollout.pins ?? {},
+  );
   return summary;
 }
 
-/** The planned chunks not sent yet; a resumed run reports their instances as targeted. */
+/**
+ * The planned chunks not sent yet (of a staged rollout: of the stages started so far); a
+ * resumed run reports their instances as targeted.
+ */
 async function unsentChunks(
   deps: FanOutDeps,
   rolloutId: string,
   summary: RolloutSummary,
+  rollout: Rollout | undefined,
 ): Promise<SendChunk[]> {
-  const chunks = (await deps.store.plannedChunks(rolloutId)).filter((c) => c.sentAt === undefined);
+  const started = rollout?.stages?.current ?? Number.POSITIVE_INFINITY;
+  const chunks = (await deps.store.plannedChunks(rolloutId)).filter(
+    (c) => c.sentAt === undefined && (c.stage ?? 0) <= started,
+  );
   if (summary.resumed) summary.targeted = [...new Set(chunks.flatMap((c) => c.instanceIds))];
   return chunks;
 }
@@ -203,19 +343,24 @@ async function queueChunks(
   request: FanOutRequest,
   chunks: SendChunk[],
   summary: RolloutSummary,
+  pins: Record<string, number>,
 ): Promise<void> {
   const pace = deps.config.rollout;
   const start =
     request.trigger.type === 'bootstrap' || chunks.length === 0
       ? deps.ledger.now()
       : await deps.store.reservePace(paceSeconds(chunks, pace));
-  const turns = schedule(chunks, start, pace).map(({ chunk, at }) => ({
-    kind: 'send' as const,
-    rolloutId: request.rolloutId,
-    environment: request.environment,
-    ...chunk,
-    notBefore: at.toISOString(),
-  }));
+  const turns = schedule(chunks, start, pace).map(({ chunk: { stage: _, ...chunk }, at }) => {
+    const version = pins[chunk.parameter];
+    return {
+      kind: 'send' as const,
+      rolloutId: request.rolloutId,
+      environment: request.environment,
+      ...chunk,
+      ...(version === undefined ? {} : { version }),
+      notBefore: at.toISOString(),
+    };
+  });
   const now = deps.ledger.now().getTime();
   const dueNow = turns.filter((t) => isDue(t.notBefore, new Date(now))).slice(0, SENT_BY_PLANNER);
   const later = turns.filter((t) => !dueNow.includes(t));

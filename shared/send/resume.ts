@@ -26,6 +26,18 @@ export async function resumeRollout(deps: FanOutDeps, rolloutId: string): Promis
       files,
       ...(rollout.version === undefined ? {} : { version: rollout.version }),
       ...(rollout.instanceIds === undefined ? {} : { instanceIds: rollout.instanceIds }),
+      ...(rollout.pins === undefined ? {} : { pins: rollout.pins }),
+      // A staged rollout's missing targets get their stages as its creator would have.
+      ...(rollout.stages === undefined
+        ? {}
+        : {
+            stages: deps.config.rollout.stages[rollout.environment] ?? {
+              canary: 1,
+              waves: [],
+              bakeSeconds: rollout.stages.bakeSeconds,
+              alarms: rollout.stages.alarms,
+            },
+          }),
       resume: true,
     });
     logger.info('half-created rollout resumed', {

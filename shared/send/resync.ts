@@ -6,11 +6,12 @@ import {
   sourceOf,
 } from '../config.ts';
 import { InstancesNotInEnvironmentError } from '../errors.ts';
-import { ResyncRequestSchema } from '../messages/requests.ts';
+import { ResyncRequestSchema, RolloutDecisionSchema } from '../messages/requests.ts';
 import type { PlanMessage } from '../messages/retry.ts';
 import { describeIssues } from '../platform/parse.ts';
 import { correlate, logger } from '../platform/powertools.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
+import { decideHalted } from '../stages/decisions.ts';
 import { type FanOutDeps, fanOut } from './fanout.ts';
 import { hasRunningInstance } from './fleet.ts';
 import { currentVersion } from './parameters.ts';
@@ -31,6 +32,13 @@ const refuse = (status: number, error: string): Answer => ({ status, body: { err
  * Throws only for AWS failures.
  */
 export async function resync(deps: FanOutDeps, input: unknown, principal: string): Promise<Answer> {
+  if (typeof input === 'object' && input !== null && 'action' in input) {
+    // Resume or abandon a halted staged rollout.
+    const decision = RolloutDecisionSchema.safeParse(input);
+    if (!decision.success) return refuse(400, `invalid request: ${describeIssues(decision.error)}`);
+    logger.info('decision on a halted rollout requested', { principal, request: decision.data });
+    return decideHalted(deps, decision.data, principal);
+  }
   const parsed = ResyncRequestSchema.safeParse(input);
   if (!parsed.success) return refuse(400, `invalid request: ${describeIssues(parsed.error)}`);
   const request = parsed.data;

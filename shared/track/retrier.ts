@@ -88,12 +88,16 @@ export async function retryChunk(
     );
 
   const rollout = due.length === 0 ? undefined : await deps.store.getRollout(rolloutId);
-  const file =
+  const mapped =
     rollout === undefined
       ? undefined
       : filesForEnvironment(deps.config, rollout.environment).find(
           (f) => f.parameter === parameter && f.path === path,
         );
+  // A pinned rollout retries the version it pinned, never the latest.
+  const pinned = rollout?.pins?.[parameter];
+  const file =
+    mapped === undefined || pinned === undefined ? mapped : { ...mapped, version: pinned };
   let toSend: TargetRef[] = [];
   if (due.length > 0 && (rollout === undefined || file === undefined)) {
     for (const ref of due) {

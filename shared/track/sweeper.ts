@@ -1,6 +1,12 @@
 import type { SweepMessage } from '../messages/sweep.ts';
 import { logger } from '../platform/powertools.ts';
-import { firstAttemptCommands, type Target, type Transition, targetId } from '../rollout/model.ts';
+import {
+  firstAttemptCommands,
+  type Rollout,
+  type Target,
+  type Transition,
+  targetId,
+} from '../rollout/model.ts';
 import {
   attemptDeadline,
   commandDeadline,
@@ -47,7 +53,8 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   }
 
   const transitions: Transition[] = [];
-  const pending = targets.filter((t) => t.status === 'Pending');
+  // A staged rollout's later stages are pending until theirs starts: nothing is lost there.
+  const pending = targets.filter((t) => t.status === 'Pending' && !waitingForStage(t, rollout));
   const sentAt = new Map(commands.map((c) => [c.commandId, c.sentAt]));
   const firstCommand = firstAttemptCommands(commands);
   const commandOf = (t: Target) =>
@@ -113,12 +120,44 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   await ledger.record(rollout.rolloutId, transitions);
   const after = await store.load(rollout.rolloutId);
   if (after === undefined || isDone(after.rollout)) return 'done';
+  if (stageLookOwed(after.rollout, now)) {
+    // A bake whose look was lost, or a halt not finished (pin, rollback, alert): look again.
+    await ledger.checkStage(after.rollout);
+  }
   await ledger.sweepAgain(sweep, nextLook(after, deps, now));
   return 'again';
 }
 
-function isDone(rollout: { state: string; alert: string }): boolean {
+/**
+ * Settled with its alert out; or halted with the halt's alert out (nothing moves until a person
+ * decides, and a resume starts a sweep of its own).
+ */
+function isDone(rollout: Rollout): boolean {
+  if (rollout.stages?.phase === 'Halted' && rollout.state === 'InProgress') {
+    return rollout.alert === 'Sent';
+  }
   return rollout.state === 'Settled' && (rollout.alert === 'None' || rollout.alert === 'Sent');
+}
+
+/** Whether a target belongs to a stage of its rollout that has not started. Never throws. */
+function waitingForStage(target: Target, rollout: Rollout): boolean {
+  return (
+    target.stage !== undefined &&
+    rollout.stages !== undefined &&
+    target.stage > rollout.stages.current
+  );
+}
+
+/** Whether the stage's own looks may have been lost: a bake past its end, or a halt. */
+function stageLookOwed(rollout: Rollout, now: Date): boolean {
+  const stages = rollout.stages;
+  if (stages === undefined || rollout.state !== 'InProgress') return false;
+  if (stages.phase === 'Halted') return true;
+  return (
+    stages.phase === 'Baking' &&
+    stages.bakeUntil !== undefined &&
+    Date.parse(stages.bakeUntil) <= now.getTime()
+  );
 }
 
 /** The soonest instant something of the rollout can need the sweep: a deadline or a retry. */
@@ -130,7 +169,7 @@ function nextLook(
   if (loaded === undefined) return now.getTime();
   const sentAt = new Map(loaded.commands.map((c) => [c.commandId, c.sentAt]));
   const times = loaded.targets
-    .filter((t) => t.status === 'Pending')
+    .filter((t) => t.status === 'Pending' && !waitingForStage(t, loaded.rollout))
     .map((t) => {
       const at = t.commandId === undefined ? undefined : sentAt.get(t.commandId);
       return at === undefined
@@ -140,6 +179,10 @@ function nextLook(
   // A settled rollout whose alert is not out yet: after the current claim has run out.
   if (loaded.rollout.alertClaimUntil !== undefined) {
     times.push(Date.parse(loaded.rollout.alertClaimUntil));
+  }
+  // A bake's end: the stage's look is due then (the sweep covers it if that look is lost).
+  if (loaded.rollout.stages?.bakeUntil !== undefined) {
+    times.push(Date.parse(loaded.rollout.stages.bakeUntil));
   }
   const future = times.filter((t) => t > now.getTime());
   return future.length > 0 ? Math.min(...future) : now.getTime();

@@ -292,8 +292,9 @@ describe('drift in the status view and the console', () => {
   });
 
   it('shows the repaired count above a rollout table', () => {
+    const { stages: _, ...rollout } = settled(counts({ success: 2, unchanged: 1 }));
     const lines = rolloutTable({
-      ...settled(counts({ success: 2, unchanged: 1 })),
+      ...rollout,
       driftRepaired: 2,
       instances: [],
     });

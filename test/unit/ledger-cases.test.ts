@@ -347,7 +347,9 @@ describe('case 7: a rollout whose first run does not finish', () => {
 
   it('a crash right after the rollout is created still leaves a sweep that finishes it', async () => {
     const w = await newWorld({ instances: 3, maxAttempts: 2 });
-    w.inject({ kind: 'crash', at: 4 }); // after SendMessage, DescribeInstances, DescribeInstanceInformation, PutItem
+    // after SendMessage, DescribeInstances, DescribeInstanceInformation, GetItem (the
+    // parameter's release: is it held?), PutItem
+    w.inject({ kind: 'crash', at: 5 });
     const rolloutId = await w.resync();
     expect((await w.store.getRollout(rolloutId))?.state).toBe('Creating');
 

@@ -190,6 +190,8 @@ describe('IAM', () => {
       'ssm:ListCommands',
       'xray:PutTraceSegments',
       'xray:PutTelemetryRecords',
+      // Scoped to * or DescribeAlarms hides composite alarms (API_DescribeAlarms.html).
+      'cloudwatch:DescribeAlarms',
     ]);
     for (const { roleId, role } of functionRoles()) {
       for (const statement of statementsOf(role).filter(
