@@ -254,6 +254,38 @@ describe('resync by direct invoke', () => {
     expect(sent()).toEqual([]);
   });
 
+  it.each([
+    ['invoke/resume-halted', 'resume'],
+    ['invoke/abandon-halted', 'abandon'],
+  ])(
+    'answers %s for a rollout that does not exist with a 404, changing nothing',
+    async (fixture) => {
+      const body = await invoke(loadEvent(fixture));
+      expect(body).toMatchObject({
+        status: 404,
+        error: 'rollout 20261129T120000000Z-0123abcd not found',
+      });
+      expect(sent()).toEqual([]);
+      expect(sqsMock.calls()).toHaveLength(0);
+    },
+  );
+
+  it('refuses a decision that is not resume or abandon, or on a rollout that is not staged', async () => {
+    await expect(
+      invoke({ rolloutId: '20261129T120000000Z-0123abcd', action: 'restart' }),
+    ).resolves.toMatchObject({ status: 400, error: expect.stringContaining('action') });
+    const planned = await invoke(loadEvent('invoke/resync-parameter'));
+    await runPlans();
+    const sends = sent().length;
+    await expect(invoke({ rolloutId: planned.rolloutId, action: 'resume' })).resolves.toMatchObject(
+      {
+        status: 409,
+        error: `rollout ${planned.rolloutId} is not staged: there is nothing to resume`,
+      },
+    );
+    expect(sent()).toHaveLength(sends);
+  });
+
   it('refuses an HTTP-shaped event instead of trusting the principal it claims', async () => {
     const body = await invoke(loadEvent('http/resync'));
     expect(body).toMatchObject({
