@@ -46,6 +46,12 @@ module.exports.dashboardBody = async ({ resolveVariable }) => {
         12,
       ),
       widget(
+        'Staged rollouts (stages passed; rollouts halted)',
+        [metric('StagesPassed'), metric('RolloutsHalted')],
+        12,
+        12,
+      ),
+      widget(
         'Dead-letter queue',
         [
           [

@@ -203,6 +203,22 @@ describe('IAM', () => {
     }
   });
 
+  it('lets only the send workers read alarm states, for staged rollouts', () => {
+    const readers = functionRoles()
+      .filter(({ role }) =>
+        statementsOf(role).some((st) => actionsOf(st).some((a) => a.startsWith('cloudwatch:'))),
+      )
+      .map(({ roleId }) => roleId);
+    expect(readers).toEqual(['RetryRole']);
+    const actions = statementsOf(resources.RetryRole!)
+      .flatMap(actionsOf)
+      .filter((a) => a.startsWith('cloudwatch:'));
+    expect(actions).toEqual(['cloudwatch:DescribeAlarms']);
+    expect(JSON.stringify(resources.Dashboard?.Properties.DashboardBody)).toContain(
+      'RolloutsHalted',
+    );
+  });
+
   it('lets each environment’s instances read only that environment’s parameters', () => {
     const policies = ofType('AWS::IAM::ManagedPolicy');
     expect(policies.map(([id]) => id)).toEqual([
