@@ -209,14 +209,15 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
 }
 
 /**
- * The rollout's version: the one it was started for, or the version it pins when it writes one
- * parameter at a pinned version (so a later change is known to supersede it).
+ * The rollout's version: the version it pins when it writes one parameter at a pinned version
+ * (a halted parameter's repair writes that, whatever Parameter Store holds), else the one it was
+ * started for.
  */
 function versionOf(request: FanOutRequest, pins: Record<string, number>): { version?: number } {
-  if (request.version !== undefined) return { version: request.version };
   const pinned = [...new Set(request.files.map((f) => pins[f.parameter]))];
   const [only] = pinned;
-  return pinned.length === 1 && only !== undefined ? { version: only } : {};
+  if (pinned.length === 1 && only !== undefined) return { version: only };
+  return request.version === undefined ? {} : { version: request.version };
 }
 
 // Rollouts that converge the fleet to what it should have rather than bring a new version: while
