@@ -47,6 +47,8 @@ export const SendChunkMessageSchema = z.strictObject({
   notBefore: z.iso.datetime(),
   /** The parameter version to write (a staged or held rollout); absent: the latest. */
   version: z.number().int().min(1).optional(),
+  /** A staged rollout's first alarm, carried by the command (SendCommand AlarmConfiguration). */
+  alarm: z.string().min(1).max(255).optional(),
   /** How often this chunk was put back because SSM was throttling. */
   requeues: z.number().int().min(1).max(20).optional(),
 });

@@ -77,6 +77,7 @@ export async function sendPlannedChunk(
     rolloutId,
     rollout: deps.config.rollout,
     ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
+    ...(message.alarm === undefined ? {} : { alarm: message.alarm }),
     onSent: (part) =>
       deps.store.recordCommand(rolloutId, {
         commandId: part.commandId,

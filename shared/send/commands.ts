@@ -18,6 +18,8 @@ export interface SendRequest {
   rollout: FanoutConfig['rollout'];
   /** CloudWatch Logs group for the command output; the on-call reads stderr there. */
   outputLogGroup?: string;
+  /** A staged rollout's alarm: Run Command does not run invocations still pending once it fires. */
+  alarm?: string;
   /**
    * Called as soon as each chunk's command is sent (to record it before anything else can
    * fail). If it throws, sendInChunks still sends the other chunks, then throws the first error.
@@ -180,6 +182,17 @@ async function sendCommand(
           ? {}
           : { CloudWatchLogGroupName: request.outputLogGroup }),
       },
+      // One alarm per command (AlarmConfiguration.Alarms holds exactly one:
+      // https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_AlarmConfiguration.html).
+      // Not IgnorePollAlarmFailure: an alarm SSM cannot read stops the stage, as ours does.
+      ...(request.alarm === undefined
+        ? {}
+        : {
+            AlarmConfiguration: {
+              Alarms: [{ Name: request.alarm }],
+              IgnorePollAlarmFailure: false,
+            },
+          }),
     }),
   );
   if (Command?.CommandId === undefined) {

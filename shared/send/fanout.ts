@@ -186,7 +186,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     // The chunks the store planned for exactly these targets: nothing to read back. A staged
     // rollout queues its first stage; the others wait for theirs.
     const chunks = planChunks(wanted).filter((c) => (c.stage ?? 0) === 0);
-    await queueChunks(deps, request, chunks, summary, pins);
+    await queueChunks(deps, request, chunks, summary, pins, request.stages?.alarms[0]);
     return summary;
   }
   const rollout = await deps.store.getRollout(request.rolloutId);
@@ -204,6 +204,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     await unsentChunks(deps, request.rolloutId, summary, recorded),
     summary,
     recorded?.pins ?? pins,
+    recorded?.stages?.alarms[0],
   );
   return summary;
 }
@@ -271,6 +272,7 @@ export async function queueStage(deps: FanOutDeps, rollout: Rollout): Promise<Ro
     chunks,
     summary,
     rollout.pins ?? {},
+    rollout.stages?.alarms[0],
   );
   return summary;
 }
@@ -308,6 +310,7 @@ async function requeue(
     await unsentChunks(deps, request.rolloutId, summary, rollout),
     summary,
     rollout.pins ?? {},
+    rollout.stages?.alarms[0],
   );
   return summary;
 }
@@ -345,6 +348,7 @@ async function queueChunks(
   chunks: SendChunk[],
   summary: RolloutSummary,
   pins: Record<string, number>,
+  alarm?: string,
 ): Promise<void> {
   const pace = deps.config.rollout;
   const start =
@@ -359,6 +363,7 @@ async function queueChunks(
       environment: request.environment,
       ...chunk,
       ...(version === undefined ? {} : { version }),
+      ...(alarm === undefined ? {} : { alarm }),
       notBefore: at.toISOString(),
     };
   });

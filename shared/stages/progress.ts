@@ -65,6 +65,10 @@ async function finishStage(
   const k = stages.current;
   const targets = await deps.store.stageTargets(rollout.rolloutId, k);
   if (targets.some((t) => t.status === 'Pending')) return 'waiting';
+  // The alarms first: an alarm stops the stage's commands (AlarmConfiguration), so their
+  // failures are its doing, and the reason names it.
+  const firing = await firingAlarms(deps.cloudwatch, stages.alarms);
+  if (firing.length > 0) return halt(deps, rollout, alarmReason(firing, stageName(stages, k)));
   const failed = targets.filter((t) => t.status === 'Failed');
   if (failed.length > 0) {
     const instances = new Set(failed.map((t) => t.instanceId)).size;
@@ -74,8 +78,6 @@ async function finishStage(
       `${instances} of ${stages.instances[k]} instances of ${stageName(stages, k)} failed (${describeFirst(failed)})`,
     );
   }
-  const firing = await firingAlarms(deps.cloudwatch, stages.alarms);
-  if (firing.length > 0) return halt(deps, rollout, alarmReason(firing, stageName(stages, k)));
   if (k === stages.instances.length - 1) {
     if (await deps.store.completeStages(rollout.rolloutId, k)) {
       logger.info('staged rollout: every stage passed', { rolloutId: rollout.rolloutId });

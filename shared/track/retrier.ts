@@ -96,6 +96,8 @@ export async function retryChunk(
         );
   // A pinned rollout retries the version it pinned, never the latest.
   const pinned = rollout?.pins?.[parameter];
+  // A staged rollout's retries carry its alarm like its first sends.
+  const alarm = rollout?.stages?.alarms[0];
   const file =
     mapped === undefined || pinned === undefined ? mapped : { ...mapped, version: pinned };
   let toSend: TargetRef[] = [];
@@ -145,6 +147,7 @@ export async function retryChunk(
       attempt,
       rollout: deps.config.rollout,
       ...(deps.outputLogGroup === undefined ? {} : { outputLogGroup: deps.outputLogGroup }),
+      ...(alarm === undefined ? {} : { alarm }),
     });
     for (const chunk of sent) {
       const chunkRefs = claimed.filter((ref) => chunk.instanceIds.includes(ref.instanceId));
