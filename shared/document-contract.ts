@@ -23,7 +23,11 @@
 export const DocumentExitCode = {
   /** File written (result=updated) or already identical (result=unchanged). */
   Success: 0,
-  /** A parameter value failed the script's own checks (defence in depth behind allowedPattern). */
+  /**
+   * A parameter value failed the script's own checks (defence in depth behind allowedPattern),
+   * among them a version selector on a secret or a path, or a label as selector: one
+   * allowedPattern serves every SourceType, so the script tells them apart.
+   */
   BadArguments: 64,
   /** The fetched value is empty or fails the Format check; the old file is untouched. */
   ContentInvalid: 65,
@@ -37,6 +41,15 @@ export const DocumentExitCode = {
   DestinationUnusable: 66,
   /** The parameter does not exist in Parameter Store (deleted, or never created): not retried. */
   ParameterNotFound: 67,
+  /**
+   * The version a pinned ParameterName (`/prod/env.php:7`) asks for does not exist: never
+   * created, or no longer in the parameter's history, which keeps its last 100 versions
+   * (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-versions.html).
+   * GetParameter answers ParameterVersionNotFound
+   * (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html).
+   * Permanent: retrying cannot bring a version back; a rollout must pin another one.
+   */
+  ParameterVersionNotFound: 68,
   /** The file was swapped, the reload failed, the previous file was restored and reloaded. */
   ReloadFailedRolledBack: 70,
   /** The reload failed and restoring the previous file (or reloading it) failed too. */
@@ -73,6 +86,7 @@ const exitCodeClasses: ReadonlyMap<number, ExitCodeClass> = new Map<number, Exit
   [DocumentExitCode.ContentInvalid, 'permanent'],
   [DocumentExitCode.DestinationUnusable, 'permanent'],
   [DocumentExitCode.ParameterNotFound, 'permanent'],
+  [DocumentExitCode.ParameterVersionNotFound, 'permanent'],
   [DocumentExitCode.ReloadFailedRolledBack, 'permanent'],
   [DocumentExitCode.RollbackFailed, 'permanent'],
   [DocumentExitCode.ValidatorUnavailable, 'permanent'],
@@ -111,6 +125,8 @@ export const FailureReasonExitCode = {
   /** Parameter Store kept throttling the fetch after the document's own backoff. */
   'fetch-throttled': DocumentExitCode.FetchFailed,
   'parameter-not-found': DocumentExitCode.ParameterNotFound,
+  /** The pinned version (ParameterName `name:N`) is not in the parameter's history. */
+  'version-not-found': DocumentExitCode.ParameterVersionNotFound,
   'lock-busy': DocumentExitCode.LockBusy,
   'tool-missing': DocumentExitCode.ToolMissing,
 } as const;
@@ -170,17 +186,13 @@ function parseOneLine(line: string): DocumentResult | undefined {
     const [key = '', value = ''] = pair.split('=', 2);
     fields.set(key, value);
   }
-  const versionText = fields.get('version');
-  const entriesText = fields.get('entries');
+  const version = countOf(fields.get('version'));
+  const entries = countOf(fields.get('entries'));
   const revision = fields.get('revision');
   const written: WrittenSource = {
-    ...(versionText !== undefined && /^[1-9][0-9]*$/.test(versionText)
-      ? { version: Number(versionText) }
-      : {}),
+    ...(version === undefined ? {} : { version }),
     ...(revision !== undefined && revision !== '' ? { revision } : {}),
-    ...(entriesText !== undefined && /^[1-9][0-9]*$/.test(entriesText)
-      ? { entries: Number(entriesText) }
-      : {}),
+    ...(entries === undefined ? {} : { entries }),
   };
   const result = match[1];
   if (result === 'updated' || result === 'unchanged') {
@@ -189,4 +201,15 @@ function parseOneLine(line: string): DocumentResult | undefined {
   const reason = fields.get('reason');
   if (reason === undefined || !isFailureReason(reason)) return undefined;
   return { result: 'failed', reason, ...written };
+}
+
+/**
+ * A positive whole number as the document prints it, or undefined. A number a JavaScript number
+ * cannot hold exactly (a pinned version may have up to 18 digits; 2^53 has 16) is left out
+ * rather than reported as a neighbouring version.
+ */
+function countOf(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[1-9][0-9]*$/.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
 }

@@ -78,6 +78,8 @@ describe('exit codes', () => {
       'BadArguments',
       'ContentInvalid',
       'DestinationUnusable',
+      'ParameterNotFound',
+      'ParameterVersionNotFound',
       'ReloadFailedRolledBack',
       'RollbackFailed',
       'ValidatorUnavailable',
@@ -94,6 +96,14 @@ describe('exit codes', () => {
   it('have names', () => {
     expect(exitCodeName(75)).toBe('FetchFailed');
     expect(exitCodeName(3)).toBeUndefined();
+  });
+
+  it('keep their numbers: a missing pinned version is a code of its own, beside a missing parameter', () => {
+    expect(DocumentExitCode.ParameterNotFound).toBe(67);
+    expect(DocumentExitCode.ParameterVersionNotFound).toBe(68);
+    expect(exitCodeName(68)).toBe('ParameterVersionNotFound');
+    expect(FailureReasonExitCode['version-not-found']).toBe(68);
+    expect(classifyExitCode(68)).toBe('permanent');
   });
 });
 
@@ -123,6 +133,26 @@ describe('parseResultLine', () => {
       reason: 'reload-failed',
       version: 8,
     });
+  });
+
+  it('reads a missing pinned version', () => {
+    expect(parseResultLine('secrets-fanout result=failed reason=version-not-found\n')).toEqual({
+      result: 'failed',
+      reason: 'version-not-found',
+    });
+  });
+
+  it('leaves out a version a JavaScript number cannot hold exactly rather than round it', () => {
+    expect(parseResultLine(`secrets-fanout result=updated version=${2 ** 53 - 1}`)).toEqual({
+      result: 'updated',
+      version: 2 ** 53 - 1,
+    });
+    expect(
+      parseResultLine('secrets-fanout result=updated version=123456789012345678'),
+    ).toBeUndefined();
+    expect(
+      parseResultLine('secrets-fanout result=failed reason=reload-failed version=9007199254740993'),
+    ).toEqual({ result: 'failed', reason: 'reload-failed' });
   });
 
   it('takes the last result line and ignores what the agent appends after it', () => {

@@ -91,8 +91,16 @@ describe('the document definition', () => {
     for (const [name, definition] of Object.entries(document.parameters)) {
       const pattern = definition.allowedPattern ?? '';
       // No lookaround, backreferences, lazy/possessive quantifiers, shorthand classes (\d \w \s
-      // differ in Unicode handling), inline flags, named groups or bounded repeats.
-      expect(pattern, name).not.toMatch(/\(\?|\\[1-9dDwWsSbBpPkQEzZAuxc]|[*+?}]\?|[*+?]\+|\{/);
+      // differ in Unicode handling), inline flags or named groups. A brace only as a complete
+      // bounded repeat {m,n} (m < n <= 1000, RE2's limit), which every engine reads alike; a
+      // lone brace is a literal in JavaScript and Go but an error in Java.
+      const bounded = /\{(\d+),(\d+)\}/g;
+      for (const [, low, high] of pattern.matchAll(bounded)) {
+        expect(Number(low), name).toBeLessThan(Number(high));
+        expect(Number(high), name).toBeLessThanOrEqual(1000);
+      }
+      const rest = pattern.replace(bounded, '');
+      expect(rest, name).not.toMatch(/\(\?|\\[1-9dDwWsSbBpPkQEzZAuxc]|[*+?}]\?|[*+?]\+|[{}]/);
       expect(() => new RegExp(pattern), name).not.toThrow();
     }
   });
@@ -183,6 +191,12 @@ describe('allowedPattern', () => {
       'prod/db',
       'prod/user+name=x@y',
       '/prod/app/',
+      // A pinned version: 1 to 18 digits, no leading zero (the script refuses it on a secret).
+      '/prod/env.php:1',
+      '/prod/env.php:7',
+      '/prod/env.php:100',
+      'prod-env:3',
+      '/prod/env.php:123456789012345678',
     ],
     SourceType: ['parameter', 'secret', 'parametersByPath'],
     DestinationPath: [
@@ -233,10 +247,24 @@ describe('allowedPattern', () => {
       '',
       '-n',
       '--debug',
-      '/prod/env.php:3',
-      '/prod/env.php:label',
       '/prod//env',
       'prod//db',
+      // Labels, and numbers that are no version.
+      '/prod/env.php:label',
+      '/prod/env.php:Production',
+      '/prod/env.php:v3',
+      '/prod/env.php:3a',
+      '/prod/env.php:0',
+      '/prod/env.php:03',
+      '/prod/env.php:-1',
+      '/prod/env.php:+1',
+      '/prod/env.php:',
+      '/prod/env.php:1234567890123456789',
+      '/prod/env.php:3:4',
+      ':3',
+      // A selector anywhere but at the end, or after a path's trailing slash.
+      '/prod:3/env.php',
+      '/prod/app/:3',
     ],
     SourceType: ['', 'Parameter', 'path', 'secret;'],
     DestinationPath: [

@@ -120,8 +120,12 @@ export interface Sandbox {
   /** Where the document keeps the lock for the sandbox destination. */
   lockPath(): string;
   bin: string;
-  /** Sets what the fake `aws` returns. */
+  /** Sets what the fake `aws` returns: the latest version (also fetchable pinned, `name:<version>`). */
   setParameter(value: string | Buffer, version?: number): void;
+  /** Keeps `value` as one version of the parameter's history, fetched with `name:<version>`. */
+  setParameterVersion(version: number, value: string | Buffer): void;
+  /** Drops a version from the history, as Parameter Store does past its last 100 versions. */
+  dropParameterVersion(version: number): void;
   setAwsMode(mode: 'ok' | 'fail' | 'not-found' | 'hang' | 'empty' | 'garbage' | 'truncated'): void;
   /** Exit status of the n-th systemctl call (1-based). */
   setSystemctlStatus(call: number, status: number): void;
@@ -145,6 +149,10 @@ export function makeSandbox(options: { without?: Tool[]; realAws?: string } = {}
   mkdirSync(state);
   const bin = makeBin(root, options);
   const dest = join(dir, 'env.php');
+  const setParameterVersion = (version: number, value: string | Buffer) => {
+    mkdirSync(join(state, 'versions'), { recursive: true });
+    writeFileSync(join(state, 'versions', String(version)), value);
+  };
   return {
     root,
     dir,
@@ -158,6 +166,11 @@ export function makeSandbox(options: { without?: Tool[]; realAws?: string } = {}
     setParameter(value, version = 7) {
       writeFileSync(join(state, 'value'), value);
       writeFileSync(join(state, 'version'), String(version));
+      setParameterVersion(version, value);
+    },
+    setParameterVersion,
+    dropParameterVersion(version) {
+      rmSync(join(state, 'versions', String(version)), { force: true });
     },
     setAwsMode(mode) {
       writeFileSync(join(state, 'mode'), mode);

@@ -133,6 +133,8 @@ const MAX_CONCURRENCY = /^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$/;
 const MAX_ERRORS = /^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$/;
 const DOCUMENT_NAME = /^[a-zA-Z0-9_\-.:/]{3,128}$/;
 const PARAMETER_NAME_CHARS = /^[a-zA-Z0-9_.\-/]+$/;
+/** Versions of a parameter Parameter Store keeps (sysman-paramstore-versions.html). */
+export const MAX_KEPT_VERSIONS = 100;
 
 // The operations that share Parameter Store's throughput quota (GetParameter: "Parameter Store
 // throughput … applies to GetParameter, GetParameters" — API_GetParameter.html; the quotas page
@@ -378,9 +380,18 @@ export class SsmService {
       Labels: [],
     };
     const list = versions ?? [];
+    // Parameter Store keeps the last 100 versions and deletes the oldest when a new one is made,
+    // unless the oldest has a label: then PutParameter fails and nothing changes
+    // (sysman-paramstore-versions.html; ParameterMaxVersionLimitExceeded in the API reference).
+    const oldest = list[0];
+    if (list.length >= MAX_KEPT_VERSIONS && oldest !== undefined && oldest.Labels.length > 0) {
+      throw new ServiceError(
+        'ParameterMaxVersionLimitExceeded',
+        `You attempted to create a new version of ${name} by calling the PutParameter API with the overwrite flag. Version ${oldest.Version}, the oldest version, can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.`,
+      );
+    }
     list.push(version);
-    // Parameter Store keeps the last 100 versions (sysman-paramstore-versions.html).
-    if (list.length > 100) list.shift();
+    if (list.length > MAX_KEPT_VERSIONS) list.shift();
     this.parameters.set(name, list);
     // Parameter Store Change event (sysman-paramstore-cwe.html), research notes §1.
     this.emitParameterChange(previous ? 'Update' : 'Create', version);
@@ -486,33 +497,49 @@ export class SsmService {
     }
   }
 
+  /**
+   * The instance policy, and no value reads for the service. GetParameter and GetParameters are
+   * authorized against "the requested parameter" / "each requested parameter", GetParametersByPath
+   * against the requested path (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-retrieval-authorization.html).
+   * A selector (`/prod/env.php:7`, `name:label`) picks a version of that parameter: the resource
+   * is the parameter's ARN, `arn:…:parameter/prod/env.php` (IAM's `parameter` resource type has
+   * no version in it: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html,
+   * and GetParameter answers that same ARN for a selected version: awscli's
+   * examples/ssm/get-parameter.rst), so the policy that reads a parameter reads every version it
+   * still keeps.
+   */
   private authorize(operation: string, input: Json, accessKeyId: string): void {
     if (accessKeyId === ADMIN_ACCESS_KEY_ID) return;
     const readsValue = /^GetParameter/.test(operation);
     const instance = this.options.fleet.find(accessKeyId);
-    const name = nameOfArn(
-      String(input.Name ?? (input.Names as string[] | undefined)?.[0] ?? input.Path ?? ''),
-    );
-    const resource = this.parameterArn(name.replace(/:[^/]*$/, ''));
+    // The parameters (or the path) a call names, selectors dropped.
+    const requested: string[] =
+      operation === 'GetParameters'
+        ? ((input.Names ?? []) as unknown[]).map((candidate) => parameterOf(String(candidate)))
+        : operation === 'GetParametersByPath'
+          ? [String(input.Path ?? '')]
+          : [parameterOf(String(input.Name ?? ''))];
     if (instance) {
       const environment = this.options.environmentOf(instance);
-      const names: string[] =
-        operation === 'GetParameters'
-          ? ((input.Names ?? []) as string[]).map((candidate) => nameOfArn(String(candidate)))
-          : [name];
       const own = (candidate: string) =>
         environment !== undefined && candidate.startsWith(`/${environment}/`);
-      if ((operation === 'GetParameter' || operation === 'GetParameters') && names.every(own))
-        return;
       // The instance policy's ssm:GetParametersByPath on its own mapped paths.
-      if (operation === 'GetParametersByPath' && own(`${name.replace(/\/$/, '')}/`)) return;
+      const allowed = (candidate: string) =>
+        operation === 'GetParametersByPath'
+          ? own(`${candidate.replace(/\/$/, '')}/`)
+          : operation === 'GetParameter' || operation === 'GetParameters'
+            ? own(candidate)
+            : false;
+      const denied = requested.find((candidate) => !allowed(candidate));
+      if (denied === undefined) return;
       const role = `${environment ?? 'untagged'}-instance-role`;
       throw accessDenied(
         `arn:aws:sts::${ACCOUNT_ID}:assumed-role/${role}/${instance.id}`,
         operation,
-        readsValue ? resource : '*',
+        readsValue ? this.parameterArn(denied) : '*',
       );
     }
+    const resource = this.parameterArn(requested[0] ?? '');
     if (readsValue) {
       const session = accessKeyId.replace(/^ASIA-LOCAL-/, '') || 'anonymous';
       throw accessDenied(
@@ -536,18 +563,8 @@ export class SsmService {
         return {
           Parameter: this.getParameter(String(input.Name ?? ''), input.WithDecryption === true),
         };
-      case 'GetParameters': {
-        const Parameters: Json[] = [];
-        const InvalidParameters: string[] = [];
-        for (const name of (input.Names ?? []) as string[]) {
-          try {
-            Parameters.push(this.getParameter(name, input.WithDecryption === true));
-          } catch {
-            InvalidParameters.push(name);
-          }
-        }
-        return { Parameters, InvalidParameters };
-      }
+      case 'GetParameters':
+        return this.getParameters(input);
       case 'DeleteParameter':
         this.deleteParameter(String(input.Name ?? ''));
         return {};
@@ -601,24 +618,43 @@ export class SsmService {
     }
   }
 
-  private getParameter(nameOrArnWithSelector: string, withDecryption: boolean): Json {
-    // GetParameter takes a name or an ARN (API_GetParameter.html, Name), with :version or :label.
+  /**
+   * The version a GetParameter `Name` selects: a name or an ARN, optionally with `:version` or
+   * `:label` (API_GetParameter.html, Name); without a selector the latest. A selector that
+   * matches no version kept in the history (the last 100: sysman-paramstore-versions.html) is
+   * ParameterVersionNotFound, "If you specify the number for a version that doesn't exist, the
+   * system returns an error rather than falling back to the latest". Labels cannot begin with a
+   * digit (sysman-paramstore-labels.html), so an all-digit selector is always a version number.
+   * Throws ServiceError ParameterNotFound or ParameterVersionNotFound.
+   */
+  selectParameter(nameOrArnWithSelector: string): {
+    name: string;
+    selector?: string;
+    version: ParameterVersion;
+  } {
     const [name, selector] = splitSelector(nameOfArn(nameOrArnWithSelector));
     const versions = this.parameters.get(name);
     if (!versions) throw new ServiceError('ParameterNotFound', '');
-    let version = versions.at(-1) as ParameterVersion;
-    if (selector !== undefined) {
-      const found = /^[0-9]+$/.test(selector)
-        ? versions.find((candidate) => candidate.Version === Number(selector))
-        : versions.find((candidate) => candidate.Labels.includes(selector));
-      if (!found) {
-        throw new ServiceError(
-          'ParameterVersionNotFound',
-          `Systems Manager could not find version ${selector} of ${name}. Verify the version and try again.`,
-        );
-      }
-      version = found;
+    if (selector === undefined) return { name, version: versions.at(-1) as ParameterVersion };
+    const found = /^[0-9]+$/.test(selector)
+      ? versions.find((candidate) => candidate.Version === Number(selector))
+      : versions.find((candidate) => candidate.Labels.includes(selector));
+    if (!found) {
+      throw new ServiceError(
+        'ParameterVersionNotFound',
+        `Systems Manager could not find version ${selector} of ${name}. Verify the version and try again.`,
+      );
     }
+    return { name, selector, version: found };
+  }
+
+  /**
+   * GetParameter's `Parameter`: for a selected version its own Version and Value, `Selector`
+   * ":7" or ":label", and Name and ARN without the selector (API_Parameter.html; the examples
+   * "using versions" and "using labels" in awscli's examples/ssm/get-parameter.rst).
+   */
+  private getParameter(nameOrArnWithSelector: string, withDecryption: boolean): Json {
+    const { name, selector, version } = this.selectParameter(nameOrArnWithSelector);
     return {
       Name: name,
       Type: version.Type,
@@ -630,6 +666,33 @@ export class SsmService {
       ARN: this.parameterArn(name),
       DataType: version.DataType,
     };
+  }
+
+  /**
+   * GetParameters (API_GetParameters.html): 1 to 10 names or ARNs, each with an optional
+   * selector as for GetParameter; a name that does not exist, or whose selected version does not,
+   * comes back in InvalidParameters as it was asked for (the operation's only errors are
+   * InvalidKeyId and InternalServerError). Results "are listed in alphabetical order".
+   */
+  private getParameters(input: Json): Json {
+    const names = input.Names as unknown;
+    if (!Array.isArray(names) || names.length < 1 || names.length > 10) {
+      throw validation([
+        `Value '[${Array.isArray(names) ? names.join(', ') : ''}]' at 'names' failed to satisfy constraint: Member must have length between 1 and 10`,
+      ]);
+    }
+    const Parameters: Json[] = [];
+    const InvalidParameters: string[] = [];
+    for (const name of new Set(names.map(String))) {
+      try {
+        Parameters.push(this.getParameter(name, input.WithDecryption === true));
+      } catch (error) {
+        if (!(error instanceof ServiceError)) throw error;
+        InvalidParameters.push(name);
+      }
+    }
+    Parameters.sort((a, b) => (a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0));
+    return { Parameters, InvalidParameters };
   }
 
   private metadata(version: ParameterVersion): Json {
@@ -1620,6 +1683,12 @@ function nameOfArn(nameOrArn: string): string {
   return rest.indexOf('/', 1) > 0 ? rest : rest.slice(1);
 }
 
+/** The parameter a GetParameter(s) name stands for: its ARN resolved, its selector dropped. */
+function parameterOf(nameOrArnWithSelector: string): string {
+  return splitSelector(nameOfArn(nameOrArnWithSelector))[0];
+}
+
+/** `name:selector` → [name, selector]; a name has no ":" (PARAMETER_NAME_CHARS). */
 function splitSelector(name: string): [string, string | undefined] {
   const at = name.lastIndexOf(':');
   if (at <= 0) return [name, undefined];
