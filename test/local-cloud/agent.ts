@@ -281,7 +281,13 @@ export class Agents {
   ): Promise<void> {
     const fetched = await this.stubFetch(instance.id);
     if (this.stopped) return;
-    const current = this.options.ssm.currentParameter(String(resolved.ParameterName ?? ''));
+    // A pinned name (`/prod/env.php:7`) selects that version, as the document's fetch does.
+    let current: { Value: string; Version: number } | undefined;
+    try {
+      current = this.options.ssm.selectParameter(String(resolved.ParameterName ?? '')).version;
+    } catch {
+      current = undefined;
+    }
     const destination = String(resolved.DestinationPath ?? '');
     let stdout = '';
     let exitCode = 0;
