@@ -155,8 +155,8 @@ export interface LocalCloud {
    */
   createAlarm(name: string, options?: Record<string, unknown>): MetricAlarm;
   /**
-   * SetAlarmState: moves the alarm to `state` (a change emits "CloudWatch Alarm State Change").
-   * Throws ServiceError
+   * SetAlarmState: moves the alarm to `state` (a change emits "CloudWatch Alarm State Change"
+   * and stops the Run Command commands watching it, as ssm.ts models). Throws ServiceError
    * ResourceNotFound for an unknown alarm, as AWS does.
    */
   setAlarmState(name: string, state: AlarmStateValue, reason?: string): MetricAlarm;
@@ -369,7 +369,7 @@ async function build(
     deadLetter: (arn, payload, attributes) => sendToArn(arn, payload, attributes),
   });
 
-  // CloudWatch alarms: state changes go to the bus.
+  // CloudWatch alarms: state changes go to the bus, and to Run Command's alarm monitoring.
   const cloudwatch = new CloudWatchService({
     region,
     clock,
@@ -389,7 +389,10 @@ async function build(
     fleet,
     environmentOf: (instance) => instance.tags[tagKey],
     emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
+    alarms: { stateOf: (name) => cloudwatch.stateOf(name) },
   });
+  cloudwatch.onStateChange(({ alarm }) => ssm.alarmChanged(alarm.AlarmName));
+  cloudwatch.onDelete((alarm) => ssm.alarmChanged(alarm.AlarmName));
   ssm.faults = faults.ssm;
   ssm.throttleParameterReads(options.faults?.parameterStoreTps);
   const ssmServer = await startServer(
