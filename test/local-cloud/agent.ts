@@ -7,7 +7,9 @@
  * Pending → (Delayed while the instance is stopped or its agent offline) → InProgress →
  * Success | Failed | ExecutionTimedOut; DeliveryTimedOut when the command expires (TimeoutSeconds
  * + the step's timeoutSeconds) before delivery; Undeliverable when the instance is gone
- * (terminated); Terminated for invocations not started once MaxErrors is exceeded.
+ * (terminated); Terminated for invocations not started once MaxErrors is exceeded. An invocation
+ * that ended before the agent received it (CancelCommand, or the command's CloudWatch alarm —
+ * see SsmService.checkAlarms) is never run.
  *
  * The script: rendered by ssm-document.ts (ENV_VAR interpolation, SSM Agent 3.3.2746.0+), written
  * to the agent's orchestration directory as `_script.sh` (mode 0700) and run as `sh -c
@@ -115,6 +117,11 @@ export class Agents {
       );
       const attempt = () => {
         if (done || running || this.stopped) return;
+        const invocation = command.invocations.get(instanceId);
+        if (invocation === undefined || ssm.isTerminal(invocation)) {
+          finish();
+          return;
+        }
         const instance = fleet.find(instanceId);
         if (
           !instance ||
@@ -167,6 +174,9 @@ export class Agents {
   private async run(command: CommandState, instance: Instance): Promise<void> {
     const { ssm, clock, fleet, region, ssmEndpoint } = this.options;
     if (this.stopped) return;
+    // Ended before the agent received it (CancelCommand, or the command's alarm): never runs.
+    const invocation = command.invocations.get(instance.id);
+    if (invocation === undefined || ssm.isTerminal(invocation)) return;
     const resolved = { ...command.resolved };
     for (const [name, value] of Object.entries(resolved)) {
       if (name.endsWith('Path') && typeof value === 'string' && value.startsWith('/'))

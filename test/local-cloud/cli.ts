@@ -12,6 +12,13 @@
  *                                                      POST /environments/{env}/resync, signed
  *   invoke [-f] <function> [--stage s] [--data '{…}' | --path file.json]
  *                                                      as `serverless invoke -f`, on the local stack
+ *   alarm <name> <OK|ALARM|INSUFFICIENT_DATA> [--reason text]
+ *                                                      SetAlarmState; an alarm CloudWatch does not
+ *                                                      have (SetAlarmState would answer
+ *                                                      ResourceNotFound) is first created with
+ *                                                      PutMetricAlarm on a placeholder metric, and
+ *                                                      the command says so
+ *   alarms                                             every alarm: name, state, since, reason
  *   info                                               document, queues, topics, tables, API URL
  *   env                                                shell exports for the AWS CLI / SDKs, and
  *                                                      the runbook's commands with --endpoint-url
@@ -20,6 +27,14 @@
  */
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  CloudWatchClient,
+  DescribeAlarmsCommand,
+  type MetricAlarm,
+  PutMetricAlarmCommand,
+  paginateDescribeAlarms,
+  SetAlarmStateCommand,
+} from '@aws-sdk/client-cloudwatch';
 import { EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
 import {
   CreateSecretCommand,
@@ -176,6 +191,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'invoke') {
     await invoke(cloud, credentials, args);
+    return;
+  }
+  if (command === 'alarm' || command === 'alarms') {
+    await alarms(cloud, credentials, command, args);
     return;
   }
   const ssm = new SSMClient({
@@ -349,7 +368,7 @@ async function main(argv: string[]): Promise<void> {
       }
       default:
         throw new Error(
-          'usage: npm run local -- put <name> <value> | put-secret <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env> | invoke <function> --data {…} | info | env',
+          'usage: npm run local -- put <name> <value> | put-secret <name> <value> | delete <name> | status [rolloutId] | rollouts <parameter> | resync <parameter>|--environment <env> | invoke <function> --data {…} | alarm <name> <OK|ALARM|INSUFFICIENT_DATA> [--reason text] | alarms | info | env',
         );
     }
   } finally {
@@ -425,6 +444,87 @@ async function invoke(
     console.log(Buffer.from(logs, 'base64').toString('utf8').trimEnd());
   }
   if (response.headers.get('x-amz-function-error')) throw new Error('Invoked function failed');
+}
+
+const ALARM_STATES = ['OK', 'ALARM', 'INSUFFICIENT_DATA'] as const;
+
+/**
+ * `alarm <name> <state> [--reason text]` and `alarms`, through the local CloudWatch endpoint
+ * with the SDK. SetAlarmState refuses an alarm that does not exist (ResourceNotFound), so
+ * `alarm` creates a missing one first with PutMetricAlarm (a placeholder metric,
+ * LocalCloud/<name>, Sum over 60 s > 0) — it starts INSUFFICIENT_DATA, as in AWS — and says so.
+ */
+async function alarms(
+  cloud: ConsoleInfo,
+  credentials: { accessKeyId: string; secretAccessKey: string },
+  command: 'alarm' | 'alarms',
+  argv: string[],
+): Promise<void> {
+  if (!cloud.endpoints.cloudwatch)
+    throw new Error('this local cloud has no CloudWatch endpoint: restart `npm start`');
+  const cloudwatch = new CloudWatchClient({
+    region: cloud.region,
+    endpoint: cloud.endpoints.cloudwatch,
+    credentials,
+    maxAttempts: 1,
+  });
+  try {
+    if (command === 'alarms') {
+      const found: MetricAlarm[] = [];
+      for await (const page of paginateDescribeAlarms({ client: cloudwatch }, {}))
+        found.push(...(page.MetricAlarms ?? []));
+      if (found.length === 0) console.log('No alarms.');
+      const width = Math.max(0, ...found.map((alarm) => (alarm.AlarmName ?? '').length));
+      for (const alarm of found) {
+        console.log(
+          [
+            (alarm.AlarmName ?? '').padEnd(width),
+            (alarm.StateValue ?? '').padEnd(17),
+            alarm.StateUpdatedTimestamp?.toISOString() ?? '',
+            alarm.StateReason ?? '',
+          ].join('  '),
+        );
+      }
+      return;
+    }
+    const args = [...argv];
+    const reason = takeFlag(args, '--reason') ?? 'Set by npm run local -- alarm';
+    const [name, state] = args;
+    const usage =
+      'usage: npm run local -- alarm <name> <OK|ALARM|INSUFFICIENT_DATA> [--reason text]';
+    if (name === undefined || args.length !== 2) throw new Error(usage);
+    const value = ALARM_STATES.find((candidate) => candidate === state);
+    if (value === undefined) throw new Error(usage);
+    const { MetricAlarms = [] } = await cloudwatch.send(
+      new DescribeAlarmsCommand({ AlarmNames: [name] }),
+    );
+    let previous = MetricAlarms[0]?.StateValue;
+    if (previous === undefined) {
+      await cloudwatch.send(
+        new PutMetricAlarmCommand({
+          AlarmName: name,
+          AlarmDescription: 'Created by npm run local -- alarm',
+          Namespace: 'LocalCloud',
+          MetricName: name,
+          Statistic: 'Sum',
+          Period: 60,
+          EvaluationPeriods: 1,
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+        }),
+      );
+      previous = 'INSUFFICIENT_DATA';
+      console.log(
+        `${name} did not exist: created it with PutMetricAlarm (placeholder metric LocalCloud/${name}); a new alarm starts INSUFFICIENT_DATA.`,
+      );
+    }
+    await cloudwatch.send(
+      new SetAlarmStateCommand({ AlarmName: name, StateValue: value, StateReason: reason }),
+    );
+    console.log(`${name}: ${previous} -> ${value} (${reason})`);
+  } finally {
+    cloudwatch.destroy();
+  }
 }
 
 main(process.argv.slice(2)).catch((error: Error) => {

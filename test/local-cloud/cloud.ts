@@ -2,9 +2,10 @@
  * startLocalCloud: the whole service on one machine. Reads the packaged CloudFormation template
  * (`serverless package` output) and creates what it declares — DynamoDB tables (dynalite), SQS
  * queues, SNS topics and subscriptions, SSM documents, Lambda functions with their async
- * configuration, EventBridge rules and SQS event source mappings — next to local SSM, EC2, SQS
- * and SNS endpoints and a fleet of simulated instances. What runs is what deploys: the bundles,
- * environment variables, rule patterns and mappings all come from the template.
+ * configuration, EventBridge rules, SQS event source mappings and CloudWatch alarms — next to
+ * local SSM, EC2, SQS, SNS and CloudWatch endpoints and a fleet of simulated instances. What
+ * runs is what deploys: the bundles, environment variables, rule patterns and mappings all come
+ * from the template.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,7 @@ import {
   type ScaleOutOptions,
 } from './autoscaling.ts';
 import { Clock } from './clock.ts';
+import { type AlarmStateValue, CloudWatchService, type MetricAlarm } from './cloudwatch.ts';
 import { type DynamoDbWrite, startDynamoDbCounter } from './dynamodb-counter.ts';
 import { Ec2Service } from './ec2.ts';
 import { type AwsEvent, EventBus, type Rule } from './eventbridge.ts';
@@ -62,6 +64,7 @@ export interface LocalCloudOptions {
     sqs?: ServiceFaults;
     sns?: ServiceFaults;
     autoscaling?: ServiceFaults;
+    cloudwatch?: ServiceFaults;
     /**
      * Parameter Store's throughput quota in calls per simulated second, shared by GetParameter,
      * GetParameters and GetParametersByPath (AWS's default is 40); unlimited when absent.
@@ -90,6 +93,8 @@ export interface Endpoints {
   sns: string;
   dynamodb: string;
   autoscaling: string;
+  /** CloudWatch (alarms): AWS_ENDPOINT_URL_CLOUDWATCH. */
+  cloudwatch: string;
   /** Base URL of the HTTP API (API Gateway v2, stage $default): `${api}/resync`. */
   api: string;
   /** The Lambda API (Invoke only): `aws lambda invoke`, `npm run local -- invoke`. */
@@ -140,6 +145,21 @@ export interface LocalCloud {
   secretsManager: SecretsManagerService;
   sqs: SqsService;
   sns: SnsService;
+  /** CloudWatch alarms (no metric evaluation: an alarm changes state only when set). */
+  cloudwatch: CloudWatchService;
+  /**
+   * Creates (or overwrites) a metric alarm as PutMetricAlarm does — new alarms start
+   * INSUFFICIENT_DATA. `options` are PutMetricAlarm parameters over a placeholder metric
+   * (Namespace LocalCloud, MetricName <name>, Sum over 60 s, > 0 for 1 period). Throws the
+   * ServiceError CloudWatch would answer for invalid input.
+   */
+  createAlarm(name: string, options?: Record<string, unknown>): MetricAlarm;
+  /**
+   * SetAlarmState: moves the alarm to `state` (a change emits "CloudWatch Alarm State Change"
+   * and stops the Run Command commands watching it, as ssm.ts models). Throws ServiceError
+   * ResourceNotFound for an unknown alarm, as AWS does.
+   */
+  setAlarmState(name: string, state: AlarmStateValue, reason?: string): MetricAlarm;
   bus: EventBus;
   /** Scheduled rules (rate expressions) on the scaled clock; `fire` runs one now. */
   schedules: Schedules;
@@ -155,6 +175,7 @@ export interface LocalCloud {
     sqs: ServiceFaults;
     sns: ServiceFaults;
     autoscaling: ServiceFaults;
+    cloudwatch: ServiceFaults;
   };
   /** EC2 Auto Scaling: groups, lifecycle actions and what happened to their instances, in order. */
   autoscaling: AutoScalingService;
@@ -171,7 +192,7 @@ export interface LocalCloud {
   registerPrincipal(accessKeyId: string, principal: Principal): void;
   /** Calls the HTTP API, SigV4-signed as the admin unless told otherwise. */
   callApi(path: string, call?: ApiCall): Promise<ApiResponse>;
-  /** Every call to the SSM, EC2, SQS, SNS and Auto Scaling endpoints, in order. */
+  /** Every call to the SSM, EC2, SQS, SNS, Auto Scaling and CloudWatch endpoints, in order. */
   calls: ApiCallRecord[];
   /** Every DynamoDB write, item by item (PutItem, UpdateItem, DeleteItem, batch and transaction items). */
   dynamodbWrites: DynamoDbWrite[];
@@ -231,6 +252,7 @@ async function build(
     sqs: { ...options.faults?.sqs },
     sns: { ...options.faults?.sns },
     autoscaling: { ...options.faults?.autoscaling },
+    cloudwatch: { ...options.faults?.cloudwatch },
   };
   closers.push(() => clock.stop());
 
@@ -347,13 +369,30 @@ async function build(
     deadLetter: (arn, payload, attributes) => sendToArn(arn, payload, attributes),
   });
 
+  // CloudWatch alarms: state changes go to the bus, and to Run Command's alarm monitoring.
+  const cloudwatch = new CloudWatchService({
+    region,
+    clock,
+    emit: (detailType, detail, resources) =>
+      bus.put('aws.cloudwatch', detailType, detail, resources),
+  });
+  cloudwatch.faults = faults.cloudwatch;
+  const cloudwatchServer = await startServer(
+    (request) => cloudwatch.handle(countCall('cloudwatch', request)),
+    () => faults.cloudwatch,
+  );
+  closers.push(() => cloudwatchServer.close());
+
   const ssm = new SsmService({
     region,
     clock,
     fleet,
     environmentOf: (instance) => instance.tags[tagKey],
     emit: (event) => bus.put('aws.ssm', event.detailType, event.detail, event.resources),
+    alarms: { stateOf: (name) => cloudwatch.stateOf(name) },
   });
+  cloudwatch.onStateChange(({ alarm }) => ssm.alarmChanged(alarm.AlarmName));
+  cloudwatch.onDelete((alarm) => ssm.alarmChanged(alarm.AlarmName));
   ssm.faults = faults.ssm;
   ssm.throttleParameterReads(options.faults?.parameterStoreTps);
   const ssmServer = await startServer(
@@ -454,6 +493,7 @@ async function build(
     sns: snsServer.endpoint,
     dynamodb: dynamodbFront.endpoint,
     autoscaling: autoscalingServer.endpoint,
+    cloudwatch: cloudwatchServer.endpoint,
     api: '',
     lambda: '',
   };
@@ -534,6 +574,12 @@ async function build(
 
   for (const [logicalId] of stack.resources('AWS::SNS::Topic'))
     sns.createTopic(stack.physicalName(logicalId));
+  // AWS::CloudWatch::Alarm: its properties are PutMetricAlarm's, AlarmName generated when absent
+  // (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudwatch-alarm.html).
+  for (const [logicalId, resource] of stack.resources('AWS::CloudWatch::Alarm')) {
+    const props = stack.resolve(resource.Properties ?? {}) as Json;
+    cloudwatch.putMetricAlarm({ ...props, AlarmName: stack.physicalName(logicalId) });
+  }
   for (const [, resource] of stack.resources('AWS::SNS::Subscription')) {
     const props = stack.resolve(resource.Properties ?? {}) as Json;
     sns.topics.get(props.TopicArn)?.subscriptions.push({
@@ -814,6 +860,7 @@ async function build(
       AWS_ENDPOINT_URL_SNS: endpoints.sns,
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_AUTO_SCALING: endpoints.autoscaling,
+      AWS_ENDPOINT_URL_CLOUDWATCH: endpoints.cloudwatch,
       AWS_ENDPOINT_URL_LAMBDA: endpoints.lambda,
     },
     clientConfig: (service) => ({
@@ -831,6 +878,21 @@ async function build(
     secretsManager,
     sqs,
     sns,
+    cloudwatch,
+    createAlarm: (name, alarmOptions = {}) =>
+      cloudwatch.putMetricAlarm({
+        Namespace: 'LocalCloud',
+        MetricName: name,
+        Statistic: 'Sum',
+        Period: 60,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        ...alarmOptions,
+        AlarmName: name,
+      }),
+    setAlarmState: (name, state, reason = 'Set by the local cloud') =>
+      cloudwatch.setAlarmState({ AlarmName: name, StateValue: state, StateReason: reason }),
     bus,
     schedules,
     fireSchedule: (rule) => schedules.fire(rule),
@@ -901,10 +963,15 @@ export interface ApiCallRecord {
   at: number;
 }
 
-/** The operation of a call: X-Amz-Target (JSON protocols) or Action (Query protocol). */
+/**
+ * The operation of a call: X-Amz-Target (JSON protocols), the path of Smithy RPC v2
+ * (`/service/<service>/operation/<Op>`) or Action (Query protocol).
+ */
 function operationOf(request: Request): string {
   const target = request.headers['x-amz-target'];
   if (typeof target === 'string') return target.split('.').at(-1) ?? target;
+  const rpcV2 = /^\/service\/[^/]+\/operation\/([^/]+)$/.exec(request.path)?.[1];
+  if (rpcV2 !== undefined) return rpcV2;
   return parseForm(request.body).get('Action') ?? request.query.get('Action') ?? 'unknown';
 }
 
@@ -944,6 +1011,8 @@ function runtimeEnvironment(
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
     // serviceId "Auto Scaling" → AWS_ENDPOINT_URL_AUTO_SCALING (@smithy getEndpointUrlConfig).
     AWS_ENDPOINT_URL_AUTO_SCALING: endpoints.autoscaling,
+    // serviceId "CloudWatch" → AWS_ENDPOINT_URL_CLOUDWATCH.
+    AWS_ENDPOINT_URL_CLOUDWATCH: endpoints.cloudwatch,
     POWERTOOLS_TRACE_ENABLED: 'false',
     AWS_XRAY_CONTEXT_MISSING: 'IGNORE_ERROR',
   };

@@ -112,6 +112,7 @@ const CLI_SERVICES: Array<[keyof Endpoints, string]> = [
   ['sns', 'SNS'],
   ['dynamodb', 'DYNAMODB'],
   ['autoscaling', 'AUTO_SCALING'],
+  ['cloudwatch', 'CLOUDWATCH'],
   ['lambda', 'LAMBDA'],
 ];
 

@@ -31,6 +31,8 @@ export interface Reply {
   status: number;
   headers?: Record<string, string>;
   body: string;
+  /** A binary body (CBOR), sent instead of `body` when present. */
+  rawBody?: Buffer;
 }
 
 export type Handler = (request: Request) => Promise<Reply> | Reply;
@@ -131,12 +133,13 @@ async function serve(
     };
   }
   if (res.destroyed) return;
+  const body = reply.rawBody ?? reply.body;
   res.writeHead(reply.status, {
     'x-amzn-requestid': requestId,
-    'content-length': Buffer.byteLength(reply.body),
+    'content-length': Buffer.byteLength(body),
     ...reply.headers,
   });
-  res.end(reply.body);
+  res.end(body);
 }
 
 /** An error a service answers with: its wire code, message and HTTP status. */

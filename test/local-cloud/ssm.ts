@@ -78,6 +78,18 @@ export interface InvocationState {
   stderr: string;
 }
 
+/** SendCommand's AlarmConfiguration (API_AlarmConfiguration.html). */
+export interface CommandAlarmConfiguration {
+  IgnorePollAlarmFailure: boolean;
+  Alarms: Array<{ Name: string }>;
+}
+
+/** A Command's TriggeredAlarms entry (API_AlarmStateInformation.html; State UNKNOWN | ALARM). */
+export interface TriggeredAlarm {
+  Name: string;
+  State: 'ALARM' | 'UNKNOWN';
+}
+
 export interface CommandState {
   commandId: string;
   documentName: string;
@@ -97,6 +109,12 @@ export interface CommandState {
   status: string;
   statusDetails: string;
   invocations: Map<string, InvocationState>;
+  /** As sent; `{ IgnorePollAlarmFailure: false, Alarms: [] }` when not (as AWS lists it). */
+  alarmConfiguration: CommandAlarmConfiguration;
+  /** The alarm that stopped the command, once one did. */
+  triggeredAlarms: TriggeredAlarm[];
+  /** Invocations the alarm kept from running (they ended Cancelled). */
+  cancelledByAlarm: Set<string>;
 }
 
 export interface SsmEvent {
@@ -114,6 +132,12 @@ export interface SsmOptions {
   emit: (event: SsmEvent) => void;
   /** The local cloud's clock: command and parameter dates are simulated time. */
   clock?: Clock;
+  /**
+   * CloudWatch, for the commands sent with an AlarmConfiguration: an alarm's state, undefined
+   * when there is no such alarm (Run Command then cannot retrieve its state). Without it every
+   * alarm is unknown.
+   */
+  alarms?: { stateOf(name: string): 'OK' | 'ALARM' | 'INSUFFICIENT_DATA' | undefined };
 }
 
 const TERMINAL_DETAILS = new Set([
@@ -135,6 +159,8 @@ const DOCUMENT_NAME = /^[a-zA-Z0-9_\-.:/]{3,128}$/;
 const PARAMETER_NAME_CHARS = /^[a-zA-Z0-9_.\-/]+$/;
 /** Versions of a parameter Parameter Store keeps (sysman-paramstore-versions.html). */
 export const MAX_KEPT_VERSIONS = 100;
+// API_Alarm.html: Name, length 1-255, pattern ^(?!\s*$).+ (not blank, one line).
+const ALARM_NAME = /^(?!\s*$).+$/;
 
 // The operations that share Parameter Store's throughput quota (GetParameter: "Parameter Store
 // throughput … applies to GetParameter, GetParameters" — API_GetParameter.html; the quotas page
@@ -185,6 +211,55 @@ function validation(errors: string[]): ServiceError {
     'ValidationException',
     `${count} validation error${count === 1 ? '' : 's'} detected: ${errors.join('; ')}`,
   );
+}
+
+/**
+ * SendCommand's AlarmConfiguration against the API model: Alarms required, exactly 1 item
+ * ("Array Members: Fixed number of 1 item", API_AlarmConfiguration.html); each Name 1-255
+ * characters matching ^(?!\s*$).+ (API_Alarm.html); IgnorePollAlarmFailure a boolean.
+ */
+function checkAlarmConfiguration(configuration: unknown, errors: string[]): void {
+  if (configuration === undefined) return;
+  const config = (configuration ?? {}) as Json;
+  const alarms = config.Alarms;
+  if (alarms === undefined || alarms === null) {
+    errors.push(
+      "Value null at 'alarmConfiguration.alarms' failed to satisfy constraint: Member must not be null",
+    );
+  } else if (!Array.isArray(alarms) || alarms.length !== 1) {
+    const count = Array.isArray(alarms) ? alarms.length : 0;
+    errors.push(
+      `Value '${JSON.stringify(alarms)}' at 'alarmConfiguration.alarms' failed to satisfy constraint: Member must have length ${count < 1 ? 'greater than or equal to 1' : 'less than or equal to 1'}`,
+    );
+  } else {
+    alarms.forEach((alarm: Json, index: number) => {
+      const name = alarm?.Name;
+      const at = `alarmConfiguration.alarms.${index + 1}.member.name`;
+      if (typeof name !== 'string') {
+        errors.push(`Value null at '${at}' failed to satisfy constraint: Member must not be null`);
+      } else if (name.length < 1) {
+        errors.push(
+          `Value '' at '${at}' failed to satisfy constraint: Member must have length greater than or equal to 1`,
+        );
+      } else if (name.length > 255) {
+        errors.push(
+          `Value '${name}' at '${at}' failed to satisfy constraint: Member must have length less than or equal to 255`,
+        );
+      } else if (!ALARM_NAME.test(name)) {
+        errors.push(
+          `Value '${name}' at '${at}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(?!\\s*$).+`,
+        );
+      }
+    });
+  }
+  if (
+    config.IgnorePollAlarmFailure !== undefined &&
+    typeof config.IgnorePollAlarmFailure !== 'boolean'
+  ) {
+    errors.push(
+      `Value '${String(config.IgnorePollAlarmFailure)}' at 'alarmConfiguration.ignorePollAlarmFailure' failed to satisfy constraint: Member must be a boolean`,
+    );
+  }
 }
 
 function checkMaxResults(value: unknown, min: number, max: number, errors: string[]): void {
@@ -1113,6 +1188,7 @@ export class SsmService {
         `Value '${input.MaxErrors}' at 'maxErrors' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$`,
       );
     }
+    checkAlarmConfiguration(input.AlarmConfiguration, errors);
     if (errors.length > 0) throw validation(errors);
     const targets = (input.Targets ?? []) as Json[];
     if (targets.length > 0 && instanceIds.length > 0) {
@@ -1241,6 +1317,17 @@ export class SsmService {
       status: 'Pending',
       statusDetails: 'Pending',
       invocations: new Map(),
+      alarmConfiguration:
+        input.AlarmConfiguration === undefined
+          ? { IgnorePollAlarmFailure: false, Alarms: [] }
+          : {
+              IgnorePollAlarmFailure: input.AlarmConfiguration.IgnorePollAlarmFailure === true,
+              Alarms: (input.AlarmConfiguration.Alarms as Json[]).map((alarm) => ({
+                Name: String(alarm.Name),
+              })),
+            },
+      triggeredAlarms: [],
+      cancelledByAlarm: new Set(),
     };
     const stepName = document.mainSteps[0]?.name ?? 'aws:runShellScript';
     for (const instanceId of instanceIds) {
@@ -1261,7 +1348,70 @@ export class SsmService {
     for (const invocation of command.invocations.values())
       this.emitInvocationStatus(command, invocation);
     this.onSendCommand(command);
+    // Run Command checks the alarm once the command is accepted (SendCommand answers Pending
+    // either way), before any invocation is delivered.
+    if (command.alarmConfiguration.Alarms.length > 0)
+      queueMicrotask(() => this.checkAlarms(command));
     return command;
+  }
+
+  /**
+   * An alarm changed state or was deleted: the commands watching it check it again. (AWS polls
+   * the alarm; here the change arrives at once.)
+   */
+  alarmChanged(name: string): void {
+    for (const command of this.commands.values()) {
+      if (command.alarmConfiguration.Alarms.some((alarm) => alarm.Name === name))
+        this.checkAlarms(command);
+    }
+  }
+
+  /**
+   * Run Command's alarm monitoring (SendCommand AlarmConfiguration): "if your alarm activates,
+   * any pending command invocations do not run" (Run Command console steps,
+   * https://docs.aws.amazon.com/systems-manager/latest/userguide/running-commands-console.html);
+   * IgnorePollAlarmFailure: "When this value is true, your automation or command continues to
+   * run in cases where we can't retrieve alarm status information from CloudWatch. In cases where
+   * we successfully retrieve an alarm status of OK or INSUFFICIENT_DATA, the automation or
+   * command continues to run, regardless of this value. Default is false."
+   * (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_AlarmConfiguration.html).
+   * The Command records it in TriggeredAlarms, State ALARM, or UNKNOWN when the state could not
+   * be retrieved (API_AlarmStateInformation.html; ExternalAlarmState UNKNOWN | ALARM).
+   *
+   * Modelled (the exact statuses are not documented; UNCONFIRMED against AWS): invocations not
+   * yet delivered (Pending, Delayed) end Cancelled / Cancelled and never run; invocations
+   * already running finish as they would; once every invocation is terminal the command is
+   * Cancelled / Cancelled when the alarm kept any from running. A missing alarm is a poll
+   * failure (SendCommand itself does not check the name: no SendCommand error is about alarms).
+   */
+  private checkAlarms(command: CommandState): void {
+    if (command.triggeredAlarms.length > 0) return;
+    const invocations = [...command.invocations.values()];
+    if (invocations.every((invocation) => this.isTerminal(invocation))) return;
+    for (const { Name } of command.alarmConfiguration.Alarms) {
+      const state = this.options.alarms?.stateOf(Name);
+      if (state === 'ALARM') {
+        this.stopForAlarm(command, { Name, State: 'ALARM' });
+        return;
+      }
+      if (state === undefined && !command.alarmConfiguration.IgnorePollAlarmFailure) {
+        this.stopForAlarm(command, { Name, State: 'UNKNOWN' });
+        return;
+      }
+    }
+  }
+
+  private stopForAlarm(command: CommandState, triggered: TriggeredAlarm): void {
+    command.triggeredAlarms = [triggered];
+    // All at once, the command's status worked out after: no InProgress in between.
+    for (const invocation of command.invocations.values()) {
+      if (this.isTerminal(invocation)) continue;
+      if (invocation.status !== 'Pending' && invocation.status !== 'Delayed') continue;
+      command.cancelledByAlarm.add(invocation.instanceId);
+      Object.assign(invocation, { status: 'Cancelled', statusDetails: 'Cancelled' });
+      this.emitInvocationStatus(command, invocation);
+    }
+    this.refreshCommandStatus(command);
   }
 
   /** Moves an invocation to a new status (the agent calls this) and emits the events AWS emits. */
@@ -1296,7 +1446,11 @@ export class SsmService {
       // CommandStatus enum has no Incomplete; the exact mapping is UNCONFIRMED).
       const counts = this.counts(command);
       const details = invocations.map((invocation) => invocation.statusDetails);
-      if (details.every((detail) => detail === 'Success')) {
+      if (command.cancelledByAlarm.size > 0) {
+        // Stopped by its alarm (see checkAlarms; UNCONFIRMED).
+        command.status = 'Cancelled';
+        command.statusDetails = 'Cancelled';
+      } else if (details.every((detail) => detail === 'Success')) {
         command.status = 'Success';
         command.statusDetails = 'Success';
       } else if (details.every((detail) => detail === 'Cancelled')) {
@@ -1395,6 +1549,15 @@ export class SsmService {
       NotificationConfig: { NotificationArn: '', NotificationEvents: [], NotificationType: '' },
       CloudWatchOutputConfig: command.cloudWatchOutputConfig,
       TimeoutSeconds: command.timeoutSeconds,
+      // Always listed, empty when the command was sent without one (real SendCommand answers
+      // show `"AlarmConfiguration": {"IgnorePollAlarmFailure": false, "Alarms": []}` and
+      // `"TriggeredAlarms": []`). CommandInvocation and GetCommandInvocation have neither field
+      // (API_CommandInvocation.html, API_GetCommandInvocation.html).
+      AlarmConfiguration: {
+        IgnorePollAlarmFailure: command.alarmConfiguration.IgnorePollAlarmFailure,
+        Alarms: command.alarmConfiguration.Alarms.map((alarm) => ({ ...alarm })),
+      },
+      TriggeredAlarms: command.triggeredAlarms.map((alarm) => ({ ...alarm })),
     };
   }
 

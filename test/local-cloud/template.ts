@@ -136,6 +136,8 @@ export class Stack {
         return `arn:aws:iam::${accountId}:policy/${this.prop(logicalId, 'ManagedPolicyName') ?? this.generatedName(logicalId)}`;
       case 'AWS::Events::Rule':
         return this.prop(logicalId, 'Name') ?? this.generatedName(logicalId);
+      case 'AWS::CloudWatch::Alarm':
+        return this.prop(logicalId, 'AlarmName') ?? this.generatedName(logicalId, 255);
       // API Gateway ids: 10 lowercase alphanumerics for an API, 7 for a route or integration.
       case 'AWS::ApiGatewayV2::Api':
         return shortId(this.context.stackName, logicalId, 10);
@@ -195,6 +197,7 @@ export class Stack {
       'AWS::IAM::Role': `arn:aws:iam::${accountId}:role/${name}`,
       'AWS::Events::Rule': `arn:aws:events:${region}:${accountId}:rule/${name}`,
       'AWS::KMS::Key': `arn:aws:kms:${region}:${accountId}:key/${name}`,
+      'AWS::CloudWatch::Alarm': `arn:aws:cloudwatch:${region}:${accountId}:alarm:${name}`,
     };
     if (attribute === 'Arn') {
       const arn = arns[resource.Type];
