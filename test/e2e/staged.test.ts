@@ -182,7 +182,7 @@ describe('staged rollouts, end to end on the local cloud', () => {
     // A file edited by hand is repaired to v1, not to the halted v2 Parameter Store holds.
     cloud.fleet.get(PROD_2).writeFile(SECRETS_FILE, 'edited by hand\n');
     const before = cloud.invocations('drift').length;
-    cloud.fireSchedule('DriftScheduleProd0');
+    cloud.fireSchedule('DriftScheduleProd2');
     const run = await cloud.waitFor(
       () =>
         cloud
