@@ -6,7 +6,8 @@
  *   v2  fails on the canary: halted, the canary rolled back to v1, the rest untouched, one
  *       alert; meanwhile a new instance and a drift repair get v1, never v2; then abandoned;
  *   v3  passes the canary, the alarm fires during its bake: halted the same way; resumed, it
- *       reaches every instance.
+ *       reaches every instance;
+ *   v4  goes out while the alarm fires: Run Command runs none of the canary's commands.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -256,5 +257,26 @@ describe('staged rollouts, end to end on the local cloud', () => {
     ]);
     // One alert for the halt; the resumed rollout settles without another.
     expect(alertsAbout(v3)).toHaveLength(1);
+  });
+
+  it('Run Command itself holds back a stage whose alarm is already in ALARM', async () => {
+    cloud.setAlarmState(ALARM, 'ALARM', 'still firing');
+    cloud.putParameter(PARAMETER, value(4));
+    const v4 = await changeRollout(3);
+    const halted = await viewWhen(v4, (v) => v.stages?.phase === 'Halted', 'halted');
+    expect(halted.stages.halt.reason).toContain(`alarm ${ALARM} in ALARM during the canary`);
+    // Its commands carried the alarm (AlarmConfiguration), so the canary's never ran.
+    const ssm = new SSMClient(cloud.clientConfig('ssm'));
+    const carried: string[] = [];
+    for await (const page of paginateListCommands({ client: ssm }, {})) {
+      for (const c of page.Commands ?? []) {
+        if (c.Comment?.includes(v4)) carried.push(c.AlarmConfiguration?.Alarms?.[0]?.Name ?? '');
+      }
+    }
+    expect(carried.length).toBeGreaterThan(0);
+    expect(new Set(carried)).toEqual(new Set([ALARM]));
+    expect(halted.instances.find((i: any) => i.instanceId === PROD_1)?.status).toBe('Failed');
+    for (const id of FLEET) expect(fileOf(id)).toBe(value(3));
+    await cloud.waitFor(() => alertsAbout(v4).length > 0, { message: 'the halt alert' });
   });
 });
