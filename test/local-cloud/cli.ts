@@ -10,6 +10,8 @@
  *   rollouts <parameter> [limit]                       GET /environments/{env}/rollouts?parameter=…
  *   resync <parameter> | --environment <env> [--instances i-1,i-2] [--dry-run]
  *                                                      POST /environments/{env}/resync, signed
+ *   resume <rolloutId> | abandon <rolloutId>           a halted staged rollout: POST
+ *                                                      /environments/{env}/resync {rolloutId, action}
  *   invoke [-f] <function> [--stage s] [--data '{…}' | --path file.json]
  *                                                      as `serverless invoke -f`, on the local stack
  *   alarm <name> <OK|ALARM|INSUFFICIENT_DATA> [--reason text]
@@ -265,6 +267,20 @@ async function main(argv: string[]): Promise<void> {
           ...(instances === undefined ? {} : { instanceIds: instances.split(',') }),
           ...(dryRun ? { dryRun: true } : {}),
         });
+        break;
+      }
+      case 'resume':
+      case 'abandon': {
+        // A halted staged rollout: the environment is the one whose API knows the rollout.
+        const [rolloutId] = args;
+        if (!rolloutId) throw new Error(`usage: npm run local -- ${command} <rolloutId>`);
+        const found = await firstAnswering(
+          ENVIRONMENTS.map(
+            (env) => `/environments/${env}/rollouts/${encodeURIComponent(rolloutId)}`,
+          ),
+        );
+        const env = found?.split('/')[2] ?? 'prod';
+        await api(`/environments/${env}/resync`, { rolloutId, action: command });
         break;
       }
       case 'rollouts': {
