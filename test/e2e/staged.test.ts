@@ -9,13 +9,15 @@
  *       reaches every instance;
  *   v4  goes out while the alarm fires: Run Command runs none of the canary's commands.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { paginateListCommands, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy } from '../support/package.ts';
+import { describeCloud, writeConsoleInfo } from '../local-cloud/console.ts';
+import { packageService, repoRoot, serviceCopy } from '../support/package.ts';
 import { diagnose, PROD_1, PROD_2, PROD_3, SECRETS_FILE, startTestCloud } from './local-cloud.ts';
 
 const PROD_4 = 'i-0a00000000000f004';
@@ -236,10 +238,22 @@ describe('staged rollouts, end to end on the local cloud', () => {
     expect(alertsAbout(v3)[0]?.message).toContain(ALARM);
   });
 
-  it('a halted rollout resumed reaches the rest, the rolled-back canary included', async () => {
+  it('a halted rollout resumed (npm run local -- resume) reaches the rest, the rolled-back canary included', async () => {
     cloud.setAlarmState(ALARM, 'OK', 'back to normal');
-    const answer = await decide(v3, 'resume');
-    expect(answer.status).toBe(202);
+    // The on-call's command, as a child process against this cloud.
+    const infoFile = join(packaged, 'endpoints.json');
+    writeConsoleInfo(infoFile, describeCloud(cloud));
+    const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [join(repoRoot, 'test', 'local-cloud', 'cli.ts'), 'resume', v3],
+        { cwd: repoRoot, env: { ...process.env, LOCAL_CLOUD_INFO: infoFile } },
+        (error, stdout) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout }),
+      );
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^HTTP 202\n/);
+    const answer = { json: JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))) };
     expect(answer.json).toMatchObject({ rolloutId: v3, resumed: true, stage: 'stage 2 of 3' });
     const settled = await viewWhen(v3, (v) => v.state === 'Settled', 'settled');
     expect(settled.stages.phase).toBe('Done');
