@@ -171,6 +171,22 @@ describe('the console renderer', () => {
     expect(text).not.toContain('web-prod-no-agent');
   });
 
+  it('shows where a staged rollout stands instead of its state, and a line when that changes', () => {
+    const halted: RolloutRow = {
+      ...withAlert,
+      state: 'InProgress',
+      counts: counts({ failed: 1, pending: 2 }),
+      stage: 'HALTED at the canary (stage 1 of 3): alarm prod-api-5xx in ALARM',
+    };
+    const screen = renderScreen({ ...model(), rollouts: [halted] }, { width: 200 });
+    expect(screen).toContain('HALTED at the canary (stage 1 of 3): alarm prod-api-5xx in ALARM');
+    expect(
+      eventLine({ kind: 'rollout-stage', rollout: halted }, new Date('2026-11-29T14:00:05Z')),
+    ).toBe(
+      '14:00:05  rollout 20261129T135900000Z-0000bbbb: HALTED at the canary (stage 1 of 3): alarm prod-api-5xx in ALARM (/prod/env.php v4 → prod)',
+    );
+  });
+
   it('cuts lines to the width and shows packaging progress', () => {
     const screen = renderScreen(
       { ...model(), packaging: { startedAt: 1_000 } },

@@ -18,6 +18,8 @@ export interface RolloutRow {
   createdAt: string;
   settledAt?: string;
   counts: Counts;
+  /** A staged rollout: where it stands ("sending stage 2 of 3", "HALTED at the canary …"). */
+  stage?: string;
 }
 
 export interface AlertRow {
@@ -72,6 +74,7 @@ export type ConsoleEvent =
   | { kind: 'step'; step: DemoStepView }
   | { kind: 'rollout-started'; rollout: RolloutRow }
   | { kind: 'rollout-settled'; rollout: RolloutRow }
+  | { kind: 'rollout-stage'; rollout: RolloutRow }
   | { kind: 'alert'; alert: AlertRow }
   | { kind: 'note'; text: string };
 

@@ -93,7 +93,8 @@ function clock(at: Date): string {
 }
 
 function rolloutLines(rollout: RolloutRow): string[] {
-  const state = rollout.state === 'Settled' ? outcomeText(rollout) : rollout.state;
+  const state =
+    rollout.state === 'Settled' ? outcomeText(rollout) : (rollout.stage ?? rollout.state);
   return [
     `  ${rollout.rolloutId}  ${what(rollout)}  (${triggerText(rollout)})`,
     `    ${progressBar(rollout.counts)} ${tallyText(rollout.counts)}  ${state}`,
@@ -186,6 +187,8 @@ export function eventText(event: ConsoleEvent): string {
       return `rollout ${event.rollout.rolloutId} started (${triggerText(event.rollout)}): ${what(event.rollout)}, ${event.rollout.counts.total} targets`;
     case 'rollout-settled':
       return `rollout ${event.rollout.rolloutId} settled: ${outcomeText(event.rollout)}: ${tallyText(event.rollout.counts)} (${what(event.rollout)})`;
+    case 'rollout-stage':
+      return `rollout ${event.rollout.rolloutId}: ${event.rollout.stage ?? ''} (${what(event.rollout)})`;
     case 'alert':
       return `ALERT ${event.alert.subject}`;
     case 'note':

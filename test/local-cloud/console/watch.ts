@@ -6,8 +6,10 @@
  * and once a second. Instances come from the fleet, their version on disk from their command
  * results (the document's `secrets-fanout result=… version=N` line), never from file contents.
  */
+
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { stagesView } from '../../../shared/report/status.ts';
 import { RolloutStore } from '../../../shared/rollout/store.ts';
 import type { LocalCloud } from '../cloud.ts';
 import type { ConsoleEvent, ConsoleModel, InstanceFile, InstanceRow, RolloutRow } from './model.ts';
@@ -127,6 +129,7 @@ export function watchCloud(
         createdAt: rollout.createdAt,
         ...(rollout.settledAt === undefined ? {} : { settledAt: rollout.settledAt }),
         counts: rollout.counts,
+        ...(rollout.stages === undefined ? {} : { stage: stagesView(rollout.stages).summary }),
       };
       const before = known.get(row.rolloutId);
       known.set(row.rolloutId, row);
@@ -134,6 +137,8 @@ export function watchCloud(
         listeners.onEvent({ kind: 'rollout-started', rollout: row });
         model.selectedEnvironment = row.environment;
       }
+      if (row.stage !== undefined && before !== undefined && before.stage !== row.stage)
+        listeners.onEvent({ kind: 'rollout-stage', rollout: row });
       if (row.state === 'Settled' && before?.state !== 'Settled')
         listeners.onEvent({ kind: 'rollout-settled', rollout: row });
     }
