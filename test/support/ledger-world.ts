@@ -1,4 +1,5 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SNSClient } from '@aws-sdk/client-sns';
@@ -6,7 +7,12 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { BootstrapDeps } from '../../shared/bootstrap/new-instances.ts';
-import { type FanoutConfig, filesForEnvironment, parseConfig } from '../../shared/config.ts';
+import {
+  type FanoutConfig,
+  filesForEnvironment,
+  parseConfig,
+  type StageConfig,
+} from '../../shared/config.ts';
 import { DocumentExitCode } from '../../shared/document-contract.ts';
 import type { RetryMessage, SendChunkMessage } from '../../shared/messages/retry.ts';
 import type { SweepMessage } from '../../shared/messages/sweep.ts';
@@ -18,6 +24,8 @@ import { sendPlannedChunk } from '../../shared/send/chunk-sender.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
 import { resumeRollout } from '../../shared/send/resume.ts';
+import { stagedPlan } from '../../shared/stages/plan.ts';
+import { progressStage } from '../../shared/stages/progress.ts';
 import { retryChunk } from '../../shared/track/retrier.ts';
 import { sweepRollout } from '../../shared/track/sweeper.ts';
 import { type StatusMessage, trackStatusEvents } from '../../shared/track/tracker.ts';
@@ -81,6 +89,8 @@ export interface WorldOptions {
   environment?: string;
   /** Instance ids start from this (hex digits of the id), to keep shared-table worlds apart. */
   instanceBase?: number;
+  /** Stage the environment's parameter changes (custom.fanout.rollout.stages of it). */
+  stages?: Partial<StageConfig>;
 }
 
 // The queues' VisibilityTimeout in serverless.yml: a message whose handling failed comes back
@@ -121,6 +131,9 @@ export class World {
   private nextId = 1;
   private readonly db: DynamoDBDocumentClient;
   private readonly tracker;
+  private readonly cloudwatch: CloudWatchClient;
+  /** CloudWatch alarm states by name (a staged rollout's alarms). */
+  readonly alarms = new Map<string, string>();
 
   constructor(options: WorldOptions) {
     this.environment = options.environment ?? 'prod';
@@ -133,6 +146,9 @@ export class World {
       environments: [this.environment],
       files,
       retry: { maxAttempts: options.maxAttempts ?? 3, baseDelaySeconds: 30 },
+      ...(options.stages === undefined
+        ? {}
+        : { rollout: { stages: { [this.environment]: options.stages } } }),
     });
     this.instances = Array.from(
       { length: options.instances },
@@ -191,6 +207,16 @@ export class World {
         });
       },
     });
+    // CloudWatch: the alarms a test sets (DescribeAlarms by name; absent alarms are not listed).
+    this.cloudwatch = fake(new CloudWatchClient(region), async (c) => {
+      const names: string[] = (c as { input: { AlarmNames?: string[] } }).input.AlarmNames ?? [];
+      return {
+        MetricAlarms: names.flatMap((AlarmName) => {
+          const StateValue = this.alarms.get(AlarmName);
+          return StateValue === undefined ? [] : [{ AlarmName, StateValue }];
+        }),
+      };
+    });
     this.tracker = {
       ssm,
       ec2,
@@ -232,13 +258,19 @@ export class World {
 
   /** The propagate function for one event (a retried event runs this again, same id). */
   async propagate(rolloutId: string, version: number): Promise<void> {
-    await this.step(`propagate ${rolloutId}`, () =>
+    await this.step(`propagate ${rolloutId}`, async () =>
       fanOut(this.tracker, {
         rolloutId,
         trigger: { type: 'event', eventId: rolloutId },
         environment: this.environment,
         files: filesForEnvironment(this.config, this.environment),
         version,
+        ...(await stagedPlan(this.tracker, {
+          environment: this.environment,
+          parameter: this.parameter,
+          version,
+          rolloutId,
+        })),
       }),
     );
   }
@@ -274,7 +306,9 @@ export class World {
     if (command === undefined || invocation === undefined || invocation.status !== 'Pending') {
       return;
     }
-    const version = this.parameterVersion.get(command.parameter) ?? 0;
+    // A pinned command (`/prod/env.php:3`) writes that version; any other the latest.
+    const [name = '', pinned] = command.parameter.split(':');
+    const version = pinned === undefined ? (this.parameterVersion.get(name) ?? 0) : Number(pinned);
     switch (outcome) {
       case 'updated': {
         const disk = this.disk.get(instanceId) ?? new Map();
@@ -349,6 +383,13 @@ export class World {
       if (body.kind === 'send') {
         await this.step(`send chunk ${body.path}#${body.index} of ${body.rolloutId}`, async () => {
           await sendPlannedChunk(this.tracker, body as SendChunkMessage);
+          done(m);
+        });
+        return;
+      }
+      if (body.kind === 'stage') {
+        await this.step(`stage ${body.stage + 1} of ${body.rolloutId}`, async () => {
+          await progressStage({ ...this.tracker, cloudwatch: this.cloudwatch }, body);
           done(m);
         });
         return;

@@ -1,0 +1,143 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startDynalite } from '../support/dynalite.ts';
+import { World, type WorldOptions } from '../support/ledger-world.ts';
+
+/**
+ * Staged rollouts against the real store on dynalite, Run Command, EC2, SQS and CloudWatch
+ * faked in memory, time on a virtual clock: the stage moves, and a function dying at every one
+ * of the AWS calls of the step that makes a move (the next stage's start, a halt), after which
+ * redelivery and the sweep must still finish the job exactly.
+ */
+
+let dynamo: { endpoint: string; close: () => Promise<void> };
+let tables = 0;
+let world: World | undefined;
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+});
+afterAll(() => dynamo.close());
+afterEach((context) => {
+  if (context.task.result?.state === 'fail' && world !== undefined)
+    console.log(world.trace.join('\n'));
+  world?.close();
+});
+
+const BAKE_SECONDS = 60;
+
+async function newWorld(options: Partial<Omit<WorldOptions, 'endpoint' | 'tableName'>> = {}) {
+  world?.close();
+  world = await World.create({
+    instances: 4,
+    maxAttempts: 1,
+    stages: { canary: 1, waves: [], bakeSeconds: BAKE_SECONDS, alarms: ['api-5xx'] },
+    ...options,
+    endpoint: dynamo.endpoint,
+    tableName: `staged-${++tables}`,
+  });
+  world.alarms.set('api-5xx', 'OK');
+  return world;
+}
+
+/** Each command's instances, in the order they were sent, with the version they name. */
+function sends(w: World): Array<[string, string[]]> {
+  return [...w.commands.values()].map((c) => [c.parameter, [...c.invocations.keys()]]);
+}
+
+/** Runs the canary's command and the looks that follow until the canary is baking. */
+async function untilBaking(w: World, rolloutId: string) {
+  for (let i = 0; i < 20; i++) {
+    const rollout = await w.store.getRollout(rolloutId);
+    if (rollout?.stages?.phase === 'Baking') return;
+    for (const [c, id] of w.pendingInvocations()) w.runInvocation(c, id, 'updated');
+    if (w.visible('status').length > 0) await w.deliver('status');
+    else if (w.visible('retry').length > 0) await w.deliver('retry');
+  }
+  throw new Error('the canary never baked');
+}
+
+describe('staged rollouts on the ledger', () => {
+  it('sends the canary, bakes, then the rest, all at the pinned version', async () => {
+    const w = await newWorld();
+    await w.put(); // v2 (v1 is the world's first version)
+    const rolloutId = w.rolloutIds[0] ?? '';
+    await w.drain();
+
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.rollout.stages?.phase).toBe('Done');
+    expect(sends(w)).toEqual([
+      ['/prod/env.php:2', [w.instances[0]]],
+      ['/prod/env.php:2', w.instances.slice(1)],
+    ]);
+    expect(w.alertsOf(rolloutId)).toBe(0);
+    expect((await w.store.getRelease('prod', '/prod/env.php')).completeVersion).toBe(2);
+  });
+
+  it('starts the next stage whichever call of the starting step its function dies at', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      await w.put();
+      const rolloutId = w.rolloutIds[0] ?? '';
+      await untilBaking(w, rolloutId);
+      w.advance(BAKE_SECONDS * 1000);
+      expect(w.visible('retry').map((m) => JSON.parse(m.body).kind)).toEqual(['stage']);
+      w.inject({ kind: 'die', at });
+      await w.deliver('retry');
+      const died = w.trace.at(-1)?.includes('✗') === true;
+
+      await w.drain();
+      const loaded = await w.store.load(rolloutId);
+      expect(loaded?.rollout.state, `died at call ${at}`).toBe('Settled');
+      expect(loaded?.rollout.stages?.phase).toBe('Done');
+      expect(loaded?.targets.every((t) => t.status === 'Success' && t.versionWritten === 2)).toBe(
+        true,
+      );
+      // Each instance got a command of the rollout, none skipped. A death between a SendCommand
+      // and its record sends that chunk once more (SendCommand takes no idempotency token:
+      // API_SendCommand.html), harmless at a pinned version; at most once more.
+      const sent = sends(w).flatMap(([, ids]) => ids);
+      expect(new Set(sent)).toEqual(new Set(w.instances));
+      for (const id of w.instances) {
+        expect(sent.filter((s) => s === id).length).toBeLessThanOrEqual(died ? 2 : 1);
+      }
+      expect(w.alertsOf(rolloutId)).toBe(0);
+      if (!died) break;
+    }
+  });
+
+  it('halts, pins, rolls back and alerts once whichever call of the halting step its function dies at', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      await w.put(); // v2: complete everywhere
+      await w.drain();
+      await w.put(); // v3: the canary fails it
+      const rolloutId = w.rolloutIds[1] ?? '';
+      for (const [c, id] of w.pendingInvocations()) w.runInvocation(c, id, 'content-invalid');
+      await w.deliver('status');
+      expect(w.visible('retry').map((m) => JSON.parse(m.body).kind)).toEqual(['stage']);
+      w.inject({ kind: 'die', at });
+      await w.deliver('retry');
+      const died = w.trace.at(-1)?.includes('✗') === true;
+
+      await w.drain();
+      const rollout = await w.store.getRollout(rolloutId);
+      expect(rollout?.stages?.phase, `died at call ${at}`).toBe('Halted');
+      expect(rollout?.alert).toBe('Sent');
+      expect(w.alertsOf(rolloutId)).toBe(1);
+      const release = await w.store.getRelease('prod', '/prod/env.php');
+      expect(release.hold).toEqual({ rolloutId, version: 3, state: 'Halted', pinned: 2 });
+      // The canary was rolled back to v2 by its own rollout; the others never heard of v3.
+      const rollbackId = rollout?.stages?.halt?.rollbackRolloutId ?? '';
+      const rollback = await w.store.load(rollbackId);
+      expect(rollback?.rollout.state).toBe('Settled');
+      expect(rollback?.targets.map((t) => [t.instanceId, t.versionWritten])).toEqual([
+        [w.instances[0], 2],
+      ]);
+      const v3 = sends(w).filter(([parameter]) => parameter === '/prod/env.php:3');
+      expect(v3.flatMap(([, ids]) => ids)).toEqual([w.instances[0]]);
+      for (const id of w.instances) expect(w.disk.get(id)?.get('/var/www/html/env.php')).toBe(2);
+      if (!died) break;
+    }
+  });
+});
