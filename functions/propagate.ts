@@ -60,13 +60,18 @@ export const lambdaHandler = async (event: ParameterChangeEvent): Promise<Propag
   const rolloutId = newRolloutId(new Date(event.time), event.id);
   correlate({ rolloutId, ...(version === undefined ? {} : { version }) });
 
+  const plan = await stagedPlan(deps, { environment, parameter: name, version, rolloutId });
+  if ('skip' in plan) {
+    logger.info('older than a staged change; nothing sent', { reason: plan.skip });
+    return { status: 'skipped', parameter: name, operation, reason: 'superseded' };
+  }
   const summary = await fanOut(deps, {
     rolloutId,
     trigger: { type: 'event', eventId: event.id },
     environment,
     files,
     ...(version === undefined ? {} : { version }),
-    ...(await stagedPlan(deps, { environment, parameter: name, version, rolloutId })),
+    ...plan,
   });
   recordMetrics(summary);
   const rollout = summarise(summary);

@@ -174,6 +174,11 @@ function toStages(item: Item): StageProgress {
     bakeSeconds: Number(item.bakeSeconds),
     alarms: item.alarms ?? [],
     current: Number(item.current),
+    ...(item.decisions === undefined
+      ? {}
+      : {
+          decisions: item.decisions.map((d: Item) => ({ ...d, stage: Number(d.stage) })),
+        }),
     ...(item.previousVersion === undefined
       ? {}
       : { previousVersion: Number(item.previousVersion) }),
@@ -193,11 +198,18 @@ function toStages(item: Item): StageProgress {
 export interface Release {
   /** The last version a change rollout delivered to the whole environment without a problem. */
   completeVersion?: number;
-  /** A halted (or abandoned) staged rollout that pins new instances to `completeVersion`. */
+  /** The newest version a staged change started for: an older staged rollout goes no further. */
+  latestChange?: number;
+  /**
+   * The staged rollout that holds the parameter: while it stages, drift repair and re-syncs
+   * leave the parameter to it; once halted or abandoned, new instances, drift repair and
+   * re-syncs write `pinned`. The state here is what it was when written: the holder rollout's
+   * own stage says what it is now (a stale hold is ignored).
+   */
   hold?: {
     rolloutId: string;
     version: number;
-    state: 'Halted' | 'Abandoned';
+    state: 'Staging' | 'Halted' | 'Abandoned';
     /** What new instances, drift repair and re-syncs write meanwhile (absent: nothing earlier). */
     pinned?: number;
   };
@@ -209,6 +221,7 @@ export function toRelease(item: Item | undefined): Release {
     ...(item.completeVersion === undefined
       ? {}
       : { completeVersion: Number(item.completeVersion) }),
+    ...(item.latestChange === undefined ? {} : { latestChange: Number(item.latestChange) }),
     ...(item.hold === undefined
       ? {}
       : {

@@ -148,8 +148,20 @@ export interface StageProgress {
   previousVersion?: number;
   /** Why and where it halted (the last halt, if resumed since). */
   halt?: StageHalt;
-  /** Who resumed or abandoned it, and when. */
-  decisions?: Array<{ action: 'resume' | 'abandon'; by: string; at: string; stage: number }>;
+  /** Who resumed or abandoned it (a person, or secrets-fanout for a newer change), and when. */
+  decisions?: Array<{
+    action: 'resume' | 'abandon';
+    by: string;
+    at: string;
+    stage: number;
+    /** Why it was abandoned: what its untouched targets say. */
+    reason?: string;
+  }>;
+  /**
+   * A resume whose consequences (the pin lifted, the rolled-back instances given the version
+   * again) are not all done: whoever looks next (the resume's retry, the sweep) finishes them.
+   */
+  resumeOwed?: boolean;
 }
 
 export interface StageHalt {

@@ -56,7 +56,7 @@ export function startStage(
     UpdateExpression: `SET #stages.#phase = :sending, #stages.#current = :next, #stages.startedAt = :now, sendingUntil = :lease${
       decision === undefined
         ? ''
-        : ', #stages.decisions = list_append(if_not_exists(#stages.decisions, :none), :decision)'
+        : ', #stages.decisions = list_append(if_not_exists(#stages.decisions, :none), :decision), #stages.resumeOwed = :owed'
     } REMOVE queuedChunks, #stages.bakeUntil`,
     ConditionExpression: '#stages.#phase = :from AND #stages.#current = :stage',
     ExpressionAttributeNames: NAMES,
@@ -67,8 +67,18 @@ export function startStage(
       ':next': from.stage + 1,
       ':now': table.isoNow(),
       ':lease': leaseEnd,
-      ...(decision === undefined ? {} : { ':decision': [decision], ':none': [] }),
+      ...(decision === undefined ? {} : { ':decision': [decision], ':none': [], ':owed': true }),
     },
+  });
+}
+
+/** The resume's consequences are all done. */
+export function clearResumeOwed(table: RolloutTable, rolloutId: string) {
+  return table.conditional({
+    Key: rolloutKey(rolloutId),
+    UpdateExpression: 'REMOVE #stages.resumeOwed',
+    ConditionExpression: 'attribute_exists(#stages.resumeOwed)',
+    ExpressionAttributeNames: { '#stages': 'stages' },
   });
 }
 
@@ -82,7 +92,7 @@ export function resumeToDone(
   return table.conditional({
     Key: rolloutKey(rolloutId),
     UpdateExpression:
-      'SET #stages.#phase = :done, #stages.decisions = list_append(if_not_exists(#stages.decisions, :none), :decision)',
+      'SET #stages.#phase = :done, #stages.decisions = list_append(if_not_exists(#stages.decisions, :none), :decision), #stages.resumeOwed = :owed',
     ConditionExpression: '#stages.#phase = :halted AND #stages.#current = :stage',
     ExpressionAttributeNames: NAMES,
     ExpressionAttributeValues: {
@@ -91,6 +101,7 @@ export function resumeToDone(
       ':stage': stage,
       ':decision': [decision],
       ':none': [],
+      ':owed': true,
     },
   });
 }
@@ -164,8 +175,28 @@ export function markComplete(
 }
 
 /**
- * Pins the parameter (new instances, drift repair and re-syncs get `completeVersion`) for a
- * halted rollout of `version`, unless a rollout of a later version holds it already.
+ * Records that a staged change of `version` started: any staged rollout of an older version
+ * goes no further (it is superseded at its next look, and cannot hold the parameter). False if
+ * a change of this version or a later one was recorded already.
+ */
+export function markLatestChange(
+  table: RolloutTable,
+  environment: string,
+  parameter: string,
+  version: number,
+) {
+  return table.conditional({
+    Key: releaseKey(environment, parameter),
+    UpdateExpression: 'SET latestChange = :v, #type = :type',
+    ConditionExpression: 'attribute_not_exists(latestChange) OR latestChange < :v',
+    ExpressionAttributeNames: { '#type': 'type' },
+    ExpressionAttributeValues: { ':v': version, ':type': 'release' },
+  });
+}
+
+/**
+ * The staged rollout `held.rolloutId` of `held.version` holds the parameter (staging, halted),
+ * unless a later change started since, or a rollout of a later version holds it already.
  */
 export function hold(
   table: RolloutTable,
@@ -177,7 +208,7 @@ export function hold(
     Key: releaseKey(environment, parameter),
     UpdateExpression: 'SET #hold = :hold, #type = :type',
     ConditionExpression:
-      'attribute_not_exists(#hold) OR #hold.version < :v OR #hold.rolloutId = :id',
+      '(attribute_not_exists(latestChange) OR latestChange <= :v) AND (attribute_not_exists(#hold) OR #hold.version < :v OR #hold.rolloutId = :id)',
     ExpressionAttributeNames: { '#hold': 'hold', '#type': 'type' },
     ExpressionAttributeValues: {
       ':hold': held,

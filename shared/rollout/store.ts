@@ -59,11 +59,13 @@ import {
   abandonStages,
   bakeStage,
   changeHold,
+  clearResumeOwed,
   completeStages,
   getRelease,
   haltStage,
   hold,
   markComplete,
+  markLatestChange,
   resumeToDone,
   startStage,
 } from './staging.ts';
@@ -423,8 +425,10 @@ export class RolloutStore {
     if (rollout.stages !== undefined && !['Done', 'Abandoned'].includes(rollout.stages.phase)) {
       return { rollout, settledNow: false };
     }
-    // A halt's alert that went out stays sent: the settling owes a new one only for new news.
-    const owed = settleAlertOwed(rollout);
+    // A halt's alert that went out stays sent: the settling owes a new one only for new news;
+    // one still owed (its publish failed) stays owed.
+    const owed =
+      settleAlertOwed(rollout) || rollout.alert === 'Pending' || rollout.alert === 'Sending';
     const alert: AlertState = owed ? 'Pending' : rollout.alert === 'Sent' ? 'Sent' : 'None';
     const settledAt = this.table.isoNow();
     const settledNow = await this.table.conditional({
@@ -597,6 +601,11 @@ export class RolloutStore {
     return startStage(this.table, rolloutId, from, this.table.leaseEnd(), decision);
   }
 
+  /** A resume's consequences are done. Throws the SDK error. */
+  clearResumeOwed(rolloutId: string): Promise<boolean> {
+    return clearResumeOwed(this.table, rolloutId);
+  }
+
   /** Halted at the last stage → Done: a person resumed it. Throws the SDK error. */
   resumeToDone(rolloutId: string, stage: number, decision: Decision): Promise<boolean> {
     return resumeToDone(this.table, rolloutId, stage, decision);
@@ -620,6 +629,24 @@ export class RolloutStore {
   /** Records a version delivered to the whole environment (never lowers it). */
   markComplete(environment: string, parameter: string, version: number): Promise<boolean> {
     return markComplete(this.table, environment, parameter, version);
+  }
+
+  /** Records a staged change's version as the newest (false if a later one is). */
+  markLatestChange(environment: string, parameter: string, version: number): Promise<boolean> {
+    return markLatestChange(this.table, environment, parameter, version);
+  }
+
+  /**
+   * The instances whose own bootstrap rollout of `parameter` started after `after` (new
+   * instances while a staged rollout went out). Throws the SDK error.
+   */
+  async bootstrapsOfParameterSince(parameter: string, after: string): Promise<string[]> {
+    const items = await this.table.queryAll({
+      KeyConditionExpression: 'pk = :pk AND sk > :after',
+      FilterExpression: 'attribute_exists(bootstrapOf)',
+      ExpressionAttributeValues: { ':pk': indexPk({ parameter }), ':after': after },
+    });
+    return [...new Set(items.map((item) => String(item.bootstrapOf)))];
   }
 
   /** Pins a parameter for a halted rollout (unless a later version's holds it). */

@@ -3,6 +3,7 @@ import type { DriftRequest } from '../messages/drift.ts';
 import { correlate, logger } from '../platform/powertools.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut, type RolloutSummary } from './fanout.ts';
+import { stagingParameters } from './holds.ts';
 import { currentVersion } from './parameters.ts';
 
 export type DriftResult =
@@ -35,12 +36,16 @@ export async function repairDrift(deps: FanOutDeps, request: DriftRequest): Prom
   const versions = new Map(
     await Promise.all(names.map(async (n) => [n, await currentVersion(deps.ssm, n)] as const)),
   );
-  const skipped = names.filter((n) => versions.get(n) === undefined);
+  // A parameter a staged rollout is going out for is left to it (its stages reach every
+  // instance; a repair now would take the unproven version past its canary, or undo it).
+  const staging = await stagingParameters(deps.store, environment, names);
+  const skipped = names.filter((n) => versions.get(n) === undefined || staging.has(n));
   const present = files.filter((f) => !skipped.includes(f.parameter));
   if (skipped.length > 0) {
-    logger.warn('drift repair: parameters missing from Parameter Store are skipped', {
+    logger.warn('drift repair: parameters missing, or being staged, are skipped', {
       environment,
       skipped,
+      staging: Object.fromEntries(staging),
     });
   }
   if (present.length === 0) {

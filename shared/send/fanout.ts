@@ -17,6 +17,7 @@ import {
   type Rollout,
   type SendChunk,
   type SourceVersion,
+  type StageProgress,
 } from '../rollout/model.ts';
 import { delayUntil } from '../rollout/policy.ts';
 import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
@@ -24,6 +25,7 @@ import type { Trigger } from '../rollout/trigger.ts';
 import { sendPlannedChunk } from './chunk-sender.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
+import { holdOf } from './holds.ts';
 import { isDue, paceSeconds, schedule } from './plan.ts';
 
 export type { Trigger };
@@ -186,7 +188,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     // The chunks the store planned for exactly these targets: nothing to read back. A staged
     // rollout queues its first stage; the others wait for theirs.
     const chunks = planChunks(wanted).filter((c) => (c.stage ?? 0) === 0);
-    await queueChunks(deps, request, chunks, summary, pins, request.stages?.alarms[0]);
+    await queueChunks(deps, request, chunks, summary, pins, request.stages);
     return summary;
   }
   const rollout = await deps.store.getRollout(request.rolloutId);
@@ -204,7 +206,7 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     await unsentChunks(deps, request.rolloutId, summary, recorded),
     summary,
     recorded?.pins ?? pins,
-    recorded?.stages?.alarms[0],
+    recorded?.stages,
   );
   return summary;
 }
@@ -234,8 +236,8 @@ async function heldPins(deps: FanOutDeps, request: FanOutRequest): Promise<Recor
   ];
   const pins: Record<string, number> = {};
   for (const name of names) {
-    const release = await deps.store.getRelease(request.environment, name);
-    if (release.hold?.pinned !== undefined) pins[name] = release.hold.pinned;
+    const view = await holdOf(deps.store, request.environment, name);
+    if (view?.state === 'pinned') pins[name] = view.version;
   }
   if (Object.keys(pins).length > 0) {
     logger.info('halted parameters are written at their last complete version', {
@@ -272,7 +274,7 @@ export async function queueStage(deps: FanOutDeps, rollout: Rollout): Promise<Ro
     chunks,
     summary,
     rollout.pins ?? {},
-    rollout.stages?.alarms[0],
+    rollout.stages,
   );
   return summary;
 }
@@ -310,7 +312,7 @@ async function requeue(
     await unsentChunks(deps, request.rolloutId, summary, rollout),
     summary,
     rollout.pins ?? {},
-    rollout.stages?.alarms[0],
+    rollout.stages,
   );
   return summary;
 }
@@ -348,8 +350,9 @@ async function queueChunks(
   chunks: SendChunk[],
   summary: RolloutSummary,
   pins: Record<string, number>,
-  alarm?: string,
+  stages?: Pick<StageProgress, 'alarms'>,
 ): Promise<void> {
+  const alarm = stages?.alarms[0];
   const pace = deps.config.rollout;
   const start =
     request.trigger.type === 'bootstrap' || chunks.length === 0
@@ -400,7 +403,9 @@ async function queueChunks(
     new Date(Date.parse(last) + LEASE_SECONDS * 1000),
   );
   // Nothing to send (every instance unreachable): settle and alert now, not at the first sweep.
-  if (turns.length === 0) await deps.ledger.record(request.rolloutId, []);
+  // A staged rollout looks at its stage now too: one whose commands all finished before it
+  // was marked queued would otherwise wait for the sweep.
+  if (turns.length === 0 || stages !== undefined) await deps.ledger.record(request.rolloutId, []);
 }
 
 /** A summary of nothing done yet for this request. */

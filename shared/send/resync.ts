@@ -14,6 +14,7 @@ import { newRolloutId } from '../rollout/rollout-id.ts';
 import { decideHalted } from '../stages/decisions.ts';
 import { type FanOutDeps, fanOut } from './fanout.ts';
 import { hasRunningInstance } from './fleet.ts';
+import { stagingParameters } from './holds.ts';
 import { currentVersion } from './parameters.ts';
 
 /** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
@@ -71,11 +72,25 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
     ),
   );
   const missing = [...versions].filter(([, v]) => v === undefined).map(([name]) => name);
-  const present = files.filter((f) => !missing.includes(f.parameter));
-  if (present.length === 0) {
+  const existing = files.filter((f) => !missing.includes(f.parameter));
+  if (existing.length === 0) {
     return refuse(
       404,
       `${missing.join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist in Parameter Store; nothing sent`,
+    );
+  }
+  // A parameter a staged rollout is going out for is left to it: a re-sync would take the
+  // unproven version past its canary.
+  const staging = await stagingParameters(
+    deps.store,
+    environment,
+    existing.map((f) => f.parameter),
+  );
+  const present = existing.filter((f) => !staging.has(f.parameter));
+  if (present.length === 0) {
+    return refuse(
+      409,
+      `a staged rollout is going out for ${[...staging].map(([name, id]) => `${name} (rollout ${id})`).join(', ')}: it reaches every instance stage by stage; re-sync once it is done, or once it halts (a re-sync then writes the last complete version)`,
     );
   }
   const version = request.parameter === undefined ? undefined : versions.get(request.parameter);
@@ -87,7 +102,15 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
     ...(version === undefined ? {} : { version }),
   });
   if (request.instanceIds === undefined && request.dryRun !== true) {
-    return planLater(deps, { rolloutId, environment, files: present, principal, missing, version });
+    return planLater(deps, {
+      rolloutId,
+      environment,
+      files: present,
+      principal,
+      missing,
+      staging,
+      version,
+    });
   }
   try {
     const summary = await fanOut(deps, {
@@ -120,7 +143,7 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
         ...(version === undefined ? {} : { version }),
         targeted: summary.targeted,
         unreachable: summary.unreachable,
-        ...skipped(missing),
+        ...skipped(missing, staging),
         ...(request.dryRun === true
           ? {}
           : {
@@ -148,6 +171,7 @@ async function planLater(
     files: FileTarget[];
     principal: string;
     missing: string[];
+    staging: Map<string, string>;
     version: number | undefined;
   },
 ): Promise<Answer> {
@@ -175,7 +199,7 @@ async function planLater(
       environment,
       parameters,
       ...(plan.version === undefined ? {} : { version: plan.version }),
-      ...skipped(plan.missing),
+      ...skipped(plan.missing, plan.staging),
       follow: follow(deps, environment, rolloutId),
     },
   };
@@ -224,10 +248,15 @@ function nothingToSend(
   };
 }
 
-function skipped(missing: string[]) {
-  return missing.length === 0
-    ? {}
-    : { skipped: missing.map((parameter) => ({ parameter, reason: 'does not exist' })) };
+function skipped(missing: string[], staging: Map<string, string> = new Map()) {
+  const left = [
+    ...missing.map((parameter) => ({ parameter, reason: 'does not exist' })),
+    ...[...staging].map(([parameter, rolloutId]) => ({
+      parameter,
+      reason: `a staged rollout is going out (rollout ${rolloutId})`,
+    })),
+  ];
+  return left.length === 0 ? {} : { skipped: left };
 }
 
 function follow(deps: FanOutDeps, environment: string, rolloutId: string) {

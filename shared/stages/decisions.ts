@@ -3,7 +3,7 @@ import { logger } from '../platform/powertools.ts';
 import type { Rollout, StageProgress, Transition } from '../rollout/model.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut, filesOfRollout, queueStage } from '../send/fanout.ts';
-import { reachedInstances, stageName } from './stage-info.ts';
+import { rolledBackInstances, stageName } from './stage-info.ts';
 
 /** An answer for a person: an HTTP status and a JSON body. */
 export interface DecisionAnswer {
@@ -13,6 +13,9 @@ export interface DecisionAnswer {
 
 const refuse = (status: number, error: string): DecisionAnswer => ({ status, body: { error } });
 
+/** Who decides for a newer change that ends an older staged rollout. */
+const SERVICE = 'secrets-fanout';
+
 /**
  * A person's decision on a halted staged rollout, from the resync endpoint:
  * - resume: the value was fine after all (the alarm was something else, the database now
@@ -21,8 +24,9 @@ const refuse = (status: number, error: string): DecisionAnswer => ({ status, bod
  * - abandon: the version is not to go out. The stages not reached are never sent (their
  *   targets end Superseded), the rollout settles, and the parameter stays pinned to its last
  *   complete version for new instances, drift repair and re-syncs until a newer version is put.
- * Anything but a halted staged rollout of `environment` is refused (404/409) and nothing changes.
- * Throws the SDK error.
+ * Asking again after a decision whose consequences were cut short (a function that died)
+ * finishes them. Anything but a halted staged rollout of `environment` is refused (404/409)
+ * and nothing changes. Throws the SDK error.
  */
 export async function decideHalted(
   deps: FanOutDeps,
@@ -46,6 +50,19 @@ export async function decideHalted(
       `rollout ${rollout.rolloutId} is not staged: there is nothing to ${request.action}`,
     );
   }
+  const last = stages.decisions?.at(-1);
+  if (request.action === 'resume' && stages.resumeOwed === true && last?.action === 'resume') {
+    await finishResume(deps, rollout);
+    return resumed(rollout, stages, last.stage);
+  }
+  if (
+    request.action === 'abandon' &&
+    stages.phase === 'Abandoned' &&
+    rollout.state === 'InProgress'
+  ) {
+    const untouched = await finishAbandon(deps, rollout);
+    return abandoned(rollout, stages, untouched);
+  }
   if (stages.phase !== 'Halted') {
     return refuse(
       409,
@@ -63,30 +80,83 @@ async function resume(
   stages: StageProgress,
   principal: string,
 ): Promise<DecisionAnswer> {
+  // The rollback must be over first, or a late rollback command could undo the resume.
+  const rollbackId = stages.halt?.rollbackRolloutId;
+  if (rollbackId !== undefined) {
+    const rollback = await deps.store.getRollout(rollbackId);
+    if (rollback?.state !== 'Settled') {
+      return refuse(
+        409,
+        `rollout ${rollout.rolloutId}'s rollback (rollout ${rollbackId}) is not over yet; resume once it has settled`,
+      );
+    }
+  }
   const k = stages.current;
   const now = deps.ledger.now();
   const decision = { action: 'resume' as const, by: principal, at: now.toISOString(), stage: k };
   const last = k === stages.instances.length - 1;
+  // A sweep first: whatever happens from here on, someone finishes what the resume implies.
+  await deps.ledger.scheduleSweep(rollout.rolloutId);
   const moved = last
     ? await deps.store.resumeToDone(rollout.rolloutId, k, decision)
     : await deps.store.startStage(rollout.rolloutId, { stage: k, phase: 'Halted' }, decision);
-  if (!moved)
+  if (!moved) {
     return refuse(409, `rollout ${rollout.rolloutId} was decided by someone else just now`);
+  }
   logger.info('halted rollout resumed', { rolloutId: rollout.rolloutId, principal, stage: k + 1 });
+  const now2 = await deps.store.getRollout(rollout.rolloutId);
+  if (now2 !== undefined) {
+    await finishResume(deps, now2);
+    // The next stage's chunks, under the sending lease the resume took.
+    if (!last && now2.queuedChunks === undefined) await queueStage(deps, now2);
+  }
+  return resumed(rollout, stages, k);
+}
+
+function resumed(rollout: Rollout, stages: StageProgress, k: number): DecisionAnswer {
+  const last = k === stages.instances.length - 1;
+  const resumeRolloutId = resumeRolloutIdOf(rollout);
+  return {
+    status: 202,
+    body: {
+      rolloutId: rollout.rolloutId,
+      resumed: true,
+      stage: last ? 'every stage is done' : stageName(stages, k + 1),
+      ...(resumeRolloutId === undefined ? {} : { resumeRolloutId }),
+      follow: { rolloutId: rollout.rolloutId },
+    },
+  };
+}
+
+/** The id of the rollout that gives the rolled-back instances the version again, if any. */
+function resumeRolloutIdOf(rollout: Rollout): string | undefined {
+  const stages = rollout.stages;
+  const decision = stages?.decisions?.filter((d) => d.action === 'resume').at(-1);
+  if (stages?.halt?.rollbackRolloutId === undefined || decision === undefined) return undefined;
+  return newRolloutId(new Date(decision.at), `resume:${rollout.rolloutId}:${decision.stage}`);
+}
+
+/**
+ * What a resume implies, each step safe to repeat (the resume itself, or the sweep after a
+ * function died): the pin lifted, and the instances a rollback took back given the version
+ * again under a rollout id derived from the decision. Throws the SDK error.
+ */
+export async function finishResume(deps: FanOutDeps, rollout: Rollout): Promise<void> {
+  const stages = rollout.stages;
+  if (stages?.resumeOwed !== true) return;
   for (const parameter of rollout.parameters) {
     await deps.store.changeHold(rollout.environment, parameter, rollout.rolloutId, 'lifted');
   }
-  // The instances a rollback took back get the version again, tracked on their own.
-  let resumeRolloutId: string | undefined;
-  if (stages.halt?.rollbackRolloutId !== undefined && rollout.version !== undefined) {
-    resumeRolloutId = newRolloutId(now, `resume:${rollout.rolloutId}:${k}`);
+  const resumeRolloutId = resumeRolloutIdOf(rollout);
+  const decision = stages.decisions?.filter((d) => d.action === 'resume').at(-1);
+  if (resumeRolloutId !== undefined && rollout.version !== undefined && decision !== undefined) {
     const version = rollout.version;
     await fanOut(deps, {
       rolloutId: resumeRolloutId,
-      trigger: { type: 'resume', of: rollout.rolloutId, principal },
+      trigger: { type: 'resume', of: rollout.rolloutId, principal: decision.by },
       environment: rollout.environment,
       files: filesOfRollout(deps, rollout),
-      instanceIds: await reachedInstances(deps, rollout),
+      instanceIds: await rolledBackInstances(deps, rollout),
       pins: Object.fromEntries(rollout.parameters.map((p) => [p, version])),
       tolerateMissing: true,
       skipIfEmpty: true,
@@ -94,24 +164,8 @@ async function resume(
       if (!(error instanceof RolloutBusyError)) throw error;
     });
   }
-  if (last) {
-    await deps.ledger.finish(rollout.rolloutId);
-  } else {
-    // The sweep stopped once the halt's alert was out: the rollout needs one again.
-    await deps.ledger.scheduleSweep(rollout.rolloutId);
-    const started = await deps.store.getRollout(rollout.rolloutId);
-    if (started !== undefined) await queueStage(deps, started);
-  }
-  return {
-    status: 202,
-    body: {
-      rolloutId: rollout.rolloutId,
-      resumed: true,
-      ...(last ? { stage: 'every stage is done' } : { stage: stageName(stages, k + 1) }),
-      ...(resumeRolloutId === undefined ? {} : { resumeRolloutId }),
-      follow: { rolloutId: rollout.rolloutId },
-    },
-  };
+  await deps.store.clearResumeOwed(rollout.rolloutId);
+  if (stages.phase === 'Done') await deps.ledger.finish(rollout.rolloutId);
 }
 
 async function abandon(
@@ -120,10 +174,16 @@ async function abandon(
   stages: StageProgress,
   principal: string,
 ): Promise<DecisionAnswer> {
+  // A sweep first: a function that dies after the decision leaves its consequences to it.
+  await deps.ledger.scheduleSweep(rollout.rolloutId);
   const untouched = await abandonRest(deps, rollout, principal, `abandoned by ${principal}`);
   if (untouched === undefined) {
     return refuse(409, `rollout ${rollout.rolloutId} was decided by someone else just now`);
   }
+  return abandoned(rollout, stages, untouched);
+}
+
+function abandoned(rollout: Rollout, stages: StageProgress, untouched: number): DecisionAnswer {
   return {
     status: 200,
     body: {
@@ -131,17 +191,15 @@ async function abandon(
       abandoned: true,
       haltedAt: stageName(stages, stages.current),
       untouched,
-      pinnedTo: stages.previousVersion ?? null,
+      pinnedTo: stages.halt === undefined ? null : (stages.previousVersion ?? null),
     },
   };
 }
 
 /**
  * Ends a staged rollout where it stands: the stages not started are never sent (their targets
- * end Superseded with `reason`), and it settles. A halt's pin stays (abandoned: new instances
- * keep the last complete version until a newer one is put) unless a newer change ended it.
- * Returns how many instances were never sent, or undefined if it had already been decided.
- * Throws the SDK error.
+ * end Superseded with `reason`), and it settles. Returns how many instances were never sent,
+ * or undefined if someone else decided first. Throws the SDK error.
  */
 export async function abandonRest(
   deps: FanOutDeps,
@@ -151,20 +209,35 @@ export async function abandonRest(
 ): Promise<number | undefined> {
   const stages = rollout.stages;
   if (stages === undefined) return undefined;
-  const k = stages.current;
   const at = deps.ledger.now().toISOString();
-  if (
-    !(await deps.store.abandonStages(rollout.rolloutId, { action: 'abandon', by, at, stage: k }))
-  ) {
-    return undefined;
-  }
-  if (stages.phase === 'Halted') {
-    for (const parameter of rollout.parameters) {
-      await deps.store.changeHold(rollout.environment, parameter, rollout.rolloutId, 'Abandoned');
-    }
+  const decision = { action: 'abandon' as const, by, at, stage: stages.current, reason };
+  if (!(await deps.store.abandonStages(rollout.rolloutId, decision))) return undefined;
+  const now = await deps.store.getRollout(rollout.rolloutId);
+  return now === undefined ? 0 : finishAbandon(deps, now);
+}
+
+/**
+ * What an abandon implies, each step safe to repeat (the decision itself, its retry, or the
+ * sweep after a function died): a halt's pin stays, marked abandoned (new instances keep the
+ * last complete version until a newer change); a rollout that never halted holds nothing; the
+ * targets of the stages not started end Superseded, and the rollout settles. Returns how many
+ * instances were never sent. Throws the SDK error.
+ */
+export async function finishAbandon(deps: FanOutDeps, rollout: Rollout): Promise<number> {
+  const stages = rollout.stages;
+  if (stages?.phase !== 'Abandoned') return 0;
+  const decision = stages.decisions?.filter((d) => d.action === 'abandon').at(-1);
+  const reason = decision?.reason ?? `abandoned by ${decision?.by ?? 'someone'}`;
+  for (const parameter of rollout.parameters) {
+    await deps.store.changeHold(
+      rollout.environment,
+      parameter,
+      rollout.rolloutId,
+      stages.halt === undefined || decision?.by === SERVICE ? 'lifted' : 'Abandoned',
+    );
   }
   const later = (await deps.store.plannedChunks(rollout.rolloutId)).filter(
-    (c) => (c.stage ?? 0) > k,
+    (c) => (c.stage ?? 0) > stages.current,
   );
   const transitions: Transition[] = later.flatMap((c) =>
     c.instanceIds.map((instanceId) => ({
@@ -187,49 +260,45 @@ export async function abandonRest(
 }
 
 /**
- * The id of a change of the rollout's parameter recorded after it, at no lower version, if
- * any: such a change stages itself from its own canary, so this one goes no further.
- * Throws the SDK error.
+ * The newer version of the rollout's parameter a staged change started for since, if any: that
+ * change stages itself from its own canary, so this rollout goes no further. Throws the SDK
+ * error.
  */
-export async function newerChange(deps: FanOutDeps, rollout: Rollout): Promise<string | undefined> {
+export async function newerChange(deps: FanOutDeps, rollout: Rollout): Promise<number | undefined> {
   const [parameter] = rollout.parameters;
-  if (parameter === undefined) return undefined;
-  const recent = await deps.store.recentRollouts({ parameter }, 10);
-  const newer = recent.find(
-    (entry) =>
-      entry.triggerType === 'event' &&
-      entry.rolloutId !== rollout.rolloutId &&
-      entry.createdAt > rollout.createdAt &&
-      (entry.version === undefined ||
-        rollout.version === undefined ||
-        entry.version >= rollout.version),
-  );
-  return newer?.rolloutId;
+  if (parameter === undefined || rollout.version === undefined) return undefined;
+  const { latestChange } = await deps.store.getRelease(rollout.environment, parameter);
+  return latestChange !== undefined && latestChange > rollout.version ? latestChange : undefined;
+}
+
+/** Ends a staged rollout a newer change took over. Throws the SDK error. */
+export async function supersede(deps: FanOutDeps, rollout: Rollout, version: number) {
+  return abandonRest(deps, rollout, SERVICE, `superseded by the change to v${version}`);
 }
 
 /**
- * Before a change of `parameter` at `version` goes out: a halted (or abandoned) rollout of an
- * older version that pins the parameter is ended, and its pin lifted: the newer version is
- * what people want now, and it stages itself. Throws the SDK error.
+ * Before a change of `parameter` at `version` goes out: a halted rollout of an older version
+ * that pins the parameter is ended, and its pin lifted: the newer version is what people want
+ * now, and it stages itself. Throws the SDK error.
  */
 export async function supersedeHeld(
   deps: FanOutDeps,
   environment: string,
   parameter: string,
   version: number,
-  by: string,
 ): Promise<void> {
   const { hold } = await deps.store.getRelease(environment, parameter);
   if (hold === undefined || hold.version >= version) return;
   const held = await deps.store.getRollout(hold.rolloutId);
   if (held?.stages !== undefined && held.state === 'InProgress') {
-    await abandonRest(deps, held, 'secrets-fanout', `superseded by ${by}`);
+    if (held.stages.phase === 'Abandoned') await finishAbandon(deps, held);
+    else await supersede(deps, held, version);
   }
   await deps.store.changeHold(environment, parameter, hold.rolloutId, 'lifted');
-  logger.info('a newer version lifts the pin of a halted rollout', {
+  logger.info('a newer version lifts the hold of an older staged rollout', {
     parameter,
     environment,
-    halted: hold.rolloutId,
+    holder: hold.rolloutId,
     version,
   });
 }

@@ -7,7 +7,7 @@ import type { Rollout, StageProgress, Target } from '../rollout/model.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut, filesOfRollout, queueStage } from '../send/fanout.ts';
 import { firingAlarms } from './alarms.ts';
-import { abandonRest, newerChange } from './decisions.ts';
+import { finishAbandon, finishResume, newerChange, supersede } from './decisions.ts';
 import { reachedInstances, stageName } from './stage-info.ts';
 
 export interface StageDeps extends FanOutDeps {
@@ -40,10 +40,14 @@ const BAKE_LOOK_SECONDS = 60;
 export async function progressStage(deps: StageDeps, message: StageMessage): Promise<StageResult> {
   const rollout = await deps.store.getRollout(message.rolloutId);
   const stages = rollout?.stages;
-  if (rollout === undefined || stages === undefined || stages.current !== message.stage) {
-    return 'stale';
+  if (rollout === undefined || stages === undefined) return 'stale';
+  // A decision a function died in the middle of: finish it first, whatever the stage.
+  if (stages.resumeOwed === true) await finishResume(deps, rollout);
+  if (stages.phase === 'Abandoned' && rollout.state === 'InProgress') {
+    await finishAbandon(deps, rollout);
+    return 'superseded';
   }
-  if (rollout.state !== 'InProgress') return 'stale';
+  if (stages.current !== message.stage || rollout.state !== 'InProgress') return 'stale';
   switch (stages.phase) {
     case 'Sending':
       return finishStage(deps, rollout, stages);
@@ -65,6 +69,12 @@ async function finishStage(
   const k = stages.current;
   const targets = await deps.store.stageTargets(rollout.rolloutId, k);
   if (targets.some((t) => t.status === 'Pending')) return 'waiting';
+  // A newer change stages itself: this one neither halts nor goes on.
+  const newer = await newerChange(deps, rollout);
+  if (newer !== undefined) {
+    await supersede(deps, rollout, newer);
+    return 'superseded';
+  }
   // The alarms first: an alarm stops the stage's commands (AlarmConfiguration), so their
   // failures are its doing, and the reason names it.
   const firing = await firingAlarms(deps.cloudwatch, stages.alarms);
@@ -105,14 +115,14 @@ async function bake(
   stages: StageProgress,
 ): Promise<StageResult> {
   const k = stages.current;
+  const newer = await newerChange(deps, rollout);
+  if (newer !== undefined) {
+    await supersede(deps, rollout, newer);
+    return 'superseded';
+  }
   const firing = await firingAlarms(deps.cloudwatch, stages.alarms);
   if (firing.length > 0) {
     return halt(deps, rollout, alarmReason(firing, `the bake of ${stageName(stages, k)}`));
-  }
-  const newer = await newerChange(deps, rollout);
-  if (newer !== undefined) {
-    await abandonRest(deps, rollout, 'secrets-fanout', `superseded by ${newer}`);
-    return 'superseded';
   }
   const now = deps.ledger.now().getTime();
   const left = Math.ceil((Date.parse(stages.bakeUntil ?? '') - now) / 1000);
@@ -143,6 +153,8 @@ async function halt(deps: StageDeps, rollout: Rollout, reason: string): Promise<
   const stages = rollout.stages as StageProgress;
   const k = stages.current;
   const at = deps.ledger.now();
+  // Counted now, after the stage's last commit: the failures this halt's alert names.
+  const failedAtHalt = (await deps.store.getRollout(rollout.rolloutId))?.counts.failed ?? 0;
   const halted = await deps.store.haltStage(rollout.rolloutId, {
     stage: k,
     reason,
@@ -150,7 +162,7 @@ async function halt(deps: StageDeps, rollout: Rollout, reason: string): Promise<
     ...(stages.previousVersion === undefined
       ? {}
       : { rollbackRolloutId: newRolloutId(at, `rollback:${rollout.rolloutId}:${k}`) }),
-    failedAtHalt: rollout.counts.failed,
+    failedAtHalt,
   });
   if (halted) {
     logger.warn('staged rollout halted', { rolloutId: rollout.rolloutId, stage: k + 1, reason });
@@ -171,12 +183,19 @@ async function completeHalt(deps: StageDeps, rollout: Rollout): Promise<void> {
   const stages = rollout.stages;
   if (stages?.phase !== 'Halted' || stages.halt === undefined) return;
   for (const parameter of rollout.parameters) {
-    await deps.store.hold(rollout.environment, parameter, {
+    const held = await deps.store.hold(rollout.environment, parameter, {
       rolloutId: rollout.rolloutId,
       version: rollout.version ?? 0,
       state: 'Halted',
       ...(stages.previousVersion === undefined ? {} : { pinned: stages.previousVersion }),
     });
+    const newer = held ? undefined : await newerChange(deps, rollout);
+    if (newer !== undefined) {
+      // A newer change started since: it owns the parameter (and the instances), so this halt
+      // neither pins nor rolls back; it ends here, its alert still owed.
+      await supersede(deps, rollout, newer);
+      return;
+    }
   }
   const rollbackId = stages.halt.rollbackRolloutId;
   if (rollbackId !== undefined && stages.previousVersion !== undefined) {

@@ -133,6 +133,7 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
  * decides, and a resume starts a sweep of its own).
  */
 function isDone(rollout: Rollout): boolean {
+  if (rollout.stages?.resumeOwed === true) return false;
   if (rollout.stages?.phase === 'Halted' && rollout.state === 'InProgress') {
     return rollout.alert === 'Sent';
   }
@@ -148,11 +149,17 @@ function waitingForStage(target: Target, rollout: Rollout): boolean {
   );
 }
 
-/** Whether the stage's own looks may have been lost: a bake past its end, or a halt. */
+/**
+ * Whether the stage's own looks may have been lost: a bake past its end, a halt, a decision
+ * whose consequences a function died in the middle of.
+ */
 function stageLookOwed(rollout: Rollout, now: Date): boolean {
   const stages = rollout.stages;
-  if (stages === undefined || rollout.state !== 'InProgress') return false;
-  if (stages.phase === 'Halted') return true;
+  if (stages === undefined) return false;
+  // A decision cut short: a resume's pin and roll-forward, an abandon's untouched targets.
+  if (stages.resumeOwed === true) return true;
+  if (rollout.state !== 'InProgress') return false;
+  if (stages.phase === 'Halted' || stages.phase === 'Abandoned') return true;
   return (
     stages.phase === 'Baking' &&
     stages.bakeUntil !== undefined &&

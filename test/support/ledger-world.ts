@@ -22,8 +22,10 @@ import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
 import { RolloutStore } from '../../shared/rollout/store.ts';
 import { sendPlannedChunk } from '../../shared/send/chunk-sender.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
+import { repairDrift } from '../../shared/send/drift.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
 import { resumeRollout } from '../../shared/send/resume.ts';
+import { type DecisionAnswer, decideHalted } from '../../shared/stages/decisions.ts';
 import { stagedPlan } from '../../shared/stages/plan.ts';
 import { progressStage } from '../../shared/stages/progress.ts';
 import { retryChunk } from '../../shared/track/retrier.ts';
@@ -258,21 +260,44 @@ export class World {
 
   /** The propagate function for one event (a retried event runs this again, same id). */
   async propagate(rolloutId: string, version: number): Promise<void> {
-    await this.step(`propagate ${rolloutId}`, async () =>
-      fanOut(this.tracker, {
+    await this.step(`propagate ${rolloutId}`, async () => {
+      const plan = await stagedPlan(this.tracker, {
+        environment: this.environment,
+        parameter: this.parameter,
+        version,
+        rolloutId,
+      });
+      if ('skip' in plan) return;
+      await fanOut(this.tracker, {
         rolloutId,
         trigger: { type: 'event', eventId: rolloutId },
         environment: this.environment,
         files: filesForEnvironment(this.config, this.environment),
         version,
-        ...(await stagedPlan(this.tracker, {
-          environment: this.environment,
-          parameter: this.parameter,
-          version,
-          rolloutId,
-        })),
-      }),
-    );
+        ...plan,
+      });
+    });
+  }
+
+  /** A person resumes or abandons a halted staged rollout (the resync endpoint); its answer. */
+  async decide(
+    rolloutId: string,
+    action: 'resume' | 'abandon',
+  ): Promise<DecisionAnswer | undefined> {
+    let answer: DecisionAnswer | undefined;
+    await this.step(`${action} ${rolloutId}`, async () => {
+      answer = await decideHalted(
+        this.tracker,
+        { rolloutId, action },
+        'arn:aws:iam::111122223333:user/oncall',
+      );
+    });
+    return answer;
+  }
+
+  /** The drift function's run for the environment (a scheduled event). */
+  async drift(): Promise<void> {
+    await this.step('drift', () => repairDrift(this.tracker, { environment: this.environment }));
   }
 
   /** A manual re-sync of the environment (synchronous: nobody redelivers it if it crashes). */
@@ -539,6 +564,11 @@ export class World {
   private async ssm(command: object): Promise<unknown> {
     const input = (command as { input: Record<string, any> }).input;
     switch (command.constructor.name) {
+      case 'DescribeParametersCommand': {
+        const name: string = input.ParameterFilters?.[0]?.Values?.[0] ?? '';
+        const version = this.parameterVersion.get(name);
+        return { Parameters: version === undefined ? [] : [{ Name: name, Version: version }] };
+      }
       case 'DescribeInstanceInformationCommand': {
         const ids: string[] = input.Filters?.[0]?.Values ?? [];
         return {

@@ -141,3 +141,146 @@ describe('staged rollouts on the ledger', () => {
     }
   });
 });
+
+/** v2 complete everywhere, then v3 halted at its failing canary, its rollback settled. */
+async function haltedAtCanary(w: World): Promise<string> {
+  await w.put(); // v2
+  await w.drain();
+  await w.put(); // v3
+  const rolloutId = w.rolloutIds[1] ?? '';
+  await w.drain((_, instanceId) => (instanceId === w.instances[0] ? 'content-invalid' : 'updated'));
+  expect((await w.store.getRollout(rolloutId))?.stages?.phase).toBe('Halted');
+  return rolloutId;
+}
+
+describe('decisions on a halted rollout', () => {
+  it('a resume is finished whichever call its function dies at: every instance ends at v3', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      const rolloutId = await haltedAtCanary(w);
+      w.inject({ kind: 'die', at });
+      const answer = await w.decide(rolloutId, 'resume');
+      const died = answer === undefined;
+      // What was decided before the death is finished by the sweep; a decision that never
+      // got written is simply asked again (the caller saw an error).
+      await w.drain();
+      if ((await w.store.getRollout(rolloutId))?.stages?.phase === 'Halted') {
+        expect((await w.decide(rolloutId, 'resume'))?.status).toBe(202);
+      }
+      if (!died) expect(answer?.status).toBe(202);
+
+      await w.drain();
+      const rollout = await w.store.getRollout(rolloutId);
+      expect(rollout?.state, `died at call ${at}`).toBe('Settled');
+      expect(rollout?.stages?.phase).toBe('Done');
+      expect(rollout?.stages?.resumeOwed).toBeUndefined();
+      for (const id of w.instances) expect(w.disk.get(id)?.get('/var/www/html/env.php')).toBe(3);
+      expect((await w.store.getRelease('prod', '/prod/env.php')).completeVersion).toBe(3);
+      // The pin is gone: a new repair writes the latest again.
+      expect(w.alertsOf(rolloutId)).toBe(1);
+      if (!died) break;
+    }
+  });
+
+  it('an abandon is finished whichever call its function dies at: the rest never sent', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      const rolloutId = await haltedAtCanary(w);
+      const commands = w.commands.size;
+      w.inject({ kind: 'die', at });
+      const answer = await w.decide(rolloutId, 'abandon');
+      const died = answer === undefined;
+      // What was decided before the death is finished by the sweep; a decision that never
+      // got written is simply asked again (the caller saw an error).
+      await w.drain();
+      if ((await w.store.getRollout(rolloutId))?.stages?.phase === 'Halted') {
+        expect((await w.decide(rolloutId, 'abandon'))?.status).toBe(200);
+      }
+
+      await w.drain();
+      const loaded = await w.store.load(rolloutId);
+      expect(loaded?.rollout.state, `died at call ${at}`).toBe('Settled');
+      expect(loaded?.rollout.stages?.phase).toBe('Abandoned');
+      expect(loaded?.rollout.counts).toMatchObject({ failed: 1, superseded: 3, pending: 0 });
+      expect(w.commands.size).toBe(commands);
+      expect((await w.store.getRelease('prod', '/prod/env.php')).hold).toMatchObject({
+        rolloutId,
+        state: 'Abandoned',
+        pinned: 2,
+      });
+      expect(w.alertsOf(rolloutId)).toBe(1);
+      if (!died) break;
+    }
+  });
+
+  it('a resume waits for the rollback to settle', async () => {
+    const w = await newWorld();
+    await w.put(); // v2
+    await w.drain();
+    await w.put(); // v3: its canary fails; the rollback's command is left running
+    const rolloutId = w.rolloutIds[1] ?? '';
+    for (let i = 0; i < 30; i++) {
+      const rollout = await w.store.getRollout(rolloutId);
+      if (rollout?.stages?.phase === 'Halted') break;
+      for (const [c, id] of w.pendingInvocations()) {
+        if (w.commands.get(c)?.parameter.endsWith(':3')) w.runInvocation(c, id, 'content-invalid');
+      }
+      if (w.visible('status').length > 0) await w.deliver('status');
+      else if (w.visible('retry').length > 0) await w.deliver('retry');
+    }
+    const answer = await w.decide(rolloutId, 'resume');
+    expect(answer?.status).toBe(409);
+    expect(answer?.body.error).toMatch(/rollback .* is not over yet/);
+    expect((await w.store.getRollout(rolloutId))?.stages?.phase).toBe('Halted');
+  });
+});
+
+describe('a newer change while an older one stages', () => {
+  it('ends the older one where it stands: no halt, no pin, no rollback of the newer value', async () => {
+    const w = await newWorld();
+    await w.put(); // v2
+    await w.drain();
+    await w.put(); // v3: its canary command is out
+    const v3 = w.rolloutIds[1] ?? '';
+    const canary = w.pendingInvocations();
+    await w.put(); // v4 before v3's canary reports
+    const v4 = w.rolloutIds[2] ?? '';
+    // v3's canary fails after all: it must not halt, pin or roll back anything
+    for (const [c, id] of canary) w.runInvocation(c, id, 'content-invalid');
+    await w.drain();
+
+    const old = await w.store.load(v3);
+    expect(old?.rollout.state).toBe('Settled');
+    expect(old?.rollout.stages?.phase).toBe('Abandoned');
+    expect(old?.rollout.stages?.halt).toBeUndefined();
+    expect((await w.store.getRollout(v4))?.stages?.phase).toBe('Done');
+    for (const id of w.instances) expect(w.disk.get(id)?.get('/var/www/html/env.php')).toBe(4);
+    const release = await w.store.getRelease('prod', '/prod/env.php');
+    expect(release.completeVersion).toBe(4);
+    expect(w.alertsOf(v3)).toBe(0);
+  });
+
+  it('an older change delivered after a newer one is staged sends nothing', async () => {
+    const w = await newWorld();
+    await w.put({ deliver: false }); // v2: its event comes late
+    await w.put(); // v4? no: v3, staged now
+    await w.drain();
+    const sent = w.commands.size;
+    await w.propagate(w.rolloutIds[0] ?? '', 2);
+    await w.drain();
+    expect(w.commands.size).toBe(sent);
+    expect(await w.store.getRollout(w.rolloutIds[0] ?? '')).toBeUndefined();
+  });
+
+  it('drift repair leaves a parameter being staged to its rollout', async () => {
+    const w = await newWorld();
+    await w.put(); // v2
+    await w.drain();
+    await w.put(); // v3 staging: only its canary has it
+    await untilBaking(w, w.rolloutIds[1] ?? '');
+    const sent = w.commands.size;
+    await w.drift();
+    expect(w.commands.size).toBe(sent);
+    expect(w.trace.at(-1)).toMatch(/ drift$/);
+  });
+});

@@ -203,17 +203,20 @@ describe('IAM', () => {
     }
   });
 
-  it('lets only the send workers read alarm states, for staged rollouts', () => {
+  it('lets only the functions that send a stage’s commands read alarm states, nothing more', () => {
     const readers = functionRoles()
       .filter(({ role }) =>
         statementsOf(role).some((st) => actionsOf(st).some((a) => a.startsWith('cloudwatch:'))),
       )
-      .map(({ roleId }) => roleId);
-    expect(readers).toEqual(['RetryRole']);
-    const actions = statementsOf(resources.RetryRole!)
-      .flatMap(actionsOf)
-      .filter((a) => a.startsWith('cloudwatch:'));
-    expect(actions).toEqual(['cloudwatch:DescribeAlarms']);
+      .map(({ roleId }) => roleId)
+      .sort();
+    expect(readers).toEqual(['PropagateRole', 'ResyncHttpRole', 'ResyncRole', 'RetryRole']);
+    for (const roleId of readers) {
+      const actions = statementsOf(resources[roleId]!)
+        .flatMap(actionsOf)
+        .filter((a) => a.startsWith('cloudwatch:'));
+      expect(actions).toEqual(['cloudwatch:DescribeAlarms']);
+    }
     expect(JSON.stringify(resources.Dashboard?.Properties.DashboardBody)).toContain(
       'RolloutsHalted',
     );
