@@ -52,7 +52,10 @@ export async function repairDrift(deps: FanOutDeps, request: DriftRequest): Prom
     return {
       status: 'nothing-to-do',
       environment,
-      reason: `no mapped parameter of ${environment} exists in Parameter Store`,
+      reason:
+        staging.size === 0
+          ? `no mapped parameter of ${environment} exists in Parameter Store`
+          : `every mapped parameter of ${environment} is missing or being staged (${[...staging].map(([name, id]) => `${name}: rollout ${id}`).join(', ')})`,
     };
   }
   const at = request.time === undefined ? deps.ledger.now() : new Date(request.time);
