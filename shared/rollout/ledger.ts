@@ -322,8 +322,8 @@ function stageMayBeOver(rollout: Rollout): boolean {
 }
 
 /**
- * Whether a settled rollout brought one version of its parameter to the whole environment
- * without a problem: a parameter change (staged ones only when every stage passed).
+ * Whether a settled rollout brought one version of its parameter to every instance it could
+ * reach without a failure: a parameter change (staged ones only when every stage passed).
  */
 function completedEverywhere(rollout: Rollout): boolean {
   return (
@@ -331,7 +331,9 @@ function completedEverywhere(rollout: Rollout): boolean {
     rollout.version !== undefined &&
     rollout.instanceIds === undefined &&
     rollout.parameters.length === 1 &&
-    !hasProblems(countsSinceHalt(rollout)) &&
+    // Unreachable instances got nothing (they are alerted on their own): only a failure
+    // means the version did not go where it was sent.
+    countsSinceHalt(rollout).failed === 0 &&
     (rollout.stages === undefined || rollout.stages.phase === 'Done')
   );
 }

@@ -210,8 +210,9 @@ async function completeHalt(deps: StageDeps, rollout: Rollout): Promise<void> {
         pins: Object.fromEntries(
           rollout.parameters.map((p) => [p, stages.previousVersion as number]),
         ),
+        // Recorded even when every reached instance is gone since: the sweep stops watching
+        // a halt once its rollback exists.
         tolerateMissing: true,
-        skipIfEmpty: true,
       });
     } catch (error) {
       // Another look is creating it right now; it finishes it.

@@ -119,7 +119,9 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   // 3. The ledger commits, queues retries, settles and alerts; look again while not done.
   await ledger.record(rollout.rolloutId, transitions);
   const after = await store.load(rollout.rolloutId);
-  if (after === undefined || isDone(after.rollout)) return 'done';
+  if (after === undefined || (isDone(after.rollout) && (await haltFinished(deps, after.rollout)))) {
+    return 'done';
+  }
   if (stageLookOwed(after.rollout, now)) {
     // A bake whose look was lost, or a halt not finished (pin, rollback, alert): look again.
     await ledger.checkStage(after.rollout);
@@ -138,6 +140,17 @@ function isDone(rollout: Rollout): boolean {
     return rollout.alert === 'Sent';
   }
   return rollout.state === 'Settled' && (rollout.alert === 'None' || rollout.alert === 'Sent');
+}
+
+/**
+ * Whether a halt's consequences exist (its rollback rollout is recorded), so the sweep may stop
+ * watching a halted rollout: its alert can go out before the rollback is created, and a stage
+ * look lost to the dead-letter queue must not leave the instances unrolled-back.
+ */
+async function haltFinished(deps: TrackerDeps, rollout: Rollout): Promise<boolean> {
+  const rollbackId = rollout.stages?.halt?.rollbackRolloutId;
+  if (rollout.stages?.phase !== 'Halted' || rollbackId === undefined) return true;
+  return (await deps.store.getRollout(rollbackId)) !== undefined;
 }
 
 /** Whether a target belongs to a stage of its rollout that has not started. Never throws. */
