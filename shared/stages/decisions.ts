@@ -104,13 +104,12 @@ async function resume(
     return refuse(409, `rollout ${rollout.rolloutId} was decided by someone else just now`);
   }
   logger.info('halted rollout resumed', { rolloutId: rollout.rolloutId, principal, stage: k + 1 });
-  const now2 = await deps.store.getRollout(rollout.rolloutId);
-  if (now2 !== undefined) {
-    await finishResume(deps, now2);
-    // The next stage's chunks, under the sending lease the resume took.
-    if (!last && now2.queuedChunks === undefined) await queueStage(deps, now2);
-  }
-  return resumed(rollout, stages, k);
+  const decided = await deps.store.getRollout(rollout.rolloutId);
+  if (decided === undefined) return resumed(rollout, stages, k);
+  await finishResume(deps, decided);
+  // The next stage's chunks, under the sending lease the resume took.
+  if (!last && decided.queuedChunks === undefined) await queueStage(deps, decided);
+  return resumed(decided, stages, k);
 }
 
 function resumed(rollout: Rollout, stages: StageProgress, k: number): DecisionAnswer {
