@@ -360,7 +360,8 @@ export const TERMINATED = 'InstanceTerminated';
  * instance and file) unnecessary. Only a rollout that started after it, by the store's clock,
  * can: its commands fetch the parameter later, so they write at least what the retry would.
  * When both versions are known a lower version never supersedes a higher one, whatever the
- * order of the events that started them (two puts in one second can be delivered reversed).
+ * order of the events that started them (two puts in one second can be delivered reversed), and
+ * a higher one always supersedes a lower one.
  * Rollout ids are never compared: their time is the event's, to the second. Never throws.
  */
 export function supersedes(
@@ -370,6 +371,9 @@ export function supersedes(
   if (later.rolloutId === earlier.rolloutId) return false;
   if (later.version !== undefined && earlier.version !== undefined) {
     if (later.version < earlier.version) return false;
+    // A higher version is newer content whichever started first: a pinned rollout (a staged
+    // one's stage) writes exactly its version, so its retry must never land after it.
+    if (later.version > earlier.version) return true;
   }
   return later.createdAt > earlier.createdAt;
 }

@@ -42,6 +42,25 @@ export async function sendPlannedChunk(
   const claim = await deps.store.claimChunk(rolloutId, message);
   if (claim === 'sent') return { result: 'already-sent', sent: [], failed: [] };
   if (claim === 'busy') throw new RolloutBusyError(rolloutId);
+  // A pinned chunk of a staged rollout that was ended, or that a newer change overtook, must
+  // not write its older version any more.
+  const overtaken = message.version === undefined ? undefined : await overtakenBy(deps, rolloutId);
+  if (overtaken !== undefined) {
+    await deps.ledger.record(
+      rolloutId,
+      message.instanceIds.map((instanceId) => ({
+        instanceId,
+        parameter: message.parameter,
+        path: message.path,
+        fromAttempt: 1,
+        unsent: true as const,
+        to: 'Superseded' as const,
+        reason: overtaken,
+      })),
+    );
+    await deps.store.markChunkSent(rolloutId, message, []);
+    return { result: 'failed', sent: [], failed: [] };
+  }
 
   const mapped = filesForEnvironment(deps.config, message.environment).find(
     (f) => f.parameter === message.parameter && f.path === message.path,
@@ -137,4 +156,23 @@ export function sendFailures(failed: FailedChunk[], deps: Pick<FanOutDeps, 'ledg
       ),
     );
   });
+}
+
+/**
+ * Why a staged rollout's chunk must not go out any more (the rollout was abandoned, or a change
+ * to a newer version started since), or undefined. Throws the SDK error.
+ */
+async function overtakenBy(deps: FanOutDeps, rolloutId: string): Promise<string | undefined> {
+  const rollout = await deps.store.getRollout(rolloutId);
+  const stages = rollout?.stages;
+  if (rollout === undefined || stages === undefined) return undefined;
+  if (stages.phase === 'Abandoned') {
+    return stages.decisions?.filter((d) => d.action === 'abandon').at(-1)?.reason ?? 'abandoned';
+  }
+  const [parameter] = rollout.parameters;
+  if (parameter === undefined || rollout.version === undefined) return undefined;
+  const { latestChange } = await deps.store.getRelease(rollout.environment, parameter);
+  return latestChange !== undefined && latestChange > rollout.version
+    ? `superseded by the change to v${latestChange}`
+    : undefined;
 }

@@ -235,9 +235,17 @@ export async function finishAbandon(deps: FanOutDeps, rollout: Rollout): Promise
       stages.halt === undefined || decision?.by === SERVICE ? 'lifted' : 'Abandoned',
     );
   }
-  const later = (await deps.store.plannedChunks(rollout.rolloutId)).filter(
-    (c) => (c.stage ?? 0) > stages.current,
-  );
+  const chunks = await deps.store.plannedChunks(rollout.rolloutId);
+  // The stages not started, and any chunk of the current one nobody has sent (or is sending):
+  // taken (claimed and marked sent with no command), so no worker sends it after this.
+  const later = chunks.filter((c) => (c.stage ?? 0) > stages.current);
+  for (const c of chunks.filter(
+    (c) => (c.stage ?? 0) <= stages.current && c.sentAt === undefined,
+  )) {
+    if ((await deps.store.claimChunk(rollout.rolloutId, c)) !== 'claimed') continue;
+    await deps.store.markChunkSent(rollout.rolloutId, c, []);
+    later.push(c);
+  }
   const transitions: Transition[] = later.flatMap((c) =>
     c.instanceIds.map((instanceId) => ({
       instanceId,

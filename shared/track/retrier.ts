@@ -117,6 +117,14 @@ export async function retryChunk(
         'failed',
       );
     }
+  } else if (rollout?.stages?.phase === 'Abandoned') {
+    // A staged rollout a newer change (or a person) ended: its pinned version must not go out
+    // any more, not even to the stage it had reached.
+    const reason =
+      rollout.stages.decisions?.filter((d) => d.action === 'abandon').at(-1)?.reason ?? 'abandoned';
+    for (const ref of due) {
+      report(ref, { ...ref, fromAttempt: attempt, to: 'Superseded', reason }, 'superseded');
+    }
   } else if (rollout !== undefined) {
     toSend = await notSuperseded(deps, rollout, due, (ref, newer) =>
       report(

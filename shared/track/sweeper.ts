@@ -39,7 +39,9 @@ export async function sweepRollout(deps: TrackerDeps, sweep: SweepMessage): Prom
   const { rollout, targets, commands } = loaded;
   if (
     rollout.state === 'Creating' ||
-    (rollout.state === 'InProgress' && rollout.queuedChunks === undefined)
+    (rollout.state === 'InProgress' &&
+      rollout.queuedChunks === undefined &&
+      (rollout.stages === undefined || rollout.stages.phase === 'Sending'))
   ) {
     // Its creator stopped before every target was written, or before every chunk was queued
     // (a resync is not redelivered): once its lease has run out, the fan-out resumes it

@@ -1,6 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countTargets, needsAlert, TERMINATED } from '../../shared/rollout/model.ts';
+import {
+  countTargets,
+  needsAlert,
+  settleAlertOwed,
+  TERMINATED,
+} from '../../shared/rollout/model.ts';
 import { createRolloutsTable, resetPace, startDynalite } from './dynalite.ts';
 import { type Outcome, World } from './ledger-world.ts';
 
@@ -26,6 +31,10 @@ const setup = fc.record({
   unmanaged: fc.integer({ min: 0, max: 1 }),
 });
 type Setup = typeof setup extends fc.Arbitrary<infer T> ? T : never;
+
+// Staged scenarios: a canary of one instance, then the rest, baking a minute (the alarm stays
+// OK: a halt comes from a failed canary).
+const STAGES = { canary: 1, waves: [], bakeSeconds: 60, alarms: ['api-5xx'] };
 
 const OUTCOMES: Outcome[] = [
   'updated',
@@ -60,7 +69,7 @@ async function play(w: World, choices: number[]): Promise<void> {
           ...(eventSecond === undefined ? {} : { eventSecond }),
         });
         lastSecond = eventSecond ?? Math.floor(w.clock / 1000) * 1000;
-        events.push({ rolloutId, version: w.parameterVersion.get('/prod/env.php') ?? 0 });
+        events.push({ rolloutId, version: w.parameterVersion.get(w.parameter) ?? 0 });
         if (c % 3 !== 0) await w.propagate(rolloutId, events.at(-1)?.version ?? 0);
         break;
       }
@@ -118,21 +127,32 @@ async function check(w: World): Promise<void> {
   const rollouts = await w.rollouts();
   for (const { rollout, targets } of rollouts) {
     const where = `rollout ${rollout.rolloutId}`;
-    // Every target ends in exactly one terminal state; every rollout is settled.
+    const halted = rollout.stages?.phase === 'Halted';
+    // Every target ends in exactly one terminal state; every rollout is settled, but a halted
+    // staged rollout, which waits for a person with only its unreached stages pending.
     expect(
-      targets.filter((t) => t.status === 'Pending'),
+      targets.filter(
+        (t) =>
+          t.status === 'Pending' && !(halted && (t.stage ?? 0) > (rollout.stages?.current ?? 0)),
+      ),
       `${where}: pending targets`,
     ).toEqual([]);
-    expect(rollout.state, `${where}: state`).toBe('Settled');
+    expect(rollout.state, `${where}: state`).toBe(halted ? 'InProgress' : 'Settled');
     // Every instance it resolved has a target for every file, even if its creator died.
     expect(targets.length, `${where}: targets`).toBe(w.instances.length * rollout.files.length);
     // Counters equal the per-target states.
     const { retries: _r, ...counted } = countTargets(targets);
     const { retries: _s, ...stored } = rollout.counts;
     expect(stored, `${where}: counters`).toEqual(counted);
-    // Exactly one alert for a rollout that needs one, none for the others.
+    // Exactly one alert for a rollout that needs one, none for the others; a staged rollout's
+    // halt is its one alert (a settling after it pages only for new news).
     const alerts = w.alertsOf(rollout.rolloutId);
-    if (needsAlert(rollout.counts)) {
+    if (rollout.stages?.halt !== undefined) {
+      expect(alerts, `${where}: alerts published after a halt`).toBe(1);
+      expect(rollout.alert, `${where}: alert state`).toBe('Sent');
+    } else if (
+      rollout.stages !== undefined ? settleAlertOwed(rollout) : needsAlert(rollout.counts)
+    ) {
       expect(alerts, `${where}: alerts published`).toBe(1);
       expect(rollout.alert, `${where}: alert state`).toBe('Sent');
     } else {
@@ -149,12 +169,14 @@ async function check(w: World): Promise<void> {
       const alerted = rollouts.some(
         (other) =>
           (other.rollout.version ?? 0) >= (rollout.version ?? 0) &&
-          other.targets.some(
-            (o) =>
-              o.instanceId === t.instanceId &&
-              o.path === t.path &&
-              (o.status === 'Failed' || (o.status === 'Unreachable' && o.reason !== TERMINATED)),
-          ),
+          // A staged rollout that halted rolled the instances it reached back, and said so.
+          (other.rollout.stages?.halt !== undefined ||
+            other.targets.some(
+              (o) =>
+                o.instanceId === t.instanceId &&
+                o.path === t.path &&
+                (o.status === 'Failed' || (o.status === 'Unreachable' && o.reason !== TERMINATED)),
+            )),
       );
       expect(
         alerted,
@@ -168,7 +190,11 @@ async function check(w: World): Promise<void> {
  * Declares the model test for one seed: `runs` scenarios (FC_RUNS and FC_SEED override), in a
  * test file of its own so that two seeds run on two cores.
  */
-export function describeLedgerModel(defaultSeed: number, defaultRuns: number): void {
+export function describeLedgerModel(
+  defaultSeed: number,
+  defaultRuns: number,
+  variant: { staged?: boolean } = {},
+): void {
   const RUNS = Number(process.env.FC_RUNS ?? defaultRuns);
   const SEED = Number(process.env.FC_SEED ?? defaultSeed);
   let dynamo: { endpoint: string; close: () => Promise<void> };
@@ -180,7 +206,7 @@ export function describeLedgerModel(defaultSeed: number, defaultRuns: number): v
   });
   afterAll(() => dynamo.close());
 
-  describe('the rollout ledger under random interleavings', () => {
+  describe(`the rollout ledger under random interleavings${variant.staged === true ? ', staged' : ''}`, () => {
     it(`keeps its promises in ${RUNS} scenarios of seed ${SEED}`, async () => {
       let last: { setup: Setup; trace: string[] } | undefined;
       await fc.assert(
@@ -195,7 +221,9 @@ export function describeLedgerModel(defaultSeed: number, defaultRuns: number): v
               tableName,
               environment: `m${SEED % 1000}s${scenarios}`,
               instanceBase: scenarios,
+              ...(variant.staged === true ? { stages: STAGES } : {}),
             });
+            w.alarms.set('api-5xx', 'OK');
             // Every scenario's clock starts at the same instant: the send pace a previous one
             // reserved (on its own, later clock) must not hold this one's sends back.
             await resetPace(dynamo.endpoint, tableName);
@@ -216,7 +244,7 @@ export function describeLedgerModel(defaultSeed: number, defaultRuns: number): v
           reporter: (details) => {
             if (!details.failed) return;
             throw new Error(
-              `${fc.defaultReportMessage(details)}\n\nsetup: ${JSON.stringify(last?.setup)}\ntrace of the shrunk scenario:\n${last?.trace.join('\n')}`,
+              `${fc.defaultReportMessage(details)}\n\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}\n\nsetup: ${JSON.stringify(last?.setup)}\ntrace of the shrunk scenario:\n${last?.trace.join('\n')}`,
             );
           },
         },

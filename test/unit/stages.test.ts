@@ -12,6 +12,7 @@ import {
   type StageProgress,
   settleAlertOwed,
   stageEnds,
+  supersedes,
   targetsAfter,
 } from '../../shared/rollout/model.ts';
 import { testConfigInput } from '../support/fixtures.ts';
@@ -205,5 +206,22 @@ describe('what the on-call reads of a staged rollout', () => {
     const worse = { ...resumed, counts: { ...counts, success: 8, failed: 2 } };
     expect(settleAlertOwed(worse)).toBe(true);
     expect(settleAlertOwed(stagedRollout({ phase: 'Abandoned', halt }, counts))).toBe(false);
+  });
+});
+
+describe('which rollout supersedes a pending retry', () => {
+  const at = '2026-11-29T12:00:00.000Z';
+  it('a higher version does, even started in the same millisecond (a pinned retry never lands after it)', () => {
+    const v3 = { rolloutId: 'a', createdAt: at, version: 3 };
+    const v4 = { rolloutId: 'b', createdAt: at, version: 4 };
+    expect(supersedes(v4, v3)).toBe(true);
+    expect(supersedes(v3, v4)).toBe(false);
+  });
+
+  it('at one version, only a rollout started later does', () => {
+    const first = { rolloutId: 'a', createdAt: at, version: 3 };
+    const second = { rolloutId: 'b', createdAt: '2026-11-29T12:00:00.001Z', version: 3 };
+    expect(supersedes(second, first)).toBe(true);
+    expect(supersedes(first, second)).toBe(false);
   });
 });
