@@ -360,6 +360,11 @@ export interface FileTarget {
    * last complete version); absent: the latest. Parameters only.
    */
   version?: number;
+  /**
+   * Never write `version` over a later one the instance already has (a staged rollout's commands:
+   * an older stage's command may run after a newer change's). Not for a rollback.
+   */
+  neverOlder?: boolean;
 }
 
 type ExpandableConfig = Pick<FanoutConfig, 'environments' | 'files'>;

@@ -49,6 +49,8 @@ export const SendChunkMessageSchema = z.strictObject({
   version: z.number().int().min(1).optional(),
   /** A staged rollout's first alarm, carried by the command (SendCommand AlarmConfiguration). */
   alarm: z.string().min(1).max(255).optional(),
+  /** The pinned version moves forward only: never written over a later one on the instance. */
+  forward: z.literal(true).optional(),
   /** How often this chunk was put back because SSM was throttling. */
   requeues: z.number().int().min(1).max(20).optional(),
 });

@@ -68,7 +68,11 @@ export async function sendPlannedChunk(
   const file =
     mapped === undefined || message.version === undefined
       ? mapped
-      : { ...mapped, version: message.version };
+      : {
+          ...mapped,
+          version: message.version,
+          ...(message.forward === true ? { neverOlder: true } : {}),
+        };
   if (file === undefined) {
     const lastError = {
       status: 'NotMapped',

@@ -68,6 +68,8 @@ export function documentParameters(file: FileTarget): Record<string, string[]> {
     Backups: [String(file.backups)],
   };
   if (file.reloadService !== undefined) parameters.ReloadService = [file.reloadService];
+  // Sent only when asked, so every other command is what it always was.
+  if (file.neverOlder === true && file.version !== undefined) parameters.NeverOlder = ['true'];
   return parameters;
 }
 

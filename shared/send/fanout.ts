@@ -353,6 +353,8 @@ async function queueChunks(
   stages?: Pick<StageProgress, 'alarms'>,
 ): Promise<void> {
   const alarm = stages?.alarms[0];
+  // A staged rollout's (or a resume's) pinned version only moves forward on an instance.
+  const forward = stages !== undefined || request.trigger.type === 'resume';
   const pace = deps.config.rollout;
   const start =
     request.trigger.type === 'bootstrap' || chunks.length === 0
@@ -365,7 +367,7 @@ async function queueChunks(
       rolloutId: request.rolloutId,
       environment: request.environment,
       ...chunk,
-      ...(version === undefined ? {} : { version }),
+      ...(version === undefined ? {} : { version, ...(forward ? { forward: true as const } : {}) }),
       ...(alarm === undefined ? {} : { alarm }),
       notBefore: at.toISOString(),
     };

@@ -98,8 +98,12 @@ export async function retryChunk(
   const pinned = rollout?.pins?.[parameter];
   // A staged rollout's retries carry its alarm like its first sends.
   const alarm = rollout?.stages?.alarms[0];
+  // A staged rollout's (or a resume's) version only moves forward; a rollback's goes back.
+  const forward = rollout?.stages !== undefined || rollout?.trigger.type === 'resume';
   const file =
-    mapped === undefined || pinned === undefined ? mapped : { ...mapped, version: pinned };
+    mapped === undefined || pinned === undefined
+      ? mapped
+      : { ...mapped, version: pinned, ...(forward ? { neverOlder: true } : {}) };
   let toSend: TargetRef[] = [];
   if (due.length > 0 && (rollout === undefined || file === undefined)) {
     for (const ref of due) {

@@ -72,6 +72,8 @@ interface Command {
   comment: string;
   parameter: string;
   path: string;
+  /** NeverOlder: a pinned version is not written over a later one (the document keeps a record). */
+  neverOlder: boolean;
   invocations: Map<string, Invocation>;
 }
 
@@ -338,6 +340,21 @@ export class World {
       case 'updated': {
         const disk = this.disk.get(instanceId) ?? new Map();
         const before = disk.get(command.path);
+        if (
+          command.neverOlder &&
+          pinned !== undefined &&
+          before !== undefined &&
+          before > version
+        ) {
+          // The document finds a later version on disk and writes nothing.
+          Object.assign(invocation, {
+            status: 'Success',
+            details: 'Success',
+            exitCode: 0,
+            stdout: `secrets-fanout result=unchanged version=${before} reason=newer-on-disk`,
+          });
+          break;
+        }
         disk.set(command.path, version);
         const result = before === version ? 'unchanged' : 'updated';
         Object.assign(invocation, {
@@ -588,6 +605,7 @@ export class World {
           comment: input.Comment,
           parameter: input.Parameters.ParameterName[0],
           path: input.Parameters.DestinationPath[0],
+          neverOlder: input.Parameters.NeverOlder?.[0] === 'true',
           invocations: new Map(
             ids.map((id) => [
               id,
