@@ -26,7 +26,8 @@ export const DocumentExitCode = {
   /**
    * A parameter value failed the script's own checks (defence in depth behind allowedPattern),
    * among them a version selector on a secret or a path, or a label as selector: one
-   * allowedPattern serves every SourceType, so the script tells them apart.
+   * allowedPattern serves every SourceType, so the script tells them apart. NeverOlder true on a
+   * secret or a path too (only a parameter can be pinned and has its version recorded).
    */
   BadArguments: 64,
   /** The fetched value is empty or fails the Format check; the old file is untouched. */
@@ -36,7 +37,9 @@ export const DocumentExitCode = {
    * or is writable by every user without the sticky bit; the destination is a symbolic link, not
    * a regular file, or has a second hard link; a backup name holds a directory; the document's
    * temporary directory or the live file was replaced while in use; or the state directory
-   * (/var/lib/secrets-fanout) is not the runner's own directory.
+   * (/var/lib/secrets-fanout) is not the runner's own directory, or the version record under it
+   * (versions/<directory>/@<file>), or a directory on its way, is a symbolic link, not the
+   * runner's, writable by group or others, or hard-linked.
    */
   DestinationUnusable: 66,
   /** The parameter does not exist in Parameter Store (deleted, or never created): not retried. */
@@ -133,6 +136,17 @@ export const FailureReasonExitCode = {
 
 export type FailureReason = keyof typeof FailureReasonExitCode;
 
+/**
+ * The `reason=` values a `result=unchanged` line may carry (exit code 0). Without one, the file
+ * already held exactly the fetched content.
+ * - `newer-on-disk`: NeverOlder was true, ParameterName pinned `name:N`, and the document's own
+ *   record says the file holds a newer version of that parameter (its content unchanged since):
+ *   nothing was fetched or written, and `version=` is the version on disk, not N.
+ */
+export const UNCHANGED_REASONS = ['newer-on-disk'] as const;
+
+export type UnchangedReason = (typeof UNCHANGED_REASONS)[number];
+
 /** The prefix of the document's machine-readable result line. */
 export const RESULT_LINE_PREFIX = 'secrets-fanout';
 
@@ -148,7 +162,8 @@ export interface WrittenSource {
 }
 
 export type DocumentResult =
-  | ({ result: 'updated' | 'unchanged' } & WrittenSource)
+  | ({ result: 'updated' } & WrittenSource)
+  | ({ result: 'unchanged'; reason?: UnchangedReason } & WrittenSource)
   | ({ result: 'failed'; reason: FailureReason } & WrittenSource);
 
 const resultLinePattern =
@@ -158,6 +173,10 @@ function isFailureReason(value: string): value is FailureReason {
   return Object.hasOwn(FailureReasonExitCode, value);
 }
 
+function isUnchangedReason(value: string | undefined): value is UnchangedReason {
+  return (UNCHANGED_REASONS as readonly (string | undefined)[]).includes(value);
+}
+
 /**
  * Parses the document's result line out of an invocation's standard output (the last line
  * starting with `secrets-fanout result=`; anything the agent appended after it, such as its
@@ -165,6 +184,8 @@ function isFailureReason(value: string): value is FailureReason {
  * result line, e.g. the step was killed before printing it. Never throws.
  *
  * Examples: `secrets-fanout result=updated version=7`,
+ * `secrets-fanout result=unchanged version=8 reason=newer-on-disk` (a pinned run of an older
+ * version found version 8 in the file; read as unchanged, version 8 written),
  * `secrets-fanout result=failed reason=fetch-failed`.
  */
 export function parseResultLine(stdout: string): DocumentResult | undefined {
@@ -196,7 +217,12 @@ function parseOneLine(line: string): DocumentResult | undefined {
   };
   const result = match[1];
   if (result === 'updated' || result === 'unchanged') {
-    return Object.keys(written).length === 0 ? undefined : { result, ...written };
+    if (Object.keys(written).length === 0) return undefined;
+    // An unchanged reason this parser does not know is still an unchanged file.
+    const reason = fields.get('reason');
+    return result === 'unchanged' && isUnchangedReason(reason)
+      ? { result, reason, ...written }
+      : { result, ...written };
   }
   const reason = fields.get('reason');
   if (reason === undefined || !isFailureReason(reason)) return undefined;

@@ -71,8 +71,10 @@ describe('the document definition', () => {
       Backups: '3',
       ReloadService: '',
       Region: '',
+      NeverOlder: 'false',
     });
     expect(document.parameters.Format?.allowedValues).toEqual(['raw', 'dotenv', 'json']);
+    expect(document.parameters.NeverOlder?.allowedValues).toEqual(['true', 'false']);
   });
 
   it('declares interpolationType ENV_VAR, type String and an anchored allowedPattern on every parameter', () => {
@@ -139,6 +141,7 @@ describe('SendCommand validation (InvalidParameters)', () => {
       Backups: '3',
       ReloadService: '',
       Region: '',
+      NeverOlder: 'false',
     });
   });
 
@@ -222,6 +225,7 @@ describe('allowedPattern', () => {
       'cn-north-1',
       'eusc-de-east-1',
     ],
+    NeverOlder: ['true', 'false'],
   };
 
   const injections = [
@@ -289,6 +293,7 @@ describe('allowedPattern', () => {
     Backups: ['', '-1', '100', '007', '1.5', 'three'],
     ReloadService: ['-now', '--now', 'php fpm'],
     Region: ['EU-WEST-1', 'eu_west_1', 'euwest1', 'eu-west', 'local'],
+    NeverOlder: ['', 'True', 'TRUE', 'yes', '1', 'on', 'true ', 'falsey'],
   };
 
   for (const [name, values] of Object.entries(accepted)) {
@@ -378,6 +383,7 @@ describe('the {{ }} fallback for agents without ENV_VAR', () => {
       Backups: '5',
       ReloadService: 'php-fpm.service',
       Region: '',
+      NeverOlder: 'true',
     };
     const resolved = validateSendCommandParameters(
       document,

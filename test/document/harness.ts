@@ -65,6 +65,7 @@ const SYSTEM_TOOLS = [
   'mv',
   'rm',
   'sed',
+  'sha256sum',
   'sleep',
   'sort',
   'sync',
@@ -73,7 +74,7 @@ const SYSTEM_TOOLS = [
   'wc',
 ];
 
-export type Tool = 'jq' | 'python3' | 'aws' | 'systemctl' | 'flock' | 'timeout';
+export type Tool = 'jq' | 'python3' | 'aws' | 'systemctl' | 'flock' | 'timeout' | 'sha256sum';
 
 let documentCache: CommandDocument | undefined;
 export function theDocument(): CommandDocument {
