@@ -135,6 +135,18 @@ describe('document parameters', () => {
     expect(documentParameters(file)).not.toHaveProperty('ReloadService');
   });
 
+  it('pins a version with the selector, and asks for NeverOlder only for a forward pin', () => {
+    expect(documentParameters(file)).not.toHaveProperty('NeverOlder');
+    const rollback = documentParameters({ ...file, version: 6 });
+    expect(rollback.ParameterName).toEqual(['/prod/env.php:6']);
+    expect(rollback).not.toHaveProperty('NeverOlder');
+    const stage = documentParameters({ ...file, version: 7, neverOlder: true });
+    expect(stage.ParameterName).toEqual(['/prod/env.php:7']);
+    expect(stage.NeverOlder).toEqual(['true']);
+    // Without a pin there is nothing to compare: never sent.
+    expect(documentParameters({ ...file, neverOlder: true })).not.toHaveProperty('NeverOlder');
+  });
+
   it('keeps the comment within the 100 characters SendCommand allows', () => {
     expect(rolloutComment('x'.repeat(200))).toHaveLength(100);
   });
