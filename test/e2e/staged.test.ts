@@ -92,7 +92,12 @@ async function changeRollout(n: number): Promise<string> {
 /** The rollout's commands in the order they were sent: their instances and when. */
 async function commandsOf(rolloutId: string) {
   const ssm = new SSMClient(cloud.clientConfig('ssm'));
-  const found: Array<{ instanceIds: string[]; at: number; parameter: string }> = [];
+  const found: Array<{
+    instanceIds: string[];
+    at: number;
+    parameter: string;
+    neverOlder?: string;
+  }> = [];
   for await (const page of paginateListCommands({ client: ssm }, {})) {
     for (const c of page.Commands ?? []) {
       if (!c.Comment?.includes(rolloutId)) continue;
@@ -100,6 +105,9 @@ async function commandsOf(rolloutId: string) {
         instanceIds: [...(c.InstanceIds ?? [])].sort(),
         at: c.RequestedDateTime?.getTime() ?? 0,
         parameter: c.Parameters?.ParameterName?.[0] ?? '',
+        ...(c.Parameters?.NeverOlder === undefined
+          ? {}
+          : { neverOlder: c.Parameters.NeverOlder[0] }),
       });
     }
   }
@@ -133,6 +141,8 @@ describe('staged rollouts, end to end on the local cloud', () => {
     const commands = await commandsOf(v1);
     expect(commands.map((c) => c.instanceIds)).toEqual([[PROD_1], [PROD_2], [PROD_3, PROD_4]]);
     expect(commands.every((c) => c.parameter === `${PARAMETER}:1`)).toBe(true);
+    // A stage never writes over a later version an instance already has.
+    expect(commands.every((c) => c.neverOlder === 'true')).toBe(true);
     for (let k = 1; k < commands.length; k++) {
       const gap = (commands[k]?.at ?? 0) - (commands[k - 1]?.at ?? 0);
       expect(gap).toBeGreaterThanOrEqual(BAKE_SECONDS * 1000);
@@ -160,6 +170,10 @@ describe('staged rollouts, end to end on the local cloud', () => {
       'the rollback settled',
     );
     expect(rollback.trigger).toEqual({ type: 'rollback', of: v2, stage: 0 });
+    // A rollback writes the older version on purpose: pinned, not NeverOlder.
+    const back = await commandsOf(halted.stages.halt.rollbackRolloutId);
+    expect(back.map((c) => c.parameter)).toEqual([`${PARAMETER}:1`]);
+    expect(back.map((c) => c.neverOlder ?? 'false')).toEqual(['false']);
     expect(rollback.instances.map((i: any) => [i.instanceId, i.versionWritten])).toEqual([
       [PROD_1, 1],
     ]);
