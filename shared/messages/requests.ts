@@ -19,14 +19,17 @@ export const ResyncRequestSchema = z
 
 export type ResyncRequest = z.infer<typeof ResyncRequestSchema>;
 
+/** A rollout id as newRolloutId makes them. */
+const rolloutIdSchema = z
+  .string()
+  .regex(
+    /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
+    'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
+  );
+
 /** A person's decision on a halted staged rollout, sent to the resync endpoint. */
 export const RolloutDecisionSchema = z.strictObject({
-  rolloutId: z
-    .string()
-    .regex(
-      /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
-      'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
-    ),
+  rolloutId: rolloutIdSchema,
   action: z.enum(['resume', 'abandon']),
   environment: z.string().min(1).max(63).optional(),
 });
@@ -41,12 +44,7 @@ export const MAX_INSTANCES_PER_PAGE = 1000;
  * every instance). `nextToken` is the one the previous page returned.
  */
 export const RolloutRequestSchema = z.strictObject({
-  rolloutId: z
-    .string()
-    .regex(
-      /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
-      'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
-    ),
+  rolloutId: rolloutIdSchema,
   limit: z.coerce.number().int().min(1).max(MAX_INSTANCES_PER_PAGE).default(MAX_INSTANCES_PER_PAGE),
   nextToken: z
     .string()

@@ -158,38 +158,24 @@ export async function getRelease(
   return toRelease(await table.get(releaseKey(environment, parameter)));
 }
 
-/** Records `version` as delivered everywhere, unless a later one already is. */
-export function markComplete(
-  table: RolloutTable,
-  environment: string,
-  parameter: string,
-  version: number,
-) {
-  return table.conditional({
-    Key: releaseKey(environment, parameter),
-    UpdateExpression: 'SET completeVersion = :v, #type = :type',
-    ConditionExpression: 'attribute_not_exists(completeVersion) OR completeVersion < :v',
-    ExpressionAttributeNames: { '#type': 'type' },
-    ExpressionAttributeValues: { ':v': version, ':type': 'release' },
-  });
-}
-
 /**
- * Records that a staged change of `version` started: any staged rollout of an older version
- * goes no further (it is superseded at its next look, and cannot hold the parameter). False if
- * a change of this version or a later one was recorded already.
+ * Raises one of a parameter's release versions to `version`, never lowering it: false if it is
+ * already there or later. `completeVersion`: delivered everywhere. `latestChange`: a staged
+ * change of that version started, so any staged rollout of an older one goes no further (it is
+ * superseded at its next look, and cannot hold the parameter).
  */
-export function markLatestChange(
+export function raiseRelease(
   table: RolloutTable,
   environment: string,
   parameter: string,
+  attribute: 'completeVersion' | 'latestChange',
   version: number,
 ) {
   return table.conditional({
     Key: releaseKey(environment, parameter),
-    UpdateExpression: 'SET latestChange = :v, #type = :type',
-    ConditionExpression: 'attribute_not_exists(latestChange) OR latestChange < :v',
-    ExpressionAttributeNames: { '#type': 'type' },
+    UpdateExpression: 'SET #version = :v, #type = :type',
+    ConditionExpression: 'attribute_not_exists(#version) OR #version < :v',
+    ExpressionAttributeNames: { '#type': 'type', '#version': attribute },
     ExpressionAttributeValues: { ':v': version, ':type': 'release' },
   });
 }

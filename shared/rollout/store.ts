@@ -64,8 +64,7 @@ import {
   getRelease,
   haltStage,
   hold,
-  markComplete,
-  markLatestChange,
+  raiseRelease,
   resumeToDone,
   startStage,
 } from './staging.ts';
@@ -628,12 +627,12 @@ export class RolloutStore {
 
   /** Records a version delivered to the whole environment (never lowers it). */
   markComplete(environment: string, parameter: string, version: number): Promise<boolean> {
-    return markComplete(this.table, environment, parameter, version);
+    return raiseRelease(this.table, environment, parameter, 'completeVersion', version);
   }
 
   /** Records a staged change's version as the newest (false if a later one is). */
   markLatestChange(environment: string, parameter: string, version: number): Promise<boolean> {
-    return markLatestChange(this.table, environment, parameter, version);
+    return raiseRelease(this.table, environment, parameter, 'latestChange', version);
   }
 
   /**

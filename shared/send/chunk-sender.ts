@@ -46,20 +46,7 @@ export async function sendPlannedChunk(
   // not write its older version any more.
   const overtaken = message.version === undefined ? undefined : await overtakenBy(deps, rolloutId);
   if (overtaken !== undefined) {
-    await deps.ledger.record(
-      rolloutId,
-      message.instanceIds.map((instanceId) => ({
-        instanceId,
-        parameter: message.parameter,
-        path: message.path,
-        fromAttempt: 1,
-        unsent: true as const,
-        to: 'Superseded' as const,
-        reason: overtaken,
-      })),
-    );
-    await deps.store.markChunkSent(rolloutId, message, []);
-    return { result: 'failed', sent: [], failed: [] };
+    return closeUnsent(deps, message, { unsent: true, to: 'Superseded', reason: overtaken });
   }
 
   const mapped = filesForEnvironment(deps.config, message.environment).find(
@@ -74,23 +61,8 @@ export async function sendPlannedChunk(
           ...(message.forward === true ? { neverOlder: true } : {}),
         };
   if (file === undefined) {
-    const lastError = {
-      status: 'NotMapped',
-      stderr: `${message.parameter} → ${message.path} is no longer in custom.fanout`,
-    };
-    await deps.ledger.record(
-      rolloutId,
-      message.instanceIds.map((instanceId) => ({
-        instanceId,
-        parameter: message.parameter,
-        path: message.path,
-        fromAttempt: 1,
-        to: 'Failed' as const,
-        lastError,
-      })),
-    );
-    await deps.store.markChunkSent(rolloutId, message, []);
-    return { result: 'failed', sent: [], failed: [] };
+    const stderr = `${message.parameter} → ${message.path} is no longer in custom.fanout`;
+    return closeUnsent(deps, message, { to: 'Failed', lastError: { status: 'NotMapped', stderr } });
   }
 
   const { sent, failed } = await sendInChunks(deps.ssm, {
@@ -179,4 +151,31 @@ async function overtakenBy(deps: FanOutDeps, rolloutId: string): Promise<string 
   return latestChange !== undefined && latestChange > rollout.version
     ? `superseded by the change to v${latestChange}`
     : undefined;
+}
+
+/**
+ * Ends a claimed chunk's targets without sending it (`end` says how), then marks the chunk sent
+ * with no command, so no worker sends it after this. Throws the SDK error.
+ */
+async function closeUnsent(
+  deps: FanOutDeps,
+  message: SendChunkMessage,
+  end:
+    | { to: 'Superseded'; reason: string; unsent: true }
+    | { to: 'Failed'; lastError: { status: string; stderr: string } },
+): Promise<ChunkOutcome> {
+  await deps.ledger.record(
+    message.rolloutId,
+    message.instanceIds.map(
+      (instanceId): Transition => ({
+        instanceId,
+        parameter: message.parameter,
+        path: message.path,
+        fromAttempt: 1,
+        ...end,
+      }),
+    ),
+  );
+  await deps.store.markChunkSent(message.rolloutId, message, []);
+  return { result: 'failed', sent: [], failed: [] };
 }
