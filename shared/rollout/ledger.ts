@@ -12,7 +12,9 @@ import {
   type Rollout,
   type Target,
   type TargetRef,
+  TERMINATED,
   type Transition,
+  targetId,
   targetsAfter,
 } from './model.ts';
 import {
@@ -104,7 +106,7 @@ export class Ledger {
    */
   async finish(rolloutId: string): Promise<Rollout | undefined> {
     const { store } = this.deps;
-    const { rollout, settledNow } = await store.settle(rolloutId);
+    const { rollout, settledNow } = await store.settle(rolloutId, (r) => this.stillNews(r));
     if (rollout === undefined) return undefined;
     if (settledNow) {
       const seconds = (Date.parse(rollout.settledAt ?? '') - Date.parse(rollout.createdAt)) / 1000;
@@ -136,6 +138,41 @@ export class Ledger {
     await store.markAlertSent(rolloutId);
     logger.info('rollout alert sent', { rolloutId });
     return { ...loaded.rollout, alert: 'Sent' };
+  }
+
+  /**
+   * Whether a settling rollout's problems are news. A scheduled drift repair that repaired
+   * nothing and whose failed or unreachable files were all failed or unreachable in the
+   * environment's previous drift repair already paged for them: "alert once when something
+   * stays broken", not every run. Anything else is news. Throws the SDK error.
+   */
+  private async stillNews(rollout: Rollout): Promise<boolean> {
+    if (rollout.trigger.type !== 'drift' || driftRepaired(rollout.counts, rollout.trigger) > 0) {
+      return true;
+    }
+    const { store } = this.deps;
+    const entries = await store.recentRollouts({ environment: rollout.environment }, 50);
+    const previous = entries.find(
+      (e) =>
+        e.triggerType === 'drift' &&
+        e.rolloutId !== rollout.rolloutId &&
+        e.createdAt < rollout.createdAt,
+    );
+    if (previous === undefined) return true;
+    const [before, now] = await Promise.all([
+      store.load(previous.rolloutId),
+      store.load(rollout.rolloutId),
+    ]);
+    if (before === undefined || now === undefined) return true;
+    const known = new Set(before.targets.filter(isProblem).map(targetId));
+    const news = now.targets.filter(isProblem).some((t) => !known.has(targetId(t)));
+    if (!news) {
+      logger.info('drift repair: the same problems as the last run; not paged again', {
+        rolloutId: rollout.rolloutId,
+        previous: previous.rolloutId,
+      });
+    }
+    return news;
   }
 
   /**
@@ -304,6 +341,13 @@ export class Ledger {
       }),
     );
   }
+}
+
+/** A target that pages: failed, or unreachable for another reason than termination. */
+function isProblem(target: Target): boolean {
+  return (
+    target.status === 'Failed' || (target.status === 'Unreachable' && target.reason !== TERMINATED)
+  );
 }
 
 /**

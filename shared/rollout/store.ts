@@ -412,9 +412,14 @@ export class RolloutStore {
 
   /**
    * Marks the rollout settled if no target is pending; `settledNow` is true for exactly one
-   * caller. The alert becomes Pending when the result needs one. Throws the SDK error.
+   * caller. The alert becomes Pending when the result needs one and `stillNews` agrees.
+   * Throws the SDK error.
    */
-  async settle(rolloutId: string): Promise<{ rollout: Rollout | undefined; settledNow: boolean }> {
+  async settle(
+    rolloutId: string,
+    /** Asked only when the result would page: false keeps it from paging (a known problem). */
+    stillNews: (rollout: Rollout) => Promise<boolean> = async () => true,
+  ): Promise<{ rollout: Rollout | undefined; settledNow: boolean }> {
     const rollout = await this.getRollout(rolloutId);
     if (rollout === undefined || rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
       return { rollout, settledNow: false };
@@ -427,7 +432,9 @@ export class RolloutStore {
     // A halt's alert that went out stays sent: the settling owes a new one only for new news;
     // one still owed (its publish failed) stays owed.
     const owed =
-      settleAlertOwed(rollout) || rollout.alert === 'Pending' || rollout.alert === 'Sending';
+      (settleAlertOwed(rollout) && (await stillNews(rollout))) ||
+      rollout.alert === 'Pending' ||
+      rollout.alert === 'Sending';
     const alert: AlertState = owed ? 'Pending' : rollout.alert === 'Sent' ? 'Sent' : 'None';
     const settledAt = this.table.isoNow();
     const settledNow = await this.table.conditional({

@@ -297,9 +297,17 @@ export class World {
     return answer;
   }
 
-  /** The drift function's run for the environment (a scheduled event). */
-  async drift(): Promise<void> {
-    await this.step('drift', () => repairDrift(this.tracker, { environment: this.environment }));
+  /** The drift function's run for the environment (a scheduled event); its rollout id. */
+  async drift(): Promise<string | undefined> {
+    let rolloutId: string | undefined;
+    await this.step('drift', async () => {
+      const result = await repairDrift(this.tracker, { environment: this.environment });
+      if (result.status === 'started') {
+        rolloutId = result.summary.rolloutId;
+        this.rolloutIds.push(rolloutId);
+      }
+    });
+    return rolloutId;
   }
 
   /** A manual re-sync of the environment (synchronous: nobody redelivers it if it crashes). */
