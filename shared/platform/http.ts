@@ -47,6 +47,15 @@ export function jsonBody(
 }
 
 /** A JSON response. */
+/** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
+export interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** A refusal: the status and `{ error }`, nothing done. Never throws. */
+export const refuse = (status: number, error: string): Answer => ({ status, body: { error } });
+
 export function respond(status: number, body: unknown): APIGatewayProxyStructuredResultV2 {
   return {
     statusCode: status,

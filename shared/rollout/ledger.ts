@@ -9,10 +9,10 @@ import {
   countsSinceHalt,
   driftRepaired,
   hasProblems,
+  isProblem,
   type Rollout,
   type Target,
   type TargetRef,
-  TERMINATED,
   type Transition,
   targetId,
   targetsAfter,
@@ -341,13 +341,6 @@ export class Ledger {
       }),
     );
   }
-}
-
-/** A target that pages: failed, or unreachable for another reason than termination. */
-function isProblem(target: Target): boolean {
-  return (
-    target.status === 'Failed' || (target.status === 'Unreachable' && target.reason !== TERMINATED)
-  );
 }
 
 /**

@@ -322,6 +322,30 @@ export function countsSinceHalt(rollout: Pick<Rollout, 'counts' | 'stages'>): Co
   return { ...rollout.counts, failed: Math.max(0, failed) };
 }
 
+/** A target that pages: failed, or unreachable for another reason than termination. */
+export function isProblem(target: Pick<Target, 'status' | 'reason'>): boolean {
+  return (
+    target.status === 'Failed' || (target.status === 'Unreachable' && target.reason !== TERMINATED)
+  );
+}
+
+/** Why a staged rollout was abandoned, as its untouched targets say. Never throws. */
+export function abandonReason(stages: Pick<StageProgress, 'decisions'>): string {
+  const decision = stages.decisions?.filter((d) => d.action === 'abandon').at(-1);
+  return decision?.reason ?? `abandoned by ${decision?.by ?? 'someone'}`;
+}
+
+/**
+ * Whether a rollout's pinned version only moves forward on an instance (a staged rollout's, a
+ * resume's: NeverOlder), unlike a rollback's or a halted parameter's repair. Never throws.
+ */
+export function movesForwardOnly(rollout: {
+  stages?: unknown;
+  trigger: Pick<Trigger, 'type'>;
+}): boolean {
+  return rollout.stages !== undefined || rollout.trigger.type === 'resume';
+}
+
 /** Whether a settled rollout left failed or (not terminated) unreachable targets. Never throws. */
 export function hasProblems(counts: Counts): boolean {
   return counts.failed > 0 || counts.unreachable - counts.terminated > 0;

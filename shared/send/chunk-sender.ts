@@ -2,11 +2,18 @@ import { filesForEnvironment } from '../config.ts';
 import { RolloutBusyError } from '../errors.ts';
 import type { SendChunkMessage } from '../messages/retry.ts';
 import { logger } from '../platform/powertools.ts';
-import type { Transition } from '../rollout/model.ts';
+import { abandonReason, type Transition } from '../rollout/model.ts';
 import { delayUntil, retryOrFail } from '../rollout/policy.ts';
 import { LEASE_SECONDS } from '../rollout/store.ts';
-import { type FailedChunk, isTransient, type SentChunk, sendInChunks } from './commands.ts';
+import {
+  type FailedChunk,
+  isTransient,
+  type SentChunk,
+  sendInChunks,
+  withPin,
+} from './commands.ts';
 import type { FanOutDeps } from './fanout.ts';
+import { newerChange } from './holds.ts';
 import { isDue } from './plan.ts';
 
 export interface ChunkOutcome {
@@ -53,13 +60,7 @@ export async function sendPlannedChunk(
     (f) => f.parameter === message.parameter && f.path === message.path,
   );
   const file =
-    mapped === undefined || message.version === undefined
-      ? mapped
-      : {
-          ...mapped,
-          version: message.version,
-          ...(message.forward === true ? { neverOlder: true } : {}),
-        };
+    mapped === undefined ? undefined : withPin(mapped, message.version, message.forward === true);
   if (file === undefined) {
     const stderr = `${message.parameter} → ${message.path} is no longer in custom.fanout`;
     return closeUnsent(deps, message, { to: 'Failed', lastError: { status: 'NotMapped', stderr } });
@@ -142,15 +143,9 @@ async function overtakenBy(deps: FanOutDeps, rolloutId: string): Promise<string 
   const rollout = await deps.store.getRollout(rolloutId);
   const stages = rollout?.stages;
   if (rollout === undefined || stages === undefined) return undefined;
-  if (stages.phase === 'Abandoned') {
-    return stages.decisions?.filter((d) => d.action === 'abandon').at(-1)?.reason ?? 'abandoned';
-  }
-  const [parameter] = rollout.parameters;
-  if (parameter === undefined || rollout.version === undefined) return undefined;
-  const { latestChange } = await deps.store.getRelease(rollout.environment, parameter);
-  return latestChange !== undefined && latestChange > rollout.version
-    ? `superseded by the change to v${latestChange}`
-    : undefined;
+  if (stages.phase === 'Abandoned') return abandonReason(stages);
+  const newer = await newerChange(deps.store, rollout);
+  return newer === undefined ? undefined : `superseded by the change to v${newer}`;
 }
 
 /**

@@ -47,6 +47,19 @@ export interface SendResult {
 }
 
 /**
+ * The file at a pinned version (absent: the latest, the file as it is); `forward`: never over a
+ * later version the instance has (NeverOlder). Never throws.
+ */
+export function withPin(
+  file: FileTarget,
+  version: number | undefined,
+  forward: boolean,
+): FileTarget {
+  if (version === undefined) return file;
+  return { ...file, version, ...(forward ? { neverOlder: true } : {}) };
+}
+
+/**
  * The document parameters for one file: only the source's *name*, never a value. SourceType is
  * sent only for a secret or a path, so a parameter's command is what it always was.
  */

@@ -12,6 +12,7 @@ import { logger } from '../platform/powertools.ts';
 import type { Ledger } from '../rollout/ledger.ts';
 import {
   assignStages,
+  movesForwardOnly,
   type NewTarget,
   planChunks,
   type Rollout,
@@ -25,7 +26,7 @@ import type { Trigger } from '../rollout/trigger.ts';
 import { sendPlannedChunk } from './chunk-sender.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
-import { holdOf } from './holds.ts';
+import { holdsOf } from './holds.ts';
 import { isDue, paceSeconds, schedule } from './plan.ts';
 
 export type { Trigger };
@@ -231,14 +232,11 @@ const REPAIRS = new Set(['bootstrap', 'drift', 'resync']);
 /** The pinned versions of the request's held parameters (one read per parameter). */
 async function heldPins(deps: FanOutDeps, request: FanOutRequest): Promise<Record<string, number>> {
   if (!REPAIRS.has(request.trigger.type)) return {};
-  const names = [
-    ...new Set(request.files.filter((f) => sourceOf(f) === 'parameter').map((f) => f.parameter)),
-  ];
-  const pins: Record<string, number> = {};
-  for (const name of names) {
-    const view = await holdOf(deps.store, request.environment, name);
-    if (view?.state === 'pinned') pins[name] = view.version;
-  }
+  const names = request.files.filter((f) => sourceOf(f) === 'parameter').map((f) => f.parameter);
+  const holds = await holdsOf(deps.store, request.environment, names);
+  const pins = Object.fromEntries(
+    [...holds].flatMap(([name, view]) => (view.state === 'pinned' ? [[name, view.version]] : [])),
+  );
   if (Object.keys(pins).length > 0) {
     logger.info('halted parameters are written at their last complete version', {
       rolloutId: request.rolloutId,
@@ -353,8 +351,7 @@ async function queueChunks(
   stages?: Pick<StageProgress, 'alarms'>,
 ): Promise<void> {
   const alarm = stages?.alarms[0];
-  // A staged rollout's (or a resume's) pinned version only moves forward on an instance.
-  const forward = stages !== undefined || request.trigger.type === 'resume';
+  const forward = movesForwardOnly({ stages, trigger: request.trigger });
   const pace = deps.config.rollout;
   const start =
     request.trigger.type === 'bootstrap' || chunks.length === 0

@@ -1,3 +1,4 @@
+import type { Rollout } from '../rollout/model.ts';
 import type { RolloutStore } from '../rollout/store.ts';
 
 /**
@@ -36,6 +37,20 @@ export async function holdOf(
   return undefined;
 }
 
+/** The hold of each of `names` that has one now, by name. Throws the SDK error. */
+export async function holdsOf(
+  store: RolloutStore,
+  environment: string,
+  names: readonly string[],
+): Promise<Map<string, HoldView>> {
+  const holds = new Map<string, HoldView>();
+  for (const name of new Set(names)) {
+    const view = await holdOf(store, environment, name);
+    if (view !== undefined) holds.set(name, view);
+  }
+  return holds;
+}
+
 /**
  * The parameters among `names` a staged rollout is going out for right now, each with that
  * rollout's id. Throws the SDK error.
@@ -45,10 +60,25 @@ export async function stagingParameters(
   environment: string,
   names: readonly string[],
 ): Promise<Map<string, string>> {
-  const staging = new Map<string, string>();
-  for (const name of new Set(names)) {
-    const view = await holdOf(store, environment, name);
-    if (view?.state === 'staging') staging.set(name, view.rolloutId);
-  }
-  return staging;
+  const holds = await holdsOf(store, environment, names);
+  return new Map(
+    [...holds].flatMap(([name, view]) =>
+      view.state === 'staging' ? [[name, view.rolloutId]] : [],
+    ),
+  );
+}
+
+/**
+ * The newer version of the rollout's parameter a staged change started for since, if any: that
+ * change stages itself from its own canary, so this rollout goes no further. Throws the SDK
+ * error.
+ */
+export async function newerChange(
+  store: RolloutStore,
+  rollout: Pick<Rollout, 'parameters' | 'version' | 'environment'>,
+): Promise<number | undefined> {
+  const [parameter] = rollout.parameters;
+  if (parameter === undefined || rollout.version === undefined) return undefined;
+  const { latestChange } = await store.getRelease(rollout.environment, parameter);
+  return latestChange !== undefined && latestChange > rollout.version ? latestChange : undefined;
 }

@@ -8,6 +8,7 @@ import {
 import { InstancesNotInEnvironmentError } from '../errors.ts';
 import { ResyncRequestSchema, RolloutDecisionSchema } from '../messages/requests.ts';
 import type { PlanMessage } from '../messages/retry.ts';
+import { type Answer, refuse } from '../platform/http.ts';
 import { describeIssues } from '../platform/parse.ts';
 import { correlate, logger } from '../platform/powertools.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
@@ -16,14 +17,6 @@ import { type FanOutDeps, fanOut } from './fanout.ts';
 import { hasRunningInstance } from './fleet.ts';
 import { stagingParameters } from './holds.ts';
 import { currentVersion } from './parameters.ts';
-
-/** An answer for a person: an HTTP status and a JSON body (the CLI shows the body). */
-export interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-const refuse = (status: number, error: string): Answer => ({ status, body: { error } });
 
 /**
  * A manual re-sync by `principal` (an IAM ARN): push one mapped parameter, or every file of an

@@ -1,17 +1,15 @@
 import { RolloutBusyError } from '../errors.ts';
+import { type Answer, refuse } from '../platform/http.ts';
 import { logger } from '../platform/powertools.ts';
-import type { Rollout, StageProgress, Transition } from '../rollout/model.ts';
+import {
+  abandonReason,
+  type Rollout,
+  type StageProgress,
+  type Transition,
+} from '../rollout/model.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut, filesOfRollout, queueStage } from '../send/fanout.ts';
 import { rolledBackInstances, stageName } from './stage-info.ts';
-
-/** An answer for a person: an HTTP status and a JSON body. */
-export interface DecisionAnswer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-const refuse = (status: number, error: string): DecisionAnswer => ({ status, body: { error } });
 
 /** Who decides for a newer change that ends an older staged rollout. */
 const SERVICE = 'secrets-fanout';
@@ -32,7 +30,7 @@ export async function decideHalted(
   deps: FanOutDeps,
   request: { rolloutId: string; action: 'resume' | 'abandon'; environment?: string },
   principal: string,
-): Promise<DecisionAnswer> {
+): Promise<Answer> {
   const rollout = await deps.store.getRollout(request.rolloutId);
   if (
     rollout === undefined ||
@@ -79,7 +77,7 @@ async function resume(
   rollout: Rollout,
   stages: StageProgress,
   principal: string,
-): Promise<DecisionAnswer> {
+): Promise<Answer> {
   // The rollback must be over first, or a late rollback command could undo the resume.
   const rollbackId = stages.halt?.rollbackRolloutId;
   if (rollbackId !== undefined) {
@@ -112,7 +110,7 @@ async function resume(
   return resumed(decided, stages, k);
 }
 
-function resumed(rollout: Rollout, stages: StageProgress, k: number): DecisionAnswer {
+function resumed(rollout: Rollout, stages: StageProgress, k: number): Answer {
   const last = k === stages.instances.length - 1;
   const resumeRolloutId = resumeRolloutIdOf(rollout);
   return {
@@ -172,7 +170,7 @@ async function abandon(
   rollout: Rollout,
   stages: StageProgress,
   principal: string,
-): Promise<DecisionAnswer> {
+): Promise<Answer> {
   // A sweep first: a function that dies after the decision leaves its consequences to it.
   await deps.ledger.scheduleSweep(rollout.rolloutId);
   const untouched = await abandonRest(deps, rollout, principal, `abandoned by ${principal}`);
@@ -182,7 +180,7 @@ async function abandon(
   return abandoned(rollout, stages, untouched);
 }
 
-function abandoned(rollout: Rollout, stages: StageProgress, untouched: number): DecisionAnswer {
+function abandoned(rollout: Rollout, stages: StageProgress, untouched: number): Answer {
   return {
     status: 200,
     body: {
@@ -226,7 +224,7 @@ export async function finishAbandon(deps: FanOutDeps, rollout: Rollout): Promise
   const stages = rollout.stages;
   if (stages?.phase !== 'Abandoned') return 0;
   const decision = stages.decisions?.filter((d) => d.action === 'abandon').at(-1);
-  const reason = decision?.reason ?? `abandoned by ${decision?.by ?? 'someone'}`;
+  const reason = abandonReason(stages);
   for (const parameter of rollout.parameters) {
     await deps.store.changeHold(
       rollout.environment,
@@ -264,18 +262,6 @@ export async function finishAbandon(deps: FanOutDeps, rollout: Rollout): Promise
   });
   await deps.ledger.record(rollout.rolloutId, transitions);
   return new Set(transitions.map((t) => t.instanceId)).size;
-}
-
-/**
- * The newer version of the rollout's parameter a staged change started for since, if any: that
- * change stages itself from its own canary, so this rollout goes no further. Throws the SDK
- * error.
- */
-export async function newerChange(deps: FanOutDeps, rollout: Rollout): Promise<number | undefined> {
-  const [parameter] = rollout.parameters;
-  if (parameter === undefined || rollout.version === undefined) return undefined;
-  const { latestChange } = await deps.store.getRelease(rollout.environment, parameter);
-  return latestChange !== undefined && latestChange > rollout.version ? latestChange : undefined;
 }
 
 /** Ends a staged rollout a newer change took over. Throws the SDK error. */

@@ -6,8 +6,9 @@ import { logger, metrics } from '../platform/powertools.ts';
 import type { Rollout, StageProgress, Target } from '../rollout/model.ts';
 import { newRolloutId } from '../rollout/rollout-id.ts';
 import { type FanOutDeps, fanOut, filesOfRollout, queueStage } from '../send/fanout.ts';
+import { newerChange } from '../send/holds.ts';
 import { firingAlarms } from './alarms.ts';
-import { finishAbandon, finishResume, newerChange, supersede } from './decisions.ts';
+import { finishAbandon, finishResume, supersede } from './decisions.ts';
 import { reachedInstances, stageName } from './stage-info.ts';
 
 export interface StageDeps extends FanOutDeps {
@@ -70,7 +71,7 @@ async function finishStage(
   const targets = await deps.store.stageTargets(rollout.rolloutId, k);
   if (targets.some((t) => t.status === 'Pending')) return 'waiting';
   // A newer change stages itself: this one neither halts nor goes on.
-  const newer = await newerChange(deps, rollout);
+  const newer = await newerChange(deps.store, rollout);
   if (newer !== undefined) {
     await supersede(deps, rollout, newer);
     return 'superseded';
@@ -115,7 +116,7 @@ async function bake(
   stages: StageProgress,
 ): Promise<StageResult> {
   const k = stages.current;
-  const newer = await newerChange(deps, rollout);
+  const newer = await newerChange(deps.store, rollout);
   if (newer !== undefined) {
     await supersede(deps, rollout, newer);
     return 'superseded';
@@ -189,7 +190,7 @@ async function completeHalt(deps: StageDeps, rollout: Rollout): Promise<void> {
       state: 'Halted',
       ...(stages.previousVersion === undefined ? {} : { pinned: stages.previousVersion }),
     });
-    const newer = held ? undefined : await newerChange(deps, rollout);
+    const newer = held ? undefined : await newerChange(deps.store, rollout);
     if (newer !== undefined) {
       // A newer change started since: it owns the parameter (and the instances), so this halt
       // neither pins nor rolls back; it ends here, its alert still owed.

@@ -3,7 +3,9 @@ import { filesForEnvironment } from '../config.ts';
 import type { RetryMessage } from '../messages/retry.ts';
 import { logger } from '../platform/powertools.ts';
 import {
+  abandonReason,
   type LastError,
+  movesForwardOnly,
   type Rollout,
   supersedes,
   type Target,
@@ -12,7 +14,7 @@ import {
   type Transition,
 } from '../rollout/model.ts';
 import { retryOrFail } from '../rollout/policy.ts';
-import { isTransient, sendInChunks } from '../send/commands.ts';
+import { isTransient, sendInChunks, withPin } from '../send/commands.ts';
 import { resolveTargets } from '../send/fleet.ts';
 import { instanceStates, type TrackerDeps } from './tracker.ts';
 
@@ -98,12 +100,10 @@ export async function retryChunk(
   const pinned = rollout?.pins?.[parameter];
   // A staged rollout's retries carry its alarm like its first sends.
   const alarm = rollout?.stages?.alarms[0];
-  // A staged rollout's (or a resume's) version only moves forward; a rollback's goes back.
-  const forward = rollout?.stages !== undefined || rollout?.trigger.type === 'resume';
   const file =
-    mapped === undefined || pinned === undefined
-      ? mapped
-      : { ...mapped, version: pinned, ...(forward ? { neverOlder: true } : {}) };
+    mapped === undefined || rollout === undefined
+      ? undefined
+      : withPin(mapped, pinned, movesForwardOnly(rollout));
   let toSend: TargetRef[] = [];
   if (due.length > 0 && (rollout === undefined || file === undefined)) {
     for (const ref of due) {
@@ -124,8 +124,7 @@ export async function retryChunk(
   } else if (rollout?.stages?.phase === 'Abandoned') {
     // A staged rollout a newer change (or a person) ended: its pinned version must not go out
     // any more, not even to the stage it had reached.
-    const reason =
-      rollout.stages.decisions?.filter((d) => d.action === 'abandon').at(-1)?.reason ?? 'abandoned';
+    const reason = abandonReason(rollout.stages);
     for (const ref of due) {
       report(ref, { ...ref, fromAttempt: attempt, to: 'Superseded', reason }, 'superseded');
     }

@@ -16,6 +16,7 @@ import {
 import { DocumentExitCode } from '../../shared/document-contract.ts';
 import type { RetryMessage, SendChunkMessage } from '../../shared/messages/retry.ts';
 import type { SweepMessage } from '../../shared/messages/sweep.ts';
+import type { Answer } from '../../shared/platform/http.ts';
 import { Ledger } from '../../shared/rollout/ledger.ts';
 import type { Rollout, Target } from '../../shared/rollout/model.ts';
 import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
@@ -25,7 +26,7 @@ import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.
 import { repairDrift } from '../../shared/send/drift.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
 import { resumeRollout } from '../../shared/send/resume.ts';
-import { type DecisionAnswer, decideHalted } from '../../shared/stages/decisions.ts';
+import { decideHalted } from '../../shared/stages/decisions.ts';
 import { stagedPlan } from '../../shared/stages/plan.ts';
 import { progressStage } from '../../shared/stages/progress.ts';
 import { retryChunk } from '../../shared/track/retrier.ts';
@@ -282,11 +283,8 @@ export class World {
   }
 
   /** A person resumes or abandons a halted staged rollout (the resync endpoint); its answer. */
-  async decide(
-    rolloutId: string,
-    action: 'resume' | 'abandon',
-  ): Promise<DecisionAnswer | undefined> {
-    let answer: DecisionAnswer | undefined;
+  async decide(rolloutId: string, action: 'resume' | 'abandon'): Promise<Answer | undefined> {
+    let answer: Answer | undefined;
     await this.step(`${action} ${rolloutId}`, async () => {
       answer = await decideHalted(
         this.tracker,
