@@ -38,8 +38,10 @@ export interface ColdStartRow {
 
 const CLIENT_CLASSES: Record<string, string> = {
   '@aws-sdk/client-auto-scaling': 'AutoScalingClient',
+  '@aws-sdk/client-cloudwatch': 'CloudWatchClient',
   '@aws-sdk/client-dynamodb': 'DynamoDBClient',
   '@aws-sdk/client-ec2': 'EC2Client',
+  '@aws-sdk/client-secrets-manager': 'SecretsManagerClient',
   '@aws-sdk/client-sns': 'SNSClient',
   '@aws-sdk/client-sqs': 'SQSClient',
   '@aws-sdk/client-ssm': 'SSMClient',
