@@ -3,6 +3,7 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { depsFromEnv } from '../shared/deps.ts';
 import {
+  PartMessageSchema,
   PlanMessageSchema,
   ResumeMessageSchema,
   RetryMessageSchema,
@@ -15,6 +16,7 @@ import { parseOrThrow } from '../shared/platform/parse.ts';
 import { logger, metrics } from '../shared/platform/powertools.ts';
 import { summarise } from '../shared/report/rollout-report.ts';
 import { sendPlannedChunk } from '../shared/send/chunk-sender.ts';
+import { queuePart } from '../shared/send/parts.ts';
 import { resumeRollout } from '../shared/send/resume.ts';
 import { planResync } from '../shared/send/resync.ts';
 import { progressStage } from '../shared/stages/progress.ts';
@@ -25,7 +27,8 @@ const processor = new BatchProcessor(EventType.SQS);
 
 /**
  * One message of the send queue: a planned first send of a chunk at its turn; a delayed retry
- * of a chunk (the targets' next attempt, or why not); a whole-environment re-sync to plan; a
+ * of a chunk (the targets' next attempt, or why not); a part of a large rollout's plan to record
+ * and queue; a whole-environment re-sync to plan; a
  * staged rollout's stage to look at (halt, bake or go on); or a request of the sweep to resume
  * a rollout its creator left half-created.
  */
@@ -42,6 +45,17 @@ async function retryRecord(record: SQSRecord): Promise<void> {
       instances: message.instanceIds.length,
       result,
       commandIds: sent.map((c) => c.commandId),
+    });
+    return;
+  }
+  if (body?.kind === 'part') {
+    const { rolloutId, part } = parseOrThrow(PartMessageSchema, body, 'part message');
+    const queued = await queuePart(deps, rolloutId, part);
+    logger.info('part of a plan queued', {
+      rolloutId,
+      part,
+      sent: queued.commands.length,
+      queued: queued.queued,
     });
     return;
   }

@@ -58,6 +58,18 @@ export const SendChunkMessageSchema = z.strictObject({
 export type SendChunkMessage = z.infer<typeof SendChunkMessageSchema>;
 
 /**
+ * One part of a large rollout's plan to record and queue (rollout/parts.ts): its targets and
+ * chunks written, its sends queued at their turns.
+ */
+export const PartMessageSchema = z.strictObject({
+  kind: z.literal('part'),
+  rolloutId: z.string().min(1),
+  part: z.number().int().min(0),
+});
+
+export type PartMessage = z.infer<typeof PartMessageSchema>;
+
+/**
  * A whole-environment re-sync, answered at once and planned here: the fan-out of `files` of
  * `environment` under the rollout id the caller was given.
  */

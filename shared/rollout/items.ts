@@ -15,6 +15,7 @@ import type {
  *                        sk = T#<instanceId>#<path>    one target: an instance and one file
  *                        sk = C#<commandId>            one SendCommand (≤50 instances, one file)
  *                        sk = S#<path>#<index>         a planned first send: ≤50 instances, one file
+ *                        sk = Q#<part>                 a large rollout's part still to record (parts.ts)
  *   pk = PACE            sk = fetches                  when the next instance may fetch (all rollouts)
  *   pk = P#<parameter>   sk = <createdAt>#<rolloutId>  rollouts of a parameter, in start order
  *   pk = E#<environment> sk = <createdAt>#<rolloutId>  rollouts of an environment
@@ -39,6 +40,10 @@ export const commandKey = (rolloutId: string, commandId: string) => ({
 export const chunkKey = (rolloutId: string, c: { path: string; index: number }) => ({
   pk: `R#${rolloutId}`,
   sk: `S#${c.path}#${String(c.index).padStart(5, '0')}`,
+});
+export const partKey = (rolloutId: string, part: number) => ({
+  pk: `R#${rolloutId}`,
+  sk: `Q#${String(part).padStart(5, '0')}`,
 });
 export const PACE_KEY = { pk: 'PACE', sk: 'fetches' };
 export const releaseKey = (environment: string, parameter: string) => ({
@@ -123,9 +128,15 @@ export function toRollout(item: Item): Rollout {
     counts,
     ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
     ...(item.queuedChunks === undefined ? {} : { queuedChunks: Number(item.queuedChunks) }),
+    ...(item.parts === undefined ? {} : { parts: toParts(item.parts) }),
+    ...(item.partsQueued === undefined ? {} : { partsQueued: Number(item.partsQueued) }),
     ...(item.pins === undefined ? {} : { pins: numbers(item.pins) }),
     ...(item.stages === undefined ? {} : { stages: toStages(item.stages) }),
   };
+}
+
+function toParts(item: Item): NonNullable<Rollout['parts']> {
+  return { count: Number(item.count), chunks: Number(item.chunks), lastTurn: item.lastTurn };
 }
 
 export function toTarget(item: Item): Target {

@@ -118,6 +118,13 @@ export interface Rollout {
   sendingUntil?: string;
   /** Set once every planned first send is queued: the plan is done, the workers send. */
   queuedChunks?: number;
+  /**
+   * A large rollout planned in parts (parts.ts): how many, their chunks in all, and the last
+   * chunk's turn. Its targets are recorded part by part by the send workers.
+   */
+  parts?: { count: number; chunks: number; lastTurn: string };
+  /** Parts whose sends are queued so far (all of them: `queuedChunks` is set). */
+  partsQueued?: number;
   /** The version each parameter is written at, when pinned (else instances fetch the latest). */
   pins?: Record<string, number>;
   /** A staged rollout's stages and where it stands (absent: not staged). */
@@ -405,6 +412,16 @@ export function supersedes(
 // SendCommand accepts at most 50 instance ids per call
 // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
 const MAX_INSTANCES_PER_CHUNK = 50;
+
+/**
+ * One part of a large rollout's plan: chunks in turn order with their turns, and the
+ * unreachable targets recorded with them. One send worker records and queues a part.
+ */
+export interface PlanPart {
+  part: number;
+  chunks: Array<SendChunk & { notBefore: string }>;
+  unreachable: NewTarget[];
+}
 
 /**
  * The first sends of a rollout: per file, its pending targets in instance order, ≤50 a chunk.

@@ -17,6 +17,7 @@ import {
   commandKey,
   counterAttributes,
   type IndexEntry,
+  type Item,
   indexPk,
   launchAlertKey,
   type Release,
@@ -32,6 +33,7 @@ import {
   type CommandRecord,
   countTargets,
   type NewTarget,
+  type PlanPart,
   planChunks,
   type Rollout,
   type SendChunk,
@@ -43,6 +45,16 @@ import {
   type Transition,
   targetId,
 } from './model.ts';
+import {
+  claimPart,
+  completePart,
+  type PartClaim,
+  type PartRecord,
+  partItems,
+  recordPart,
+  releasePart,
+  unqueuedParts,
+} from './parts.ts';
 import { loadPage, type Page, rolloutsOfParameterSince } from './reads.ts';
 import {
   type ChunkClaim,
@@ -71,7 +83,7 @@ import {
 import { isConditionFailure, RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
-export type { ChunkClaim, CommitResult, IndexEntry, Release };
+export type { ChunkClaim, CommitResult, IndexEntry, PartClaim, PartRecord, Release };
 
 type Decision = NonNullable<StageProgress['decisions']>[number];
 
@@ -111,6 +123,18 @@ export class RolloutStore {
     rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
     targets: NewTarget[],
   ): Promise<boolean> {
+    if (!(await this.begin(rollout))) return false;
+    await this.finishCreating(rollout.rolloutId, targets, true);
+    return true;
+  }
+
+  /**
+   * Writes the rollout item alone, conditionally and in state Creating (the lock): `false` when
+   * it exists already. `create` and a plan in parts start here. Throws the SDK error.
+   */
+  async begin(
+    rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
+  ): Promise<boolean> {
     try {
       await this.table.db.send(
         new PutCommand({
@@ -133,7 +157,6 @@ export class RolloutStore {
       if (isConditionFailure(error)) return false;
       throw error;
     }
-    await this.finishCreating(rollout.rolloutId, targets, true);
     return true;
   }
 
@@ -163,33 +186,10 @@ export class RolloutStore {
       })),
       ...missing,
     ];
-    const targetItems = missing.map((target) => ({
-      ...targetKey(rolloutId, target),
-      type: 'target',
-      ...target,
-      attempt: 1,
-      commandIds: [],
-      updatedAt: at,
-      expiresAt,
-    }));
-    const sk = `${rollout.createdAt}#${rolloutId}`;
-    const indexItems = [
-      ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk })),
-      { pk: `E#${rollout.environment}`, sk },
-    ].map((key) => ({
-      ...key,
-      type: 'index',
-      rolloutId,
-      createdAt: rollout.createdAt,
-      triggerType: rollout.trigger.type,
-      ...(rollout.trigger.type === 'bootstrap' ? { bootstrapOf: rollout.trigger.instanceId } : {}),
-      ...(rollout.version === undefined ? {} : { version: rollout.version }),
-      expiresAt,
-    }));
     await this.table.batchPut([
-      ...targetItems,
+      ...missing.map((target) => this.targetItem(rolloutId, target, at, expiresAt)),
       ...chunkItems(rolloutId, planChunks(all), expiresAt),
-      ...indexItems,
+      ...indexItems(rollout, expiresAt),
     ]);
     const counters = counterAttributes(countTargets(all));
     // A staged rollout's stage sizes count the targets it really holds (a takeover may have
@@ -239,6 +239,87 @@ export class RolloutStore {
       // Another run finished creating it first: its counts stand.
       if (!isConditionFailure(error)) throw error;
     }
+  }
+
+  /** A new target's item: attempt 1, nothing sent yet. */
+  private targetItem(rolloutId: string, target: NewTarget, at: string, expiresAt: number): Item {
+    return {
+      ...targetKey(rolloutId, target),
+      type: 'target',
+      ...target,
+      attempt: 1,
+      commandIds: [],
+      updatedAt: at,
+      expiresAt,
+    };
+  }
+
+  /**
+   * Makes a Creating rollout InProgress planned in parts (parts.ts): its part items and index
+   * entries are written, and its counts count every target, so it cannot settle before each
+   * part's targets are recorded and over. The planner's lease is renewed (the parts' messages
+   * are queued next; each part has a claim of its own). A takeover of a creator that stopped writes the parts again (nothing of a
+   * Creating rollout is queued). Throws the SDK error.
+   */
+  async finishCreatingInParts(
+    rolloutId: string,
+    targets: NewTarget[],
+    parts: PlanPart[],
+  ): Promise<void> {
+    const rollout = await this.getRollout(rolloutId);
+    if (rollout === undefined || rollout.state !== 'Creating') return;
+    const expiresAt = this.table.expiry();
+    await this.table.batchPut([
+      ...partItems(rolloutId, parts, expiresAt),
+      ...indexItems(rollout, expiresAt),
+    ]);
+    const turns = parts.flatMap((p) => p.chunks.map((c) => c.notBefore)).sort();
+    const lastTurn = turns.at(-1) ?? this.table.isoNow();
+    const counters = counterAttributes(countTargets(targets));
+    await this.table.conditional({
+      Key: rolloutKey(rolloutId),
+      UpdateExpression: `SET #state = :inProgress, parts = :parts, sendingUntil = :until, ${Object.keys(
+        counters,
+      )
+        .map((name) => `${name} = :${name}`)
+        .join(', ')}`,
+      ConditionExpression: '#state = :creating',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: {
+        ':inProgress': 'InProgress',
+        ':creating': 'Creating',
+        ':parts': { count: parts.length, chunks: turns.length, lastTurn },
+        ':until': this.table.leaseEnd(),
+        ...Object.fromEntries(Object.entries(counters).map(([n, v]) => [`:${n}`, v])),
+      },
+    });
+  }
+
+  /** Claims one part of a plan in parts (parts.ts `claimPart`). Throws the SDK error. */
+  claimPart(rolloutId: string, part: number): Promise<PartClaim> {
+    return claimPart(this.table, rolloutId, part);
+  }
+
+  releasePart(rolloutId: string, part: number): Promise<void> {
+    return releasePart(this.table, rolloutId, part);
+  }
+
+  /** Writes a claimed part's targets and chunks once (parts.ts). Throws the SDK error. */
+  recordPart(rolloutId: string, part: PartRecord): Promise<void> {
+    const at = this.table.isoNow();
+    const expiresAt = this.table.expiry();
+    return recordPart(this.table, rolloutId, part, (target) =>
+      this.targetItem(rolloutId, target, at, expiresAt),
+    );
+  }
+
+  /** Marks a part queued: the parts queued so far, or undefined if it was already. */
+  completePart(rolloutId: string, part: number): Promise<number | undefined> {
+    return completePart(this.table, rolloutId, part);
+  }
+
+  unqueuedParts(rolloutId: string): Promise<number[]> {
+    return unqueuedParts(this.table, rolloutId);
   }
 
   /** The rollout's planned first sends, in key order. Throws the SDK error. */
@@ -680,4 +761,22 @@ export class RolloutStore {
     const found = new Map(items.map((item) => [item.rolloutId as string, toRollout(item)]));
     return rolloutIds.flatMap((id) => found.get(id) ?? []);
   }
+}
+
+/** The rollout's entries in the parameter and environment indexes (rollouts in start order). */
+function indexItems(rollout: Rollout, expiresAt: number): Item[] {
+  const sk = `${rollout.createdAt}#${rollout.rolloutId}`;
+  return [
+    ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk })),
+    { pk: `E#${rollout.environment}`, sk },
+  ].map((key) => ({
+    ...key,
+    type: 'index',
+    rolloutId: rollout.rolloutId,
+    createdAt: rollout.createdAt,
+    triggerType: rollout.trigger.type,
+    ...(rollout.trigger.type === 'bootstrap' ? { bootstrapOf: rollout.trigger.instanceId } : {}),
+    ...(rollout.version === undefined ? {} : { version: rollout.version }),
+    expiresAt,
+  }));
 }

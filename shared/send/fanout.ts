@@ -12,7 +12,6 @@ import { logger } from '../platform/powertools.ts';
 import type { Ledger } from '../rollout/ledger.ts';
 import {
   assignStages,
-  movesForwardOnly,
   type NewTarget,
   planChunks,
   type Rollout,
@@ -20,14 +19,14 @@ import {
   type SourceVersion,
   type StageProgress,
 } from '../rollout/model.ts';
-import { delayUntil } from '../rollout/policy.ts';
 import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
 import type { Trigger } from '../rollout/trigger.ts';
-import { sendPlannedChunk } from './chunk-sender.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
 import { holdsOf } from './holds.ts';
-import { isDue, paceSeconds, schedule } from './plan.ts';
+import { planInParts, requeueParts } from './parts.ts';
+import { paceSeconds, schedule } from './plan.ts';
+import { queueTurns } from './turns.ts';
 
 export type { Trigger };
 
@@ -155,36 +154,50 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   const all = newTargets(request.files, targets.reachable, targets.unreachable);
   const staged = request.stages === undefined ? undefined : assignStages(all, request.stages);
   const wanted = staged?.targets ?? all;
-  const created = await deps.store.create(
-    {
-      rolloutId: request.rolloutId,
-      trigger: request.trigger,
-      environment: request.environment,
-      parameters: summary.parameters,
-      files: request.files.map(({ parameter, path }) => ({ parameter, path })),
-      ...versionOf(request, pins),
-      ...(request.sources === undefined ? {} : { sources: request.sources }),
-      ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
-      ...(Object.keys(pins).length === 0 ? {} : { pins }),
-      ...(staged === undefined || request.stages === undefined || staged.instances.length === 0
-        ? {}
-        : {
-            stages: {
-              instances: staged.instances,
-              targets: staged.perStage,
-              bakeSeconds: request.stages.bakeSeconds,
-              alarms: request.stages.alarms,
-              current: 0,
-              phase: 'Sending' as const,
-              startedAt: deps.ledger.now().toISOString(),
-              ...(request.previousVersion === undefined
-                ? {}
-                : { previousVersion: request.previousVersion }),
-            },
-          }),
-    },
-    wanted,
-  );
+  const record = {
+    rolloutId: request.rolloutId,
+    trigger: request.trigger,
+    environment: request.environment,
+    parameters: summary.parameters,
+    files: request.files.map(({ parameter, path }) => ({ parameter, path })),
+    ...versionOf(request, pins),
+    ...(request.sources === undefined ? {} : { sources: request.sources }),
+    ...(request.instanceIds === undefined ? {} : { instanceIds: request.instanceIds }),
+    ...(Object.keys(pins).length === 0 ? {} : { pins }),
+    ...(staged === undefined || request.stages === undefined || staged.instances.length === 0
+      ? {}
+      : {
+          stages: {
+            instances: staged.instances,
+            targets: staged.perStage,
+            bakeSeconds: request.stages.bakeSeconds,
+            alarms: request.stages.alarms,
+            current: 0,
+            phase: 'Sending' as const,
+            startedAt: deps.ledger.now().toISOString(),
+            ...(request.previousVersion === undefined
+              ? {}
+              : { previousVersion: request.previousVersion }),
+          },
+        }),
+  };
+  if (staged === undefined && all.length > deps.config.rollout.planPartTargets) {
+    // Too large for one invocation to record: in parts, the send workers record the rest.
+    if (!(await deps.store.begin(record))) {
+      const rollout = await deps.store.getRollout(request.rolloutId);
+      if (rollout !== undefined && rollout.state !== 'Creating') {
+        return requeue(deps, request, rollout);
+      }
+      await takeOver(deps, request.rolloutId);
+      summary.resumed = true;
+    }
+    const queued = await planInParts(deps, request.rolloutId, all);
+    summary.queued = queued.queued;
+    summary.commands.push(...queued.commands);
+    summary.failedChunks.push(...queued.failedChunks);
+    return summary;
+  }
+  const created = await deps.store.create(record, wanted);
   if (created) {
     // The chunks the store planned for exactly these targets: nothing to read back. A staged
     // rollout queues its first stage; the others wait for theirs.
@@ -304,6 +317,10 @@ async function requeue(
   // A staged rollout sends only while a stage is sending; halted or over, nothing is queued.
   if (rollout.stages !== undefined && rollout.stages.phase !== 'Sending') return summary;
   await takeOver(deps, request.rolloutId);
+  if (rollout.parts !== undefined) {
+    summary.queued = await requeueParts(deps, rollout);
+    return summary;
+  }
   await queueChunks(
     deps,
     request,
@@ -333,9 +350,6 @@ async function unsentChunks(
   return chunks;
 }
 
-// Chunks whose turn is now that the planner sends itself rather than queue (constant work).
-const SENT_BY_PLANNER = 2;
-
 /**
  * Gives every unsent chunk its turn in the shared pace and queues it (delayed until then); the
  * first few due now are sent at once. A bootstrap takes no turn: its one instance fetches
@@ -350,50 +364,20 @@ async function queueChunks(
   pins: Record<string, number>,
   stages?: Pick<StageProgress, 'alarms'>,
 ): Promise<void> {
-  const alarm = stages?.alarms[0];
-  const forward = movesForwardOnly({ stages, trigger: request.trigger });
   const pace = deps.config.rollout;
   const start =
     request.trigger.type === 'bootstrap' || chunks.length === 0
       ? deps.ledger.now()
       : await deps.store.reservePace(paceSeconds(chunks, pace));
-  const turns = schedule(chunks, start, pace).map(({ chunk: { stage: _, ...chunk }, at }) => {
-    const version = pins[chunk.parameter];
-    return {
-      kind: 'send' as const,
-      rolloutId: request.rolloutId,
-      environment: request.environment,
-      ...chunk,
-      ...(version === undefined ? {} : { version, ...(forward ? { forward: true as const } : {}) }),
-      ...(alarm === undefined ? {} : { alarm }),
-      notBefore: at.toISOString(),
-    };
-  });
+  const turns = schedule(chunks, start, pace).map(({ chunk, at }) => ({
+    chunk,
+    notBefore: at.toISOString(),
+  }));
   const now = deps.ledger.now().getTime();
-  const dueNow = turns.filter((t) => isDue(t.notBefore, new Date(now))).slice(0, SENT_BY_PLANNER);
-  const later = turns.filter((t) => !dueNow.includes(t));
-  await deps.ledger.queueMessages(
-    later.map((body) => ({ body, delay: delayUntil(body.notBefore, new Date(now)) })),
-  );
-  summary.queued = later.length;
-  for (const turn of dueNow) {
-    // Recorded and failed over exactly as a worker would; a throttled chunk goes to the queue.
-    // A chunk someone else holds (a resumed plan: a worker with its earlier message, or the
-    // run that stopped) is queued like the rest: whoever gets it sends it or finds it sent.
-    const outcome = await sendPlannedChunk(deps, turn).catch(async (error: unknown) => {
-      if (!(error instanceof RolloutBusyError)) throw error;
-      await deps.ledger.queueMessages([{ body: turn, delay: 0 }]);
-      return undefined;
-    });
-    if (outcome === undefined) {
-      summary.queued += 1;
-      continue;
-    }
-    const { result, sent, failed } = outcome;
-    if (result === 'requeued') summary.queued += 1;
-    summary.commands.push(...sent);
-    summary.failedChunks.push(...failed);
-  }
+  const queued = await queueTurns(deps, { ...request, pins, stages }, turns);
+  summary.queued = queued.queued;
+  summary.commands.push(...queued.commands);
+  summary.failedChunks.push(...queued.failedChunks);
   // Last: a run that stops before this is taken over, and queues what is still unsent.
   const last = turns.at(-1)?.notBefore ?? new Date(now).toISOString();
   await deps.store.markQueued(

@@ -1,5 +1,5 @@
 import type { FanoutConfig } from '../config.ts';
-import type { SendChunk } from '../rollout/model.ts';
+import type { NewTarget, PlanPart, SendChunk } from '../rollout/model.ts';
 
 /**
  * When each of a rollout's planned chunks (rollout/model.ts `planChunks`) may go, so that
@@ -42,4 +42,37 @@ export function schedule(
     fetchesBefore += c.instanceIds.length;
     return { chunk: c, at: new Date(start.getTime() + offset * 1000) };
   });
+}
+
+/**
+ * A large rollout's plan cut into parts of about `maxTargets` targets: its chunks in turn order
+ * (so the first part holds the first sends, of every file), whole chunks only; then its
+ * unreachable targets, `maxTargets` a part. Pure.
+ */
+export function splitIntoParts(
+  turns: ReadonlyArray<{ chunk: SendChunk; at: Date }>,
+  unreachable: readonly NewTarget[],
+  maxTargets: number,
+): PlanPart[] {
+  const parts: PlanPart[] = [];
+  let current: PlanPart | undefined;
+  let size = 0;
+  for (const { chunk, at } of turns) {
+    if (current === undefined || size >= maxTargets) {
+      current = { part: parts.length, chunks: [], unreachable: [] };
+      parts.push(current);
+      size = 0;
+    }
+    const { stage: _, ...plain } = chunk;
+    current.chunks.push({ ...plain, notBefore: at.toISOString() });
+    size += chunk.instanceIds.length;
+  }
+  for (let start = 0; start < unreachable.length; start += maxTargets) {
+    parts.push({
+      part: parts.length,
+      chunks: [],
+      unreachable: unreachable.slice(start, start + maxTargets),
+    });
+  }
+  return parts;
 }

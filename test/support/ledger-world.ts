@@ -25,6 +25,7 @@ import { sendPlannedChunk } from '../../shared/send/chunk-sender.ts';
 import { parseRolloutComment, rolloutComment } from '../../shared/send/commands.ts';
 import { repairDrift } from '../../shared/send/drift.ts';
 import { fanOut } from '../../shared/send/fanout.ts';
+import { queuePart } from '../../shared/send/parts.ts';
 import { resumeRollout } from '../../shared/send/resume.ts';
 import { decideHalted } from '../../shared/stages/decisions.ts';
 import { stagedPlan } from '../../shared/stages/plan.ts';
@@ -96,6 +97,8 @@ export interface WorldOptions {
   instanceBase?: number;
   /** Stage the environment's parameter changes (custom.fanout.rollout.stages of it). */
   stages?: Partial<StageConfig>;
+  /** custom.fanout.rollout.planPartTargets: rollouts with more targets are planned in parts. */
+  planPartTargets?: number;
 }
 
 // The queues' VisibilityTimeout in serverless.yml: a message whose handling failed comes back
@@ -151,9 +154,12 @@ export class World {
       environments: [this.environment],
       files,
       retry: { maxAttempts: options.maxAttempts ?? 3, baseDelaySeconds: 30 },
-      ...(options.stages === undefined
-        ? {}
-        : { rollout: { stages: { [this.environment]: options.stages } } }),
+      rollout: {
+        ...(options.stages === undefined ? {} : { stages: { [this.environment]: options.stages } }),
+        ...(options.planPartTargets === undefined
+          ? {}
+          : { planPartTargets: options.planPartTargets }),
+      },
     });
     this.instances = Array.from(
       { length: options.instances },
@@ -438,6 +444,13 @@ export class World {
       if (body.kind === 'stage') {
         await this.step(`stage ${body.stage + 1} of ${body.rolloutId}`, async () => {
           await progressStage({ ...this.tracker, cloudwatch: this.cloudwatch }, body);
+          done(m);
+        });
+        return;
+      }
+      if (body.kind === 'part') {
+        await this.step(`part ${body.part} of ${body.rolloutId}`, async () => {
+          await queuePart(this.tracker, body.rolloutId, body.part);
           done(m);
         });
         return;

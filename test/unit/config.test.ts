@@ -50,6 +50,7 @@ describe('parseConfig', () => {
         chunksInFlight: 4,
         fetchesPerSecond: 40,
         commandsPerSecond: 10,
+        planPartTargets: 1000,
         stages: {},
       },
       retry: { maxAttempts: 3, baseDelaySeconds: 30 },

@@ -1,0 +1,115 @@
+import { RolloutBusyError } from '../errors.ts';
+import type { PartMessage } from '../messages/retry.ts';
+import { type NewTarget, planChunks, type Rollout } from '../rollout/model.ts';
+import { LEASE_SECONDS } from '../rollout/store.ts';
+import type { FanOutDeps } from './fanout.ts';
+import { paceSeconds, schedule, splitIntoParts } from './plan.ts';
+import { type QueuedTurns, queueTurns } from './turns.ts';
+
+/**
+ * A large rollout planned in parts, so that no invocation's work grows with the fleet:
+ * - the planner resolves the fleet, reserves every chunk's turn in the shared pace, records the
+ *   rollout with all its counts and one part item per ~`planPartTargets` targets, queues a
+ *   message for every part but the first, and records and queues the first itself;
+ * - a send worker records a part's targets and chunks and queues its sends at their turns;
+ * - the part that completes the set marks the rollout queued (the plan is done).
+ * The first commands go out while later parts are still being written. A run that stops is
+ * resumed exactly: a part recorded is never rewritten, only queued again (the chunk claims keep
+ * a chunk queued twice from being sent twice); a resumed plan queues only the parts not queued.
+ */
+
+export const partMessage = (rolloutId: string, part: number): PartMessage => ({
+  kind: 'part',
+  rolloutId,
+  part,
+});
+
+/**
+ * Plans a Creating rollout (whose lease this run holds) in parts and queues them; records and
+ * queues the first part here. Throws the SDK error.
+ */
+export async function planInParts(
+  deps: FanOutDeps,
+  rolloutId: string,
+  targets: NewTarget[],
+): Promise<QueuedTurns> {
+  const pace = deps.config.rollout;
+  const chunks = planChunks(targets);
+  const start = await deps.store.reservePace(paceSeconds(chunks, pace));
+  const parts = splitIntoParts(
+    schedule(chunks, start, pace),
+    targets.filter((t) => t.status === 'Unreachable'),
+    pace.planPartTargets,
+  );
+  await deps.store.finishCreatingInParts(rolloutId, targets, parts);
+  await deps.ledger.queueMessages(
+    parts.slice(1).map((p) => ({ body: partMessage(rolloutId, p.part), delay: 0 })),
+  );
+  const first = await queuePart(deps, rolloutId, 0);
+  return { ...first, queued: first.queued + parts.length - 1 };
+}
+
+/**
+ * Records one part's targets and chunks (unless recorded already) and queues its sends; the
+ * first few due now are sent here. Nothing to do for a part already queued. Throws
+ * RolloutBusyError while another run holds the part, and the SDK error.
+ */
+export async function queuePart(
+  deps: FanOutDeps,
+  rolloutId: string,
+  part: number,
+): Promise<QueuedTurns> {
+  const nothing: QueuedTurns = { commands: [], failedChunks: [], queued: 0 };
+  const claim = await deps.store.claimPart(rolloutId, part);
+  if (claim === 'queued') return nothing;
+  if (claim === 'busy') throw new RolloutBusyError(rolloutId);
+  try {
+    const rollout = await deps.store.getRollout(rolloutId);
+    if (rollout?.parts === undefined) return nothing;
+    if (claim.recordedAt === undefined) await deps.store.recordPart(rolloutId, claim);
+    const queued = await queueTurns(
+      deps,
+      { ...rollout, pins: rollout.pins ?? {} },
+      claim.chunks.map(({ notBefore, ...chunk }) => ({ chunk, notBefore })),
+    );
+    const done = await deps.store.completePart(rolloutId, part);
+    if (done !== undefined && done >= rollout.parts.count) await planQueued(deps, rollout);
+    return queued;
+  } catch (error) {
+    // Let the next delivery take it at once rather than after the claim's lease.
+    await deps.store.releasePart(rolloutId, part).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Resumes a plan in parts that stopped (under the caller's lease): queues the parts not queued
+ * yet, or, when every part is, marks the plan done. Returns the parts queued. Throws the SDK
+ * error.
+ */
+export async function requeueParts(deps: FanOutDeps, rollout: Rollout): Promise<number> {
+  const parts = await deps.store.unqueuedParts(rollout.rolloutId);
+  if (parts.length === 0) {
+    await planQueued(deps, rollout);
+    return 0;
+  }
+  await deps.ledger.queueMessages(
+    parts.map((p) => ({ body: partMessage(rollout.rolloutId, p), delay: 0 })),
+  );
+  return parts.length;
+}
+
+/**
+ * Every part is queued: the plan is done, with the first-send lease until the last turn plus a
+ * lease. A plan with nothing to send (every instance unreachable) settles now.
+ */
+async function planQueued(deps: FanOutDeps, rollout: Rollout): Promise<void> {
+  const parts = rollout.parts;
+  if (parts === undefined) return;
+  await deps.store.markQueued(
+    rollout.rolloutId,
+    parts.chunks,
+    new Date(Date.parse(parts.lastTurn) + LEASE_SECONDS * 1000),
+  );
+  if (parts.chunks === 0) await deps.ledger.record(rollout.rolloutId, []);
+}

@@ -1,0 +1,175 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startDynalite } from '../support/dynalite.ts';
+import { World, type WorldOptions } from '../support/ledger-world.ts';
+
+/**
+ * A large rollout planned in parts (shared/send/parts.ts), against the real store on dynalite,
+ * Run Command, EC2 and SQS faked in memory, time on a virtual clock: the planner records only
+ * the first part, the send workers the others; and a function dying at every one of the AWS
+ * calls of the planner, or of a part's worker, after which redelivery and the sweep must still
+ * finish the job exactly: every instance gets its file once (at most once more for a death
+ * between a SendCommand and its record), nothing is rewritten, the rollout settles.
+ */
+
+let dynamo: { endpoint: string; close: () => Promise<void> };
+let tables = 0;
+let world: World | undefined;
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+});
+afterAll(() => dynamo.close());
+afterEach((context) => {
+  if (context.task.result?.state === 'fail' && world !== undefined)
+    console.log(world.trace.join('\n'));
+  world?.close();
+});
+
+// 250 instances in parts of 100 targets: parts of 100, 100 and 50 (2, 2 and 1 chunks).
+const INSTANCES = 250;
+const PART = 100;
+
+async function newWorld(options: Partial<Omit<WorldOptions, 'endpoint' | 'tableName'>> = {}) {
+  world?.close();
+  world = await World.create({
+    instances: INSTANCES,
+    maxAttempts: 3,
+    planPartTargets: PART,
+    ...options,
+    endpoint: dynamo.endpoint,
+    tableName: `parts-${++tables}`,
+  });
+  return world;
+}
+
+/** Every instance a command was sent to, once per command. */
+const sentTo = (w: World) => [...w.commands.values()].flatMap((c) => [...c.invocations.keys()]);
+
+/** The rollout settled, every instance has its file and got it once (twice if `died`). */
+async function expectDone(w: World, rolloutId: string, died: boolean, label: string) {
+  const loaded = await w.store.load(rolloutId);
+  expect(loaded?.rollout.state, label).toBe('Settled');
+  expect(loaded?.targets, label).toHaveLength(INSTANCES);
+  expect(loaded?.rollout.counts, label).toMatchObject({
+    total: INSTANCES,
+    success: INSTANCES,
+    pending: 0,
+  });
+  expect(
+    loaded?.targets.every((t) => t.status === 'Success' && t.attempt === 1),
+    label,
+  ).toBe(true);
+  for (const files of w.disk.values()) expect(files.get('/var/www/html/env.php'), label).toBe(1);
+  const sent = sentTo(w);
+  expect(new Set(sent), label).toEqual(new Set(w.instances));
+  // A death between a SendCommand and its record sends that chunk once more (SendCommand
+  // takes no idempotency token: API_SendCommand.html): at most once more.
+  for (const id of w.instances) {
+    expect(sent.filter((s) => s === id).length, label).toBeLessThanOrEqual(died ? 2 : 1);
+  }
+  expect(w.alertsOf(rolloutId), label).toBe(0);
+}
+
+describe('a rollout larger than planPartTargets is planned in parts', () => {
+  it('the planner records only the first part; the send workers record the others', async () => {
+    const w = await newWorld();
+    const rolloutId = await w.resync();
+
+    // The planner: every count, the first part's 100 targets, two part messages queued.
+    const planned = await w.store.load(rolloutId);
+    expect(planned?.rollout.counts).toMatchObject({ total: INSTANCES, pending: INSTANCES });
+    expect(planned?.rollout.parts).toMatchObject({ count: 3, chunks: 5 });
+    expect(planned?.targets).toHaveLength(PART);
+    expect(planned?.rollout.queuedChunks).toBeUndefined();
+    const parts = w.queues.retry.map((m) => JSON.parse(m.body)).filter((b) => b.kind === 'part');
+    expect(parts.map((b) => b.part)).toEqual([1, 2]);
+    // Its first chunk due now went out from the planner itself.
+    expect(w.commands.size).toBeGreaterThanOrEqual(1);
+
+    await w.drain();
+    await expectDone(w, rolloutId, false, 'clean');
+    expect(w.commands.size).toBe(5);
+    const rollout = await w.store.getRollout(rolloutId);
+    expect(rollout?.queuedChunks).toBe(5);
+    expect(rollout?.partsQueued).toBe(3);
+  });
+
+  it('a part delivered twice records its targets once and sends each chunk once', async () => {
+    const w = await newWorld();
+    const rolloutId = await w.resync();
+    const message = w.queues.retry.find((m) => JSON.parse(m.body).kind === 'part');
+    if (message === undefined) throw new Error('no part message');
+    w.enqueue('retry', message.body, 0);
+    await w.drain();
+    await expectDone(w, rolloutId, false, 'redelivered');
+    expect(w.commands.size).toBe(5);
+  });
+
+  it('finishes exactly whichever call of the planner its function dies at', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      w.inject({ kind: 'die', at });
+      // A resync's plan is not redelivered: the sweep alone must finish it.
+      const rolloutId = await w.resync();
+      const died = w.trace.at(-1)?.includes('✗') === true;
+      const recorded = (await w.store.getRollout(rolloutId)) !== undefined;
+      await w.drain(undefined, 2000);
+      if (!recorded) {
+        // Died before the rollout was recorded (the caller got the error): nothing happens.
+        expect(await w.store.getRollout(rolloutId), `died at ${at}`).toBeUndefined();
+        expect(w.commands.size, `died at ${at}`).toBe(0);
+        continue;
+      }
+      await expectDone(w, rolloutId, died, `planner died at call ${at}`);
+      if (!died) break;
+    }
+  });
+
+  it('finishes exactly whichever call of a part its worker dies at', async () => {
+    for (let at = 0; ; at++) {
+      const w = await newWorld();
+      const rolloutId = await w.resync();
+      // Part 1's message is the first visible one.
+      expect(JSON.parse(w.visible('retry')[0]?.body ?? '{}').kind).toBe('part');
+      w.inject({ kind: 'die', at });
+      await w.deliver('retry');
+      const died = w.trace.at(-1)?.includes('✗') === true;
+      await w.drain(undefined, 2000);
+      await expectDone(w, rolloutId, died, `part worker died at call ${at}`);
+      if (!died) break;
+    }
+  });
+
+  it('a parameter change in parts whose event is redelivered after the planner died', async () => {
+    for (const at of [3, 8, 14]) {
+      const w = await newWorld();
+      w.inject({ kind: 'die', at });
+      const rolloutId = await w.put({ deliver: true });
+      expect(w.trace.at(-1)).toContain('✗');
+      // EventBridge retries the event (a new version 2 is what every file gets).
+      w.advance(3 * 60_000);
+      await w.propagate(rolloutId, 2);
+      await w.drain(undefined, 2000);
+      const loaded = await w.store.load(rolloutId);
+      expect(loaded?.rollout.state, `died at ${at}`).toBe('Settled');
+      expect(loaded?.rollout.counts).toMatchObject({ total: INSTANCES, success: INSTANCES });
+      for (const files of w.disk.values()) expect(files.get('/var/www/html/env.php')).toBe(2);
+    }
+  });
+
+  it('unreachable instances and two files: parts of whole chunks, then parts of unreachables', async () => {
+    const w = await newWorld({ twoPaths: true, unmanaged: 120, planPartTargets: 100 });
+    const rolloutId = await w.resync();
+    const planned = await w.store.getRollout(rolloutId);
+    // 130 reachable × 2 files = 6 chunks (50, 50, 30 per file) in parts of ≥100 targets: 3
+    // parts; 120 unreachable × 2 files = 240 unreachable targets in parts of 100: 3 parts.
+    expect(planned?.parts).toMatchObject({ count: 6, chunks: 6 });
+    expect(planned?.counts).toMatchObject({ total: 500, unreachable: 240, pending: 260 });
+    await w.drain();
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.targets).toHaveLength(500);
+    expect(loaded?.rollout.counts).toMatchObject({ success: 260, unreachable: 240, pending: 0 });
+    expect(w.commands.size).toBe(6);
+  });
+});
