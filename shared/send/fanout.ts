@@ -181,7 +181,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
           },
         }),
   };
-  if (staged === undefined && all.length > deps.config.rollout.planPartTargets) {
+  if (
+    staged === undefined &&
+    request.trigger.type !== 'bootstrap' &&
+    all.length > deps.config.rollout.planPartTargets
+  ) {
     // Too large for one invocation to record: in parts, the send workers record the rest.
     if (!(await deps.store.begin(record))) {
       const rollout = await deps.store.getRollout(request.rolloutId);

@@ -193,7 +193,7 @@ async function check(w: World): Promise<void> {
 export function describeLedgerModel(
   defaultSeed: number,
   defaultRuns: number,
-  variant: { staged?: boolean } = {},
+  variant: { staged?: boolean; parts?: boolean } = {},
 ): void {
   const RUNS = Number(process.env.FC_RUNS ?? defaultRuns);
   const SEED = Number(process.env.FC_SEED ?? defaultSeed);
@@ -206,7 +206,8 @@ export function describeLedgerModel(
   });
   afterAll(() => dynamo.close());
 
-  describe(`the rollout ledger under random interleavings${variant.staged === true ? ', staged' : ''}`, () => {
+  const named = variant.staged === true ? ', staged' : variant.parts === true ? ', in parts' : '';
+  describe(`the rollout ledger under random interleavings${named}`, () => {
     it(`keeps its promises in ${RUNS} scenarios of seed ${SEED}`, async () => {
       let last: { setup: Setup; trace: string[] } | undefined;
       await fc.assert(
@@ -222,6 +223,8 @@ export function describeLedgerModel(
               environment: `m${SEED % 1000}s${scenarios}`,
               instanceBase: scenarios,
               ...(variant.staged === true ? { stages: STAGES } : {}),
+              // Every rollout planned in parts of one chunk (below the config's minimum).
+              ...(variant.parts === true ? { planPartTargets: 1 } : {}),
             });
             w.alarms.set('api-5xx', 'OK');
             // Every scenario's clock starts at the same instant: the send pace a previous one

@@ -97,7 +97,10 @@ export interface WorldOptions {
   instanceBase?: number;
   /** Stage the environment's parameter changes (custom.fanout.rollout.stages of it). */
   stages?: Partial<StageConfig>;
-  /** custom.fanout.rollout.planPartTargets: rollouts with more targets are planned in parts. */
+  /**
+   * custom.fanout.rollout.planPartTargets: rollouts with more targets are planned in parts. Set
+   * here without the config's minimum (50), so a few instances make parts of one chunk.
+   */
   planPartTargets?: number;
 }
 
@@ -156,11 +159,11 @@ export class World {
       retry: { maxAttempts: options.maxAttempts ?? 3, baseDelaySeconds: 30 },
       rollout: {
         ...(options.stages === undefined ? {} : { stages: { [this.environment]: options.stages } }),
-        ...(options.planPartTargets === undefined
-          ? {}
-          : { planPartTargets: options.planPartTargets }),
       },
     });
+    if (options.planPartTargets !== undefined) {
+      this.config.rollout.planPartTargets = options.planPartTargets;
+    }
     this.instances = Array.from(
       { length: options.instances },
       (_, i) =>
