@@ -4,13 +4,14 @@ import { type NewTarget, planChunks, type Rollout } from '../rollout/model.ts';
 import { LEASE_SECONDS } from '../rollout/store.ts';
 import type { FanOutDeps } from './fanout.ts';
 import { paceSeconds, schedule, splitIntoParts } from './plan.ts';
-import { type QueuedTurns, queueTurns } from './turns.ts';
+import { type QueuedTurns, queueTurns, SENT_BY_PLANNER } from './turns.ts';
 
 /**
  * A large rollout planned in parts, so that no invocation's work grows with the fleet:
  * - the planner resolves the fleet, reserves every chunk's turn in the shared pace, records the
  *   rollout with all its counts and one part item per ~`planPartTargets` targets, queues a
- *   message for every part but the first, and records and queues the first itself;
+ *   message for every part but the first, and records and sends the first itself (only the
+ *   first two chunks, so its first command does not wait for a thousand target writes);
  * - a send worker records a part's targets and chunks and queues its sends at their turns;
  * - the part that completes the set marks the rollout queued (the plan is done).
  * The first commands go out while later parts are still being written. A run that stops is
@@ -40,6 +41,9 @@ export async function planInParts(
     schedule(chunks, start, pace),
     targets.filter((t) => t.status === 'Unreachable'),
     pace.planPartTargets,
+    // The planner's own part is only the chunks it sends itself: its first command goes out
+    // without waiting for a thousand target writes; the workers write the rest meanwhile.
+    SENT_BY_PLANNER,
   );
   await deps.store.finishCreatingInParts(rolloutId, targets, parts);
   await deps.ledger.queueMessages(

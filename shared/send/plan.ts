@@ -46,19 +46,24 @@ export function schedule(
 
 /**
  * A large rollout's plan cut into parts of about `maxTargets` targets: its chunks in turn order
- * (so the first part holds the first sends, of every file), whole chunks only; then its
- * unreachable targets, `maxTargets` a part. Pure.
+ * (so the first part holds the first sends, of every file), whole chunks only, the first part
+ * only its first `firstChunks` (the planner records it before its first command goes out); then
+ * its unreachable targets, `maxTargets` a part. Pure.
  */
 export function splitIntoParts(
   turns: ReadonlyArray<{ chunk: SendChunk; at: Date }>,
   unreachable: readonly NewTarget[],
   maxTargets: number,
+  firstChunks = Number.POSITIVE_INFINITY,
 ): PlanPart[] {
   const parts: PlanPart[] = [];
   let current: PlanPart | undefined;
   let size = 0;
   for (const { chunk, at } of turns) {
-    if (current === undefined || size >= maxTargets) {
+    const full =
+      current !== undefined &&
+      (size >= maxTargets || (current.part === 0 && current.chunks.length >= firstChunks));
+    if (current === undefined || full) {
       current = { part: parts.length, chunks: [], unreachable: [] };
       parts.push(current);
       size = 0;

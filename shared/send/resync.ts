@@ -54,6 +54,15 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
           `environment ${request.environment} is not configured; configured: ${deps.config.environments.join(', ')}`,
         );
   }
+  // A whole environment is answered at once; whether it has a running instance at all is one
+  // DescribeInstances page, asked beside the look-ups below rather than after them (the answer
+  // waits for the slowest, not for their sum). Marked handled: an answer that refuses before it
+  // needs it must not leave a rejected promise behind.
+  const wholeEnvironment = request.instanceIds === undefined && request.dryRun !== true;
+  const running = wholeEnvironment
+    ? hasRunningInstance(deps.ec2, { tagKey: deps.config.tagKey, environment })
+    : undefined;
+  running?.catch(() => undefined);
   // A parameter that does not exist cannot be pushed: say so now rather than let every
   // instance fail to fetch it (DescribeParameters: metadata only, never a value). Secrets and
   // paths are not parameters: they go out, and an instance reports one that is missing (67).
@@ -94,8 +103,8 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
     ...(request.parameter === undefined ? {} : { parameter: request.parameter }),
     ...(version === undefined ? {} : { version }),
   });
-  if (request.instanceIds === undefined && request.dryRun !== true) {
-    return planLater(deps, {
+  if (running !== undefined) {
+    return planLater(deps, running, {
       rolloutId,
       environment,
       files: present,
@@ -152,12 +161,13 @@ export async function resync(deps: FanOutDeps, input: unknown, principal: string
 }
 
 /**
- * A whole environment: answered at once, whatever its size. One DescribeInstances page says
- * whether there is anything to send; the rest (resolving, recording, sending) is a plan message
+ * A whole environment: answered at once, whatever its size. One DescribeInstances page
+ * (`running`, asked already) says whether there is anything to send; the rest (resolving, recording, sending) is a plan message
  * on the send queue, carried out under the rollout id given in the answer.
  */
 async function planLater(
   deps: FanOutDeps,
+  running: Promise<boolean>,
   plan: {
     rolloutId: string;
     environment: string;
@@ -170,7 +180,7 @@ async function planLater(
 ): Promise<Answer> {
   const { rolloutId, environment, principal } = plan;
   const parameters = [...new Set(plan.files.map((f) => f.parameter))];
-  if (!(await hasRunningInstance(deps.ec2, { tagKey: deps.config.tagKey, environment }))) {
+  if (!(await running)) {
     return nothingToSend(deps, principal, environment, parameters);
   }
   const message: PlanMessage = {

@@ -31,7 +31,7 @@ export interface QueuedTurns {
 }
 
 // Chunks whose turn is now that the planner sends itself rather than queue (constant work).
-const SENT_BY_PLANNER = 2;
+export const SENT_BY_PLANNER = 2;
 
 /**
  * Queues each chunk's send message, delayed until its turn; the first few due now are sent here

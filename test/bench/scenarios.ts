@@ -79,6 +79,8 @@ function invocationsOf(cloud: LocalCloud, parameter: string, sinceSimMs: number)
 export interface Delivery {
   /** Real ms from the put to the last SendCommand accepted for it. */
   lastSendRealMs: number;
+  /** Simulated ms from the put to the first SendCommand accepted for it. */
+  firstSendSimMs: number | undefined;
   /** Simulated ms from the put to the last file replaced (every instance's Success). */
   lastFileSimMs: number;
   /** Real ms from the put to the last file replaced. */
@@ -105,6 +107,7 @@ export async function putAndDeliver(
   const commandsBefore = new Set(cloud.ssm.commands.keys());
   cloud.putParameter(parameter, `<?php return ['db_password' => 'bench-${sinceReal}'];\n`);
   let lastSendReal = sinceReal;
+  let firstSendSim: number | undefined;
   let sentTo = 0;
   const seen = new Set<string>();
   let complete = true;
@@ -115,6 +118,8 @@ export async function putAndDeliver(
           if (commandsBefore.has(id) || seen.has(id)) continue;
           if (command.parameters.ParameterName?.[0] !== parameter) continue;
           seen.add(id);
+          const at = command.requestedDateTime.getTime() - sinceSim;
+          firstSendSim = Math.min(firstSendSim ?? at, at);
           sentTo += command.instanceIds.length;
           lastSendReal = Date.now();
         }
@@ -137,6 +142,7 @@ export async function putAndDeliver(
   const lastEnd = ends.length ? Math.max(...ends) : cloud.clock.nowMs();
   return {
     lastSendRealMs: lastSendReal - sinceReal,
+    firstSendSimMs: firstSendSim,
     lastFileSimMs: lastEnd - sinceSim,
     lastFileRealMs: (lastEnd - sinceSim) / cloud.clock.scale,
     sendCommands: seen.size,
