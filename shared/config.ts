@@ -231,8 +231,9 @@ const RolloutSchema = z.strictObject({
   // Targets (instances × files) one invocation records. A larger rollout is planned in parts of
   // about this many: the planner records the first and the send workers the others, so no
   // invocation's work grows with the fleet and the first commands go out while later parts are
-  // still being written. A part is whole chunks, so it may exceed this by up to 49.
-  planPartTargets: z.number().int().min(50).max(10_000).default(1000),
+  // still being written. A part is whole chunks (never more than this many targets, but for
+  // one chunk larger than it) and one DynamoDB item under 400 KB.
+  planPartTargets: z.number().int().min(50).max(5000).default(1000),
   // Per environment, off by default: which environments stage their parameter changes.
   stages: z.record(environmentName, StagesSchema).default({}),
 });

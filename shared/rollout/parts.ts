@@ -24,15 +24,51 @@ export interface PartRecord extends PlanPart {
 
 export type PartClaim = PartRecord | 'queued' | 'busy';
 
+/**
+ * The part items. An item holds at most 400 KB
+ * (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html): a
+ * part's ≤`planPartTargets` (≤5,000) instance ids take ~22 B each in its chunks, and its
+ * unreachable targets are grouped by file (the parameter and path once, then ~45 B per
+ * instance), so a part stays under ~250 KB whatever the names' lengths.
+ */
 export function partItems(rolloutId: string, parts: PlanPart[], expiresAt: number): Item[] {
   return parts.map((p) => ({
     ...partKey(rolloutId, p.part),
     type: 'part',
     part: p.part,
     chunks: p.chunks,
-    unreachable: p.unreachable,
+    unreachable: byFile(p.unreachable),
     expiresAt,
   }));
+}
+
+interface UnreachableOfFile {
+  parameter: string;
+  path: string;
+  instances: Array<{ instanceId: string; reason?: string }>;
+}
+
+function byFile(targets: readonly NewTarget[]): UnreachableOfFile[] {
+  const files = new Map<string, UnreachableOfFile>();
+  for (const { instanceId, parameter, path, reason } of targets) {
+    const key = JSON.stringify([parameter, path]);
+    const file = files.get(key) ?? { parameter, path, instances: [] };
+    file.instances.push(reason === undefined ? { instanceId } : { instanceId, reason });
+    files.set(key, file);
+  }
+  return [...files.values()];
+}
+
+function fromFiles(files: readonly UnreachableOfFile[]): NewTarget[] {
+  return files.flatMap(({ parameter, path, instances }) =>
+    instances.map(({ instanceId, reason }) => ({
+      instanceId,
+      parameter,
+      path,
+      status: 'Unreachable' as const,
+      ...(reason === undefined ? {} : { reason }),
+    })),
+  );
 }
 
 function toPart(item: Item): PartRecord {
@@ -45,7 +81,7 @@ function toPart(item: Item): PartRecord {
       instanceIds: c.instanceIds,
       notBefore: c.notBefore,
     })),
-    unreachable: item.unreachable ?? [],
+    unreachable: fromFiles(item.unreachable ?? []),
     ...(item.recordedAt === undefined ? {} : { recordedAt: item.recordedAt }),
     ...(item.queuedAt === undefined ? {} : { queuedAt: item.queuedAt }),
   };

@@ -44,11 +44,21 @@ export function schedule(
   });
 }
 
+// A part is one DynamoDB item, at most 400 KB
+// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html): a part
+// also closes when this estimate of its size is reached (names can be long: 1,011 and 4,096
+// characters at most), whatever its count of targets.
+const PART_BYTES = 300_000;
+const chunkBytes = (c: SendChunk) =>
+  c.parameter.length + c.path.length + 64 + c.instanceIds.length * 24;
+const unreachableBytes = (t: NewTarget) => t.parameter.length + t.path.length + 64;
+
 /**
  * A large rollout's plan cut into parts of about `maxTargets` targets: its chunks in turn order
  * (so the first part holds the first sends, of every file), whole chunks only, the first part
  * only its first `firstChunks` (the planner records it before its first command goes out); then
- * its unreachable targets, `maxTargets` a part. Pure.
+ * its unreachable targets, `maxTargets` a part. A part also closes before it would pass
+ * PART_BYTES. Pure.
  */
 export function splitIntoParts(
   turns: ReadonlyArray<{ chunk: SendChunk; at: Date }>,
@@ -57,27 +67,37 @@ export function splitIntoParts(
   firstChunks = Number.POSITIVE_INFINITY,
 ): PlanPart[] {
   const parts: PlanPart[] = [];
-  let current: PlanPart | undefined;
-  let size = 0;
-  for (const { chunk, at } of turns) {
-    const full =
-      current !== undefined &&
-      (size >= maxTargets || (current.part === 0 && current.chunks.length >= firstChunks));
-    if (current === undefined || full) {
-      current = { part: parts.length, chunks: [], unreachable: [] };
-      parts.push(current);
-      size = 0;
+  let targets = 0;
+  let bytes = 0;
+  /** The part to add to: the current one while this fits (a part is never left empty). */
+  const partFor = (more: number, moreBytes: number, closed: boolean): PlanPart => {
+    const current = parts.at(-1);
+    const empty = current === undefined || current.chunks.length + current.unreachable.length === 0;
+    const fits = targets + more <= maxTargets && bytes + moreBytes <= PART_BYTES;
+    if (current !== undefined && (empty || (fits && !closed))) {
+      targets += more;
+      bytes += moreBytes;
+      return current;
     }
+    const next: PlanPart = { part: parts.length, chunks: [], unreachable: [] };
+    parts.push(next);
+    targets = more;
+    bytes = moreBytes;
+    return next;
+  };
+  for (const { chunk, at } of turns) {
+    const first = parts[0];
+    const firstFull =
+      parts.length === 1 && first !== undefined && first.chunks.length >= firstChunks;
     const { stage: _, ...plain } = chunk;
-    current.chunks.push({ ...plain, notBefore: at.toISOString() });
-    size += chunk.instanceIds.length;
-  }
-  for (let start = 0; start < unreachable.length; start += maxTargets) {
-    parts.push({
-      part: parts.length,
-      chunks: [],
-      unreachable: unreachable.slice(start, start + maxTargets),
+    partFor(chunk.instanceIds.length, chunkBytes(chunk), firstFull).chunks.push({
+      ...plain,
+      notBefore: at.toISOString(),
     });
   }
+  unreachable.forEach((target, i) => {
+    // Unreachable targets start a part of their own.
+    partFor(1, unreachableBytes(target), i === 0).unreachable.push(target);
+  });
   return parts;
 }

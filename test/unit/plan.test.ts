@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NewTarget, SendChunk } from '../../shared/rollout/model.ts';
+import { partItems } from '../../shared/rollout/parts.ts';
 import { paceSeconds, schedule, splitIntoParts } from '../../shared/send/plan.ts';
 
 /** The send plan's pure parts: the pace, each chunk's turn, and a large plan cut into parts. */
@@ -49,12 +50,8 @@ describe('a large plan in parts', () => {
 
   it('cuts whole chunks in turn order, the first part only the planner’s own chunks', () => {
     const parts = splitIntoParts(turns, [], 120, 2);
-    expect(parts.map((p) => p.chunks.map((c) => c.index))).toEqual([
-      [0, 1],
-      [2, 3, 4],
-      [5, 6],
-    ]);
-    expect(parts.map((p) => p.part)).toEqual([0, 1, 2]);
+    expect(parts.map((p) => p.chunks.map((c) => c.index))).toEqual([[0, 1], [2, 3], [4, 5], [6]]);
+    expect(parts.map((p) => p.part)).toEqual([0, 1, 2, 3]);
     // Each chunk carries its turn.
     expect(parts[1]?.chunks[0]?.notBefore).toBe(turns[2]?.at.toISOString());
   });
@@ -67,6 +64,8 @@ describe('a large plan in parts', () => {
       [2, 0],
       [0, 5],
     ]);
+    // A chunk larger than a part still makes a part alone.
+    expect(splitIntoParts(turns.slice(0, 2), [], 10).map((p) => p.chunks.length)).toEqual([1, 1]);
     const small = splitIntoParts([], unreachable, 2);
     expect(small.map((p) => p.unreachable.length)).toEqual([2, 2, 1]);
   });
@@ -76,5 +75,25 @@ describe('a large plan in parts', () => {
     expect(parts.flatMap((p) => p.chunks.map((c) => c.index))).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(parts.flatMap((p) => p.unreachable)).toEqual(unreachable);
     expect(parts.every((p) => p.chunks.length <= 1)).toBe(true);
+  });
+
+  it('closes a part before its item would pass ~300 KB, whatever the count of targets', () => {
+    // Names as long as the config allows: a parameter of 1,011 and a path of 4,096 characters.
+    const parameter = `/${'p'.repeat(1010)}`;
+    const path = `/${'d'.repeat(4095)}`;
+    const long = Array.from({ length: 100 }, (_, i) => ({ ...chunk(path, i), parameter }));
+    const lost: NewTarget[] = ids(5000, 5000).map((instanceId) => ({
+      instanceId,
+      parameter,
+      path,
+      status: 'Unreachable',
+      reason: 'NotManagedBySSM',
+    }));
+    const parts = splitIntoParts(schedule(long, start, pace), lost, 5000);
+    const items = partItems('r-1', parts, 0);
+    const biggest = Math.max(...items.map((item) => Buffer.byteLength(JSON.stringify(item))));
+    expect(biggest).toBeLessThan(400 * 1024);
+    expect(parts.flatMap((p) => p.chunks)).toHaveLength(100);
+    expect(parts.flatMap((p) => p.unreachable)).toHaveLength(5000);
   });
 });
