@@ -128,6 +128,7 @@ export function toRollout(item: Item): Rollout {
     counts,
     ...(item.sendingUntil === undefined ? {} : { sendingUntil: item.sendingUntil }),
     ...(item.queuedChunks === undefined ? {} : { queuedChunks: Number(item.queuedChunks) }),
+    ...(item.inParts === true ? { inParts: true } : {}),
     ...(item.parts === undefined ? {} : { parts: toParts(item.parts) }),
     ...(item.partsQueued === undefined ? {} : { partsQueued: Number(item.partsQueued) }),
     ...(item.pins === undefined ? {} : { pins: numbers(item.pins) }),

@@ -118,9 +118,12 @@ export interface Rollout {
   sendingUntil?: string;
   /** Set once every planned first send is queued: the plan is done, the workers send. */
   queuedChunks?: number;
+  /** Its creator planned it in parts (a takeover does the same, whatever the fleet is now). */
+  inParts?: boolean;
   /**
    * A large rollout planned in parts (parts.ts): how many, their chunks in all, and the last
-   * chunk's turn. Its targets are recorded part by part by the send workers.
+   * chunk's planned turn. Its targets are recorded part by part by the send workers, and it
+   * settles only once every part is queued (`queuedChunks`).
    */
   parts?: { count: number; chunks: number; lastTurn: string };
   /** Parts whose sends are queued so far (all of them: `queuedChunks` is set). */

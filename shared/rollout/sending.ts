@@ -86,8 +86,8 @@ export async function releaseChunk(
 
 /**
  * Records that every unsent chunk is queued: from here on the workers send and no run of the
- * plan does anything more. The first-send lease runs until `sendingUntil` (the last chunk's
- * turn plus a lease), so the sweep never calls a chunk waiting its turn "never sent".
+ * plan does anything more. The first-send lease runs until at least `sendingUntil` (the last
+ * chunk's turn plus a lease), so the sweep never calls a chunk waiting its turn "never sent".
  */
 export async function markQueued(
   table: RolloutTable,
@@ -95,11 +95,21 @@ export async function markQueued(
   chunks: number,
   sendingUntil: Date,
 ): Promise<void> {
-  await table.conditional({
+  // The lease only moves forward: a throttled chunk, or a part queued late, may have moved it
+  // out further already.
+  const moved = await table.conditional({
     Key: rolloutKey(rolloutId),
     UpdateExpression: 'SET queuedChunks = :n, sendingUntil = :until',
-    ConditionExpression: 'attribute_exists(pk)',
+    ConditionExpression:
+      'attribute_exists(pk) AND (attribute_not_exists(sendingUntil) OR sendingUntil < :until)',
     ExpressionAttributeValues: { ':n': chunks, ':until': sendingUntil.toISOString() },
+  });
+  if (moved) return;
+  await table.conditional({
+    Key: rolloutKey(rolloutId),
+    UpdateExpression: 'SET queuedChunks = :n',
+    ConditionExpression: 'attribute_exists(pk)',
+    ExpressionAttributeValues: { ':n': chunks },
   });
 }
 

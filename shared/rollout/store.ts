@@ -258,16 +258,17 @@ export class RolloutStore {
    * Makes a Creating rollout InProgress planned in parts (parts.ts): its part items and index
    * entries are written, and its counts count every target, so it cannot settle before each
    * part's targets are recorded and over. The planner's lease is renewed (the parts' messages
-   * are queued next; each part has a claim of its own). A takeover of a creator that stopped writes the parts again (nothing of a
+   * are queued next; each part has a claim of its own, and moves the lease out over the turns
+   * it queues). False when it was not Creating any more (another run made it). A takeover of a creator that stopped writes the parts again (nothing of a
    * Creating rollout is queued). Throws the SDK error.
    */
   async finishCreatingInParts(
     rolloutId: string,
     targets: NewTarget[],
     parts: PlanPart[],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const rollout = await this.getRollout(rolloutId);
-    if (rollout === undefined || rollout.state !== 'Creating') return;
+    if (rollout === undefined || rollout.state !== 'Creating') return false;
     const expiresAt = this.table.expiry();
     await this.table.batchPut([
       ...partItems(rolloutId, parts, expiresAt),
@@ -276,7 +277,7 @@ export class RolloutStore {
     const turns = parts.flatMap((p) => p.chunks.map((c) => c.notBefore)).sort();
     const lastTurn = turns.at(-1) ?? this.table.isoNow();
     const counters = counterAttributes(countTargets(targets));
-    await this.table.conditional({
+    return this.table.conditional({
       Key: rolloutKey(rolloutId),
       UpdateExpression: `SET #state = :inProgress, parts = :parts, sendingUntil = :until, ${Object.keys(
         counters,
@@ -318,8 +319,9 @@ export class RolloutStore {
     return completePart(this.table, rolloutId, part);
   }
 
-  unqueuedParts(rolloutId: string): Promise<number[]> {
-    return unqueuedParts(this.table, rolloutId);
+  /** The parts of the plan (below `count`: a takeover may have planned fewer) not queued yet. */
+  async unqueuedParts(rolloutId: string, count: number): Promise<number[]> {
+    return (await unqueuedParts(this.table, rolloutId)).filter((part) => part < count);
   }
 
   /** The rollout's planned first sends, in key order. Throws the SDK error. */
@@ -505,6 +507,11 @@ export class RolloutStore {
     if (rollout === undefined || rollout.state !== 'InProgress' || rollout.counts.pending > 0) {
       return { rollout, settledNow: false };
     }
+    // A plan in parts settles once every part is queued: a part not recorded yet may hold
+    // unreachable targets, final already in the counts but not yet in the table.
+    if (rollout.parts !== undefined && rollout.queuedChunks === undefined) {
+      return { rollout, settledNow: false };
+    }
     // A staged rollout settles once its stages are over: done, or abandoned (a halted one waits
     // for a person with nothing pending in the stages it reached).
     if (rollout.stages !== undefined && !['Done', 'Abandoned'].includes(rollout.stages.phase)) {
@@ -521,7 +528,7 @@ export class RolloutStore {
     const settledNow = await this.table.conditional({
       Key: rolloutKey(rolloutId),
       UpdateExpression: 'SET #state = :settled, settledAt = :at, alert = :alert',
-      ConditionExpression: `#state = :inProgress AND nPending = :zero${
+      ConditionExpression: `#state = :inProgress AND nPending = :zero AND (attribute_not_exists(parts) OR attribute_exists(queuedChunks))${
         rollout.stages === undefined
           ? ''
           : ' AND (#stages.#phase = :done OR #stages.#phase = :abandoned)'

@@ -26,7 +26,7 @@ import { resolveTargets, type UnreachableInstance } from './fleet.ts';
 import { holdsOf } from './holds.ts';
 import { planInParts, requeueParts } from './parts.ts';
 import { paceSeconds, schedule } from './plan.ts';
-import { queueTurns } from './turns.ts';
+import { type QueuedTurns, queueTurns } from './turns.ts';
 
 export type { Trigger };
 
@@ -154,7 +154,13 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   const all = newTargets(request.files, targets.reachable, targets.unreachable);
   const staged = request.stages === undefined ? undefined : assignStages(all, request.stages);
   const wanted = staged?.targets ?? all;
+  // Too large for one invocation to record: in parts, the send workers record the rest (parts.ts).
+  const inParts =
+    staged === undefined &&
+    request.trigger.type !== 'bootstrap' &&
+    all.length > deps.config.rollout.planPartTargets;
   const record = {
+    ...(inParts ? { inParts: true } : {}),
     rolloutId: request.rolloutId,
     trigger: request.trigger,
     environment: request.environment,
@@ -181,28 +187,9 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
           },
         }),
   };
-  if (
-    staged === undefined &&
-    request.trigger.type !== 'bootstrap' &&
-    all.length > deps.config.rollout.planPartTargets
-  ) {
-    // Too large for one invocation to record: in parts, the send workers record the rest.
-    if (!(await deps.store.begin(record))) {
-      const rollout = await deps.store.getRollout(request.rolloutId);
-      if (rollout !== undefined && rollout.state !== 'Creating') {
-        return requeue(deps, request, rollout);
-      }
-      await takeOver(deps, request.rolloutId);
-      summary.resumed = true;
-    }
-    const queued = await planInParts(deps, request.rolloutId, all);
-    summary.queued = queued.queued;
-    summary.commands.push(...queued.commands);
-    summary.failedChunks.push(...queued.failedChunks);
-    return summary;
-  }
-  const created = await deps.store.create(record, wanted);
-  if (created) {
+  if (await deps.store.begin(record)) {
+    if (inParts) return planned(summary, await planInParts(deps, request.rolloutId, all));
+    await deps.store.finishCreating(request.rolloutId, wanted, true);
     // The chunks the store planned for exactly these targets: nothing to read back. A staged
     // rollout queues its first stage; the others wait for theirs.
     const chunks = planChunks(wanted).filter((c) => (c.stage ?? 0) === 0);
@@ -216,6 +203,11 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
   // Another run of this rollout is creating it right now; try again once its lease runs out.
   await takeOver(deps, request.rolloutId);
   summary.resumed = true;
+  // The creator's choice stands (the fleet may have changed size since): a creator in one piece
+  // may have written targets already, one in parts has written none.
+  if (rollout?.inParts === true) {
+    return planned(summary, await planInParts(deps, request.rolloutId, all));
+  }
   await deps.store.finishCreating(request.rolloutId, wanted);
   const recorded = await deps.store.getRollout(request.rolloutId);
   await queueChunks(
@@ -226,6 +218,14 @@ export async function fanOut(deps: FanOutDeps, request: FanOutRequest): Promise<
     recorded?.pins ?? pins,
     recorded?.stages,
   );
+  return summary;
+}
+
+/** The summary of a plan in parts: what its first part sent and queued. */
+function planned(summary: RolloutSummary, queued: QueuedTurns): RolloutSummary {
+  summary.queued = queued.queued;
+  summary.commands.push(...queued.commands);
+  summary.failedChunks.push(...queued.failedChunks);
   return summary;
 }
 

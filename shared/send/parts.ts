@@ -1,10 +1,12 @@
 import { RolloutBusyError } from '../errors.ts';
 import type { PartMessage } from '../messages/retry.ts';
-import { type NewTarget, planChunks, type Rollout } from '../rollout/model.ts';
-import { LEASE_SECONDS } from '../rollout/store.ts';
+import { logger } from '../platform/powertools.ts';
+import { type NewTarget, type PlanPart, planChunks, type Rollout } from '../rollout/model.ts';
+import { delayUntil } from '../rollout/policy.ts';
+import { LEASE_SECONDS, type PartRecord } from '../rollout/store.ts';
 import type { FanOutDeps } from './fanout.ts';
 import { paceSeconds, schedule, splitIntoParts } from './plan.ts';
-import { type QueuedTurns, queueTurns, SENT_BY_PLANNER } from './turns.ts';
+import { type QueuedTurns, queueTurns, SENT_BY_PLANNER, type Turn } from './turns.ts';
 
 /**
  * A large rollout planned in parts, so that no invocation's work grows with the fleet:
@@ -45,12 +47,55 @@ export async function planInParts(
     // without waiting for a thousand target writes; the workers write the rest meanwhile.
     SENT_BY_PLANNER,
   );
-  await deps.store.finishCreatingInParts(rolloutId, targets, parts);
+  // Another run made it meanwhile (this one outlived its lease): its parts stand.
+  if (!(await deps.store.finishCreatingInParts(rolloutId, targets, parts))) {
+    throw new RolloutBusyError(rolloutId);
+  }
+  // Each part is written shortly before its first turn, not all at once: the writes of a large
+  // rollout spread over its pace instead of crowding its table partition (R#<rollout>).
+  const now = deps.ledger.now();
   await deps.ledger.queueMessages(
-    parts.slice(1).map((p) => ({ body: partMessage(rolloutId, p.part), delay: 0 })),
+    parts.slice(1).map((p) => ({
+      body: partMessage(rolloutId, p.part),
+      delay: Math.max(0, delayUntil(firstTurn(p) ?? now, now) - PART_LEAD_SECONDS),
+    })),
   );
   const first = await queuePart(deps, rolloutId, 0);
   return { ...first, queued: first.queued + parts.length - 1 };
+}
+
+// A part is queued this long before its first turn, to be written in time.
+const PART_LEAD_SECONDS = 60;
+// A part whose first turn passed longer ago than this (its message came late: a worker failed,
+// or the sweep resumed the plan) takes new turns rather than send its chunks all at once.
+const LATE_MS = 10_000;
+
+const firstTurn = (part: Pick<PlanPart, 'chunks'>) => {
+  const first = part.chunks[0]?.notBefore;
+  return first === undefined ? undefined : new Date(first);
+};
+
+/**
+ * The part's chunks and their turns: as planned, or, for a part queued late, new turns after
+ * every send reserved so far (its planned turns have passed; sent together, its instances would
+ * all fetch at once and be throttled).
+ */
+async function turnsOf(deps: FanOutDeps, part: PartRecord): Promise<Turn[]> {
+  const planned = part.chunks.map(({ notBefore, ...chunk }) => ({ chunk, notBefore }));
+  const first = firstTurn(part);
+  const now = deps.ledger.now().getTime();
+  if (first === undefined || now - first.getTime() <= LATE_MS) return planned;
+  const pace = deps.config.rollout;
+  const chunks = planned.map((t) => t.chunk);
+  const start = await deps.store.reservePace(paceSeconds(chunks, pace));
+  logger.warn('part queued late: its chunks take new turns in the pace', {
+    part: part.part,
+    lateSeconds: Math.round((now - first.getTime()) / 1000),
+  });
+  return schedule(chunks, start, pace).map(({ chunk, at }) => ({
+    chunk,
+    notBefore: at.toISOString(),
+  }));
 }
 
 /**
@@ -71,11 +116,16 @@ export async function queuePart(
     const rollout = await deps.store.getRollout(rolloutId);
     if (rollout?.parts === undefined) return nothing;
     if (claim.recordedAt === undefined) await deps.store.recordPart(rolloutId, claim);
-    const queued = await queueTurns(
-      deps,
-      { ...rollout, pins: rollout.pins ?? {} },
-      claim.chunks.map(({ notBefore, ...chunk }) => ({ chunk, notBefore })),
-    );
+    const turns = await turnsOf(deps, claim);
+    const queued = await queueTurns(deps, { ...rollout, pins: rollout.pins ?? {} }, turns);
+    // The sweep calls a chunk "never sent" only once the lease is over: it covers these turns.
+    const last = turns
+      .map((t) => t.notBefore)
+      .sort()
+      .at(-1);
+    if (last !== undefined) {
+      await deps.store.extendSending(rolloutId, new Date(Date.parse(last) + LEASE_SECONDS * 1000));
+    }
     const done = await deps.store.completePart(rolloutId, part);
     if (done !== undefined && done >= rollout.parts.count) await planQueued(deps, rollout);
     return queued;
@@ -92,7 +142,7 @@ export async function queuePart(
  * error.
  */
 export async function requeueParts(deps: FanOutDeps, rollout: Rollout): Promise<number> {
-  const parts = await deps.store.unqueuedParts(rollout.rolloutId);
+  const parts = await deps.store.unqueuedParts(rollout.rolloutId, rollout.parts?.count ?? 0);
   if (parts.length === 0) {
     await planQueued(deps, rollout);
     return 0;
@@ -104,8 +154,10 @@ export async function requeueParts(deps: FanOutDeps, rollout: Rollout): Promise<
 }
 
 /**
- * Every part is queued: the plan is done, with the first-send lease until the last turn plus a
- * lease. A plan with nothing to send (every instance unreachable) settles now.
+ * Every part is queued: the plan is done, with the first-send lease until at least the last
+ * planned turn plus a lease (each part moved it out over its own turns already). It may settle
+ * now: with nothing to send (every instance unreachable), or every target over before the last
+ * part of unreachable ones was written.
  */
 async function planQueued(deps: FanOutDeps, rollout: Rollout): Promise<void> {
   const parts = rollout.parts;
@@ -115,5 +167,5 @@ async function planQueued(deps: FanOutDeps, rollout: Rollout): Promise<void> {
     parts.chunks,
     new Date(Date.parse(parts.lastTurn) + LEASE_SECONDS * 1000),
   );
-  if (parts.chunks === 0) await deps.ledger.record(rollout.rolloutId, []);
+  await deps.ledger.record(rollout.rolloutId, []);
 }

@@ -54,11 +54,12 @@ const chunkBytes = (c: SendChunk) =>
 const unreachableBytes = (t: NewTarget) => t.parameter.length + t.path.length + 64;
 
 /**
- * A large rollout's plan cut into parts of about `maxTargets` targets: its chunks in turn order
- * (so the first part holds the first sends, of every file), whole chunks only, the first part
- * only its first `firstChunks` (the planner records it before its first command goes out); then
- * its unreachable targets, `maxTargets` a part. A part also closes before it would pass
- * PART_BYTES. Pure.
+ * A large rollout's plan cut into parts of at most `maxTargets` targets: its chunks in turn
+ * order (so the first part holds the first sends, of every file), whole chunks only. The first
+ * part holds only its first `firstChunks` (the planner records it before its first command goes
+ * out) and each next one at most twice the targets of the one before, so the early parts, whose
+ * turns come soon, are written quickly. Then its unreachable targets, `maxTargets` a part. A
+ * part also closes before it would pass PART_BYTES. Pure.
  */
 export function splitIntoParts(
   turns: ReadonlyArray<{ chunk: SendChunk; at: Date }>,
@@ -69,11 +70,18 @@ export function splitIntoParts(
   const parts: PlanPart[] = [];
   let targets = 0;
   let bytes = 0;
+  // Slow start: after the first part, each may hold twice the targets of the one before, up to
+  // maxTargets, so that each is written while the sends before it take their turns.
+  const capOf = (part: number) =>
+    Number.isFinite(firstChunks) ? Math.min(maxTargets, 50 * firstChunks * 2 ** part) : maxTargets;
   /** The part to add to: the current one while this fits (a part is never left empty). */
   const partFor = (more: number, moreBytes: number, closed: boolean): PlanPart => {
     const current = parts.at(-1);
     const empty = current === undefined || current.chunks.length + current.unreachable.length === 0;
-    const fits = targets + more <= maxTargets && bytes + moreBytes <= PART_BYTES;
+    const fits =
+      current !== undefined &&
+      targets + more <= capOf(current.part) &&
+      bytes + moreBytes <= PART_BYTES;
     if (current !== undefined && (empty || (fits && !closed))) {
       targets += more;
       bytes += moreBytes;

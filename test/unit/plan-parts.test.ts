@@ -173,3 +173,176 @@ describe('a rollout larger than planPartTargets is planned in parts', () => {
     expect(w.commands.size).toBe(6);
   });
 });
+
+/** Runs the world (invocations, status, retry queue) until the clock reaches `until`. */
+async function runUntil(w: World, until: number): Promise<void> {
+  for (let steps = 0; steps < 2000; steps++) {
+    const pending = w.pendingInvocations();
+    if (pending.length > 0) {
+      for (const [c, i] of pending) w.runInvocation(c, i, 'updated');
+      continue;
+    }
+    if (w.visible('status').length > 0) {
+      await w.deliver('status', 10);
+      continue;
+    }
+    if (w.visible('retry').length > 0) {
+      await w.deliver('retry');
+      continue;
+    }
+    const next = [...w.queues.retry, ...w.queues.status]
+      .map((m) => m.visibleAt)
+      .filter((t) => t <= until);
+    if (next.length === 0) {
+      w.clock = Math.max(w.clock, until);
+      return;
+    }
+    w.clock = Math.max(w.clock, Math.min(...next));
+  }
+  throw new Error('runUntil did not finish');
+}
+
+/** Takes a part's message off the send queue (its worker failed five times: the DLQ). */
+function losePart(w: World, part: number) {
+  const message = w.queues.retry.find((m) => {
+    const body = JSON.parse(m.body);
+    return body.kind === 'part' && body.part === part;
+  });
+  if (message === undefined) throw new Error(`no message for part ${part}`);
+  w.queues.retry.splice(w.queues.retry.indexOf(message), 1);
+}
+
+// Found by an independent review of the plan in parts, each reproduced first (it failed before
+// its fix).
+describe('review: a part queued late or lost', () => {
+  it('a part resumed by the sweep takes new turns and keeps the lease over them: no instance gets two first attempts', async () => {
+    // 250 instances: part 0 = chunks 0-1 (the planner's), part 1 = chunks 2-4.
+    const w = await newWorld({ planPartTargets: 200 });
+    const rolloutId = await w.resync();
+    const created = Date.parse((await w.store.getRollout(rolloutId))?.createdAt ?? '');
+    losePart(w, 1);
+    // Everything else runs until just before the first sweep (createdAt + 1,440 s); the first
+    // sweep finds the plan stuck and asks for a resume, which queues part 1 again.
+    await runUntil(w, created + 1_439_000);
+    expect((await w.store.getRollout(rolloutId))?.queuedChunks).toBeUndefined();
+    w.clock = created + 1_441_000;
+    await w.deliver('status'); // the sweep: resume requested, next look in 60 s
+    await w.deliver('retry'); // the resume: part 1 queued again
+    await w.deliver('retry'); // part 1: recorded, its chunks queued at new turns
+    const rollout = await w.store.getRollout(rolloutId);
+    expect(rollout?.queuedChunks).toBe(5);
+    // The lease covers the chunks just queued (the sweep relies on it: policy.ts).
+    expect(Date.parse(rollout?.sendingUntil ?? '')).toBeGreaterThan(w.clock);
+    const queued = w.queues.retry
+      .map((m) => JSON.parse(m.body))
+      .filter((b) => b.kind === 'send')
+      .map((b) => Date.parse(b.notBefore));
+    expect(queued.length).toBeGreaterThan(0);
+    expect(Date.parse(rollout?.sendingUntil ?? '')).toBeGreaterThan(Math.max(...queued));
+    // New turns: spaced by the pace (50 instances at 40 a second), not all at once.
+    const sorted = [...queued].sort((a, b) => a - b);
+    for (let i = 1; i < sorted.length; i++) {
+      expect((sorted[i] as number) - (sorted[i - 1] as number)).toBeGreaterThanOrEqual(1250);
+    }
+    // The sweep looks again before the late chunks are delivered (the send queue is busy): it
+    // sends nothing twice.
+    w.advance(61_000);
+    expect(w.visible('status').some((m) => JSON.parse(m.body).kind === 'sweep')).toBe(true);
+    await w.deliver('status');
+    while (w.visible('retry').length > 0) await w.deliver('retry');
+    await w.drain(undefined, 2000);
+    await expectDone(w, rolloutId, false, 'late part');
+  });
+
+  it('a lost part of unreachable targets is written before the rollout settles and alerts', async () => {
+    // 130 reachable × 2 files and 120 unreachable × 2 files; the last part: unreachable only.
+    const w = await newWorld({ twoPaths: true, unmanaged: 120, planPartTargets: 100 });
+    const listed = listedInAlert(w);
+    const rolloutId = await w.resync();
+    const parts = w.queues.retry.map((m) => JSON.parse(m.body)).filter((b) => b.kind === 'part');
+    const last = Math.max(...parts.map((b) => b.part));
+    losePart(w, last);
+    await w.drain(undefined, 3000);
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.state).toBe('Settled');
+    expect(loaded?.targets).toHaveLength(500);
+    expect(loaded?.rollout.counts).toMatchObject({ success: 260, unreachable: 240, pending: 0 });
+    expect(listed.unreachable).toEqual([240]);
+  });
+
+  it('a part of unreachable targets delivered late (one failed receive) is in the one alert', async () => {
+    const w = await newWorld({ twoPaths: true, unmanaged: 120, planPartTargets: 100 });
+    const listed = listedInAlert(w);
+    const rolloutId = await w.resync();
+    const lastPart = w.queues.retry.filter((m) => JSON.parse(m.body).kind === 'part').at(-1);
+    if (lastPart === undefined) throw new Error('no part message');
+    lastPart.visibleAt = w.clock + 360_000; // SQS shows it again after its visibility timeout
+    await w.drain(undefined, 3000);
+    expect(w.alertsOf(rolloutId)).toBe(1);
+    expect(listed.unreachable).toEqual([240]);
+  });
+});
+
+describe('review: limits and takeovers', () => {
+  it('plans a rollout with thousands of unreachable targets (each part item under 400 KB)', async () => {
+    const w = await newWorld({
+      instances: 2001,
+      unmanaged: 1990,
+      twoPaths: true,
+      planPartTargets: 4000,
+    });
+    const rolloutId = await w.resync();
+    expect(w.trace.filter((line) => line.includes('✗'))).toEqual([]);
+    expect((await w.store.getRollout(rolloutId))?.state).toBe('InProgress');
+    await w.drain(undefined, 3000);
+    const loaded = await w.store.load(rolloutId);
+    expect(loaded?.rollout.counts).toMatchObject({ total: 4002, unreachable: 3980, success: 22 });
+    expect(loaded?.targets).toHaveLength(4002);
+  });
+
+  it('a takeover keeps its creator’s plan in one piece when the fleet grew past planPartTargets', async () => {
+    const { countTargets } = await import('../../shared/rollout/model.ts');
+    let tookOver = 0;
+    for (let at = 0; at < 16; at++) {
+      // 30 instances, one file: 30 targets, not more than planPartTargets (30): one piece.
+      const w = await newWorld({ instances: 30, planPartTargets: 30 });
+      w.inject({ kind: 'die', at });
+      const rolloutId = await w.put({ deliver: true });
+      const before = await w.store.load(rolloutId);
+      if (before?.rollout.state !== 'Creating' || before.targets.length === 0) continue;
+      tookOver += 1;
+      // Before the event comes back: one instance with a target is terminated, two launched.
+      w.terminated.add(before.targets[0]?.instanceId ?? '');
+      for (const n of [31, 32]) {
+        const id = `i-${'0'.repeat(9)}${String(n).padStart(8, '0')}`;
+        w.instances.push(id);
+        w.disk.set(id, new Map());
+      }
+      w.advance(3 * 60_000);
+      await w.propagate(rolloutId, 2); // 31 instances now: more than 30
+      await w.drain(undefined, 3000);
+      const after = await w.store.load(rolloutId);
+      expect(after?.rollout.state, `died at ${at}`).toBe('Settled');
+      expect(after?.rollout.parts, `died at ${at}`).toBeUndefined();
+      const { retries: _a, ...counted } = countTargets(after?.targets ?? []);
+      const { retries: _b, ...stored } = after?.rollout.counts ?? ({} as never);
+      expect(stored, `died at ${at}: counts match the targets`).toEqual(counted);
+    }
+    expect(tookOver).toBeGreaterThan(0);
+  });
+});
+
+/** Counts the unreachable targets each alert of the world lists (what the notifier is given). */
+function listedInAlert(w: World): { unreachable: number[] } {
+  const listed = { unreachable: [] as number[] };
+  const deps = (w.ledger as unknown as { deps: { notify: (...a: unknown[]) => Promise<void> } })
+    .deps;
+  const notify = deps.notify;
+  deps.notify = async (rollout, targets) => {
+    listed.unreachable.push(
+      (targets as Array<{ status: string }>).filter((t) => t.status === 'Unreachable').length,
+    );
+    return notify(rollout, targets);
+  };
+  return listed;
+}

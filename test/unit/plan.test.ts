@@ -56,6 +56,16 @@ describe('a large plan in parts', () => {
     expect(parts[1]?.chunks[0]?.notBefore).toBe(turns[2]?.at.toISOString());
   });
 
+  it('starts slowly: each part after the first holds at most twice the one before', () => {
+    const many = schedule(
+      Array.from({ length: 40 }, (_, i) => chunk('/a', i)),
+      start,
+      pace,
+    );
+    const parts = splitIntoParts(many, [], 1000, 2);
+    expect(parts.map((p) => p.chunks.length * 50)).toEqual([100, 200, 400, 800, 500]);
+  });
+
   it('puts unreachable targets in parts of their own after the chunks', () => {
     const parts = splitIntoParts(turns, unreachable, 150, 2);
     expect(parts.map((p) => [p.chunks.length, p.unreachable.length])).toEqual([
