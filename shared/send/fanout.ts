@@ -106,8 +106,9 @@ export interface RolloutSummary {
  *    first few whose turn is now are sent here at once (a bootstrap or a small rollout never
  *    waits for a queue, and new instances never wait behind a big rollout's pace);
  * 4. mark the rollout queued.
- * So no invocation's work grows with the fleet but for the resolution and the target writes,
- * both done with independent calls in flight. Run again with the same rollout id (a
+ * A rollout of more than `planPartTargets` targets records only its first part here and
+ * leaves the rest to the send workers (parts.ts), so no invocation's work grows with the fleet
+ * but for the resolution, done with independent calls in flight. Run again with the same rollout id (a
  * redelivered event, a resume), it continues where the first run stopped: a Creating rollout
  * gets its missing targets, an InProgress one its unqueued chunks, a queued one nothing (the
  * workers' chunk claims keep a chunk queued twice from being sent twice). While another run
