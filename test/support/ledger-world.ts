@@ -538,6 +538,27 @@ export class World {
     maxSteps = 500,
   ): Promise<void> {
     this.faults = [];
+    await this.runWhile(Number.POSITIVE_INFINITY, outcome, maxSteps);
+  }
+
+  /**
+   * Runs as `drain` does (faults left as they are) until the clock reaches `until`: what is due
+   * before then happens, the rest stays queued.
+   */
+  async runUntil(
+    until: number,
+    outcome: (commandId: string, instanceId: string) => Outcome = () => 'updated',
+    maxSteps = 2000,
+  ): Promise<void> {
+    await this.runWhile(until, outcome, maxSteps);
+    this.clock = Math.max(this.clock, until);
+  }
+
+  private async runWhile(
+    until: number,
+    outcome: (commandId: string, instanceId: string) => Outcome,
+    maxSteps: number,
+  ): Promise<void> {
     for (let steps = 0; steps < maxSteps; steps++) {
       const pending = this.pendingInvocations();
       if (pending.length > 0) {
@@ -552,7 +573,9 @@ export class World {
         await this.deliver('retry');
         continue;
       }
-      const next = [...this.queues.retry, ...this.queues.status].map((m) => m.visibleAt);
+      const next = [...this.queues.retry, ...this.queues.status]
+        .map((m) => m.visibleAt)
+        .filter((at) => at <= until);
       if (next.length === 0) return;
       this.clock = Math.max(this.clock, Math.min(...next));
     }

@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDynalite } from '../support/dynalite.ts';
-import { World } from '../support/ledger-world.ts';
+import { describe, expect, it } from 'vitest';
+import type { World } from '../support/ledger-world.ts';
+import { ledgerWorlds } from '../support/world-tests.ts';
 
 /**
  * Scheduled drift repair pages once for a problem that stays: an instance unreachable (or
@@ -8,31 +8,13 @@ import { World } from '../support/ledger-world.ts';
  * dynalite; Run Command, EC2 and SQS faked in memory.
  */
 
-let dynamo: { endpoint: string; close: () => Promise<void> };
-let world: World | undefined;
-
-beforeAll(async () => {
-  dynamo = await startDynalite();
-});
-afterAll(() => dynamo.close());
-afterEach((context) => {
-  if (context.task.result?.state === 'fail' && world !== undefined)
-    console.log(world.trace.join('\n'));
-  world?.close();
-});
+const world = ledgerWorlds('drift-alerts');
 
 const HOUR = 3_600_000;
 
 describe('drift repair alerts', () => {
   it('pages for an unreachable instance once, and again only for a new problem', async () => {
-    const w = await World.create({
-      instances: 3,
-      unmanaged: 1,
-      maxAttempts: 1,
-      endpoint: dynamo.endpoint,
-      tableName: 'drift-alerts',
-    });
-    world = w;
+    const w = await world({ instances: 3, unmanaged: 1, maxAttempts: 1 });
     const runs: string[] = [];
     const run = async (outcome: Parameters<World['drain']>[0] = () => 'updated') => {
       const id = (await w.drift()) ?? '';

@@ -1,8 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkBootstrap, firstCheck } from '../../shared/bootstrap/new-instances.ts';
 import { newRolloutId } from '../../shared/rollout/rollout-id.ts';
-import { startDynalite } from '../support/dynalite.ts';
-import { World, type WorldOptions } from '../support/ledger-world.ts';
+import type { World, WorldOptions } from '../support/ledger-world.ts';
+import { ledgerWorlds } from '../support/world-tests.ts';
 
 /**
  * The ledger's regression tests: each case of the interleaving review (issue "The rollout
@@ -10,27 +10,10 @@ import { World, type WorldOptions } from '../support/ledger-world.ts';
  * EC2 and SQS faked in memory and time on a virtual clock.
  */
 
-let dynamo: { endpoint: string; close: () => Promise<void> };
-let tables = 0;
-let world: World | undefined;
+const world = ledgerWorlds('rollouts');
 
-beforeAll(async () => {
-  dynamo = await startDynalite();
-});
-afterAll(() => dynamo.close());
-afterEach((context) => {
-  if (context.task.result?.state === 'fail' && world !== undefined)
-    console.log(world.trace.join('\n'));
-  world?.close();
-});
-
-async function newWorld(options: Omit<WorldOptions, 'endpoint' | 'tableName'>): Promise<World> {
-  world = await World.create({
-    ...options,
-    endpoint: dynamo.endpoint,
-    tableName: `rollouts-${++tables}`,
-  });
-  return world;
+function newWorld(options: Omit<WorldOptions, 'endpoint' | 'tableName'>): Promise<World> {
+  return world(options);
 }
 
 const MINUTE = 60_000;

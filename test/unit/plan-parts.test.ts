@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDynalite } from '../support/dynalite.ts';
-import { World, type WorldOptions } from '../support/ledger-world.ts';
+import { describe, expect, it } from 'vitest';
+import type { World, WorldOptions } from '../support/ledger-world.ts';
+import { ledgerWorlds } from '../support/world-tests.ts';
 
 /**
  * A large rollout planned in parts (shared/send/parts.ts), against the real store on dynalite,
@@ -11,35 +11,14 @@ import { World, type WorldOptions } from '../support/ledger-world.ts';
  * between a SendCommand and its record), nothing is rewritten, the rollout settles.
  */
 
-let dynamo: { endpoint: string; close: () => Promise<void> };
-let tables = 0;
-let world: World | undefined;
-
-beforeAll(async () => {
-  dynamo = await startDynalite();
-});
-afterAll(() => dynamo.close());
-afterEach((context) => {
-  if (context.task.result?.state === 'fail' && world !== undefined)
-    console.log(world.trace.join('\n'));
-  world?.close();
-});
+const world = ledgerWorlds('parts');
 
 // 250 instances in parts of 100 targets: parts of 100, 100 and 50 (2, 2 and 1 chunks).
 const INSTANCES = 250;
 const PART = 100;
 
-async function newWorld(options: Partial<Omit<WorldOptions, 'endpoint' | 'tableName'>> = {}) {
-  world?.close();
-  world = await World.create({
-    instances: INSTANCES,
-    maxAttempts: 3,
-    planPartTargets: PART,
-    ...options,
-    endpoint: dynamo.endpoint,
-    tableName: `parts-${++tables}`,
-  });
-  return world;
+function newWorld(options: Partial<Omit<WorldOptions, 'endpoint' | 'tableName'>> = {}) {
+  return world({ instances: INSTANCES, maxAttempts: 3, planPartTargets: PART, ...options });
 }
 
 /** Every instance a command was sent to, once per command. */
@@ -174,34 +153,6 @@ describe('a rollout larger than planPartTargets is planned in parts', () => {
   });
 });
 
-/** Runs the world (invocations, status, retry queue) until the clock reaches `until`. */
-async function runUntil(w: World, until: number): Promise<void> {
-  for (let steps = 0; steps < 2000; steps++) {
-    const pending = w.pendingInvocations();
-    if (pending.length > 0) {
-      for (const [c, i] of pending) w.runInvocation(c, i, 'updated');
-      continue;
-    }
-    if (w.visible('status').length > 0) {
-      await w.deliver('status', 10);
-      continue;
-    }
-    if (w.visible('retry').length > 0) {
-      await w.deliver('retry');
-      continue;
-    }
-    const next = [...w.queues.retry, ...w.queues.status]
-      .map((m) => m.visibleAt)
-      .filter((t) => t <= until);
-    if (next.length === 0) {
-      w.clock = Math.max(w.clock, until);
-      return;
-    }
-    w.clock = Math.max(w.clock, Math.min(...next));
-  }
-  throw new Error('runUntil did not finish');
-}
-
 /** Takes a part's message off the send queue (its worker failed five times: the DLQ). */
 function losePart(w: World, part: number) {
   const message = w.queues.retry.find((m) => {
@@ -223,7 +174,7 @@ describe('review: a part queued late or lost', () => {
     losePart(w, 1);
     // Everything else runs until just before the first sweep (createdAt + 1,440 s); the first
     // sweep finds the plan stuck and asks for a resume, which queues part 1 again.
-    await runUntil(w, created + 1_439_000);
+    await w.runUntil(created + 1_439_000);
     expect((await w.store.getRollout(rolloutId))?.queuedChunks).toBeUndefined();
     w.clock = created + 1_441_000;
     await w.deliver('status'); // the sweep: resume requested, next look in 60 s

@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDynalite } from '../support/dynalite.ts';
-import { World, type WorldOptions } from '../support/ledger-world.ts';
+import { describe, expect, it } from 'vitest';
+import type { World, WorldOptions } from '../support/ledger-world.ts';
+import { ledgerWorlds } from '../support/world-tests.ts';
 
 /**
  * Staged rollouts against the real store on dynalite, Run Command, EC2, SQS and CloudWatch
@@ -9,34 +9,19 @@ import { World, type WorldOptions } from '../support/ledger-world.ts';
  * redelivery and the sweep must still finish the job exactly.
  */
 
-let dynamo: { endpoint: string; close: () => Promise<void> };
-let tables = 0;
-let world: World | undefined;
-
-beforeAll(async () => {
-  dynamo = await startDynalite();
-});
-afterAll(() => dynamo.close());
-afterEach((context) => {
-  if (context.task.result?.state === 'fail' && world !== undefined)
-    console.log(world.trace.join('\n'));
-  world?.close();
-});
+const world = ledgerWorlds('staged');
 
 const BAKE_SECONDS = 60;
 
 async function newWorld(options: Partial<Omit<WorldOptions, 'endpoint' | 'tableName'>> = {}) {
-  world?.close();
-  world = await World.create({
+  const w = await world({
     instances: 4,
     maxAttempts: 1,
     stages: { canary: 1, waves: [], bakeSeconds: BAKE_SECONDS, alarms: ['api-5xx'] },
     ...options,
-    endpoint: dynamo.endpoint,
-    tableName: `staged-${++tables}`,
   });
-  world.alarms.set('api-5xx', 'OK');
-  return world;
+  w.alarms.set('api-5xx', 'OK');
+  return w;
 }
 
 /** Each command's instances, in the order they were sent, with the version they name. */
