@@ -47,6 +47,15 @@ describe('function bundles', () => {
     expect(carrying(/node_modules\/semver\/(index|preload)\.js$/)).toEqual([]);
     expect(carrying(/node_modules\/semver\/(ranges|classes\/range)/)).toEqual([]);
   });
+
+  it('carry no Metrics in a function that emits none', () => {
+    expect(carrying(/@aws-lambda-powertools\/metrics\/lib\/esm\/Metrics\.js$/)).not.toContain(
+      'status',
+    );
+    expect(carrying(/@aws-lambda-powertools\/metrics\/lib\/esm\/Metrics\.js$/)).toContain(
+      'propagate',
+    );
+  });
 });
 
 describe('the lazy semver stand-in for aws-xray-sdk-core', () => {
