@@ -8,7 +8,7 @@ import { InvalidInputError } from '../shared/errors.ts';
 import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/messages/requests.ts';
 import { documents } from '../shared/platform/clients/dynamodb.ts';
 import { isHttpRequest, respond } from '../shared/platform/http.ts';
-import { observed } from '../shared/platform/middleware.ts';
+import { observedWithoutMetrics } from '../shared/platform/middleware.ts';
 import { describeIssues } from '../shared/platform/parse.ts';
 import { correlate } from '../shared/platform/powertools.ts';
 import {
@@ -117,4 +117,4 @@ async function lookUpIn(
   return lookUp({ ...rest, environment });
 }
 
-export const handler = observed<unknown, unknown>({ withMetrics: false }).handler(lambdaHandler);
+export const handler = observedWithoutMetrics<unknown, unknown>().handler(lambdaHandler);

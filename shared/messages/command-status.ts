@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 import { eventBridgeEvent } from './eventbridge.ts';
 
 /**
@@ -12,11 +12,11 @@ export const CommandInvocationEventSchema = eventBridgeEvent(
   'aws.ssm',
   'EC2 Command Invocation Status-change Notification',
   z.object({
-    'command-id': z.string().min(1).max(64),
-    'document-name': z.string().min(1),
-    'instance-id': z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/),
-    'requested-date-time': z.string().optional(),
-    status: z.string().min(1),
+    'command-id': z.string().check(z.minLength(1), z.maxLength(64)),
+    'document-name': z.string().check(z.minLength(1)),
+    'instance-id': z.string().check(z.regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/)),
+    'requested-date-time': z.optional(z.string()),
+    status: z.string().check(z.minLength(1)),
   }),
 );
 
@@ -31,9 +31,9 @@ export const CommandCompletionEventSchema = eventBridgeEvent(
   'aws.ssm',
   'EC2 Command Status-change Notification',
   z.object({
-    'command-id': z.string().min(1).max(64),
-    'document-name': z.string().min(1),
-    status: z.string().min(1),
+    'command-id': z.string().check(z.minLength(1), z.maxLength(64)),
+    'document-name': z.string().check(z.minLength(1)),
+    status: z.string().check(z.minLength(1)),
   }),
 );
 

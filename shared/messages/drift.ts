@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 
 /**
  * A drift repair run of one environment. The schedule's rule sends it through an
@@ -7,11 +7,11 @@ import * as z from 'zod';
  * it by hand with `{"environment": "prod"}`.
  */
 export const DriftRequestSchema = z.strictObject({
-  environment: z.string().min(1).max(63),
+  environment: z.string().check(z.minLength(1), z.maxLength(63)),
   /** The scheduled event's id: seeds the rollout id (absent when invoked by hand). */
-  eventId: z.string().min(1).max(128).optional(),
+  eventId: z.optional(z.string().check(z.minLength(1), z.maxLength(128))),
   /** The scheduled event's time. */
-  time: z.iso.datetime().optional(),
+  time: z.optional(z.iso.datetime()),
 });
 
 export type DriftRequest = z.infer<typeof DriftRequestSchema>;

@@ -1,7 +1,7 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 import { eventBridgeEvent } from './eventbridge.ts';
 
-const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/);
+const instanceId = z.string().check(z.regex(/^i-[0-9a-f]{8,17}$/));
 
 /**
  * An instance entered `running` (launch, or start after a stop). It carries no tags.
@@ -21,12 +21,12 @@ export const LaunchLifecycleEventSchema = eventBridgeEvent(
   'aws.autoscaling',
   'EC2 Instance-launch Lifecycle Action',
   z.object({
-    LifecycleActionToken: z.string().min(1),
-    AutoScalingGroupName: z.string().min(1),
-    LifecycleHookName: z.string().min(1),
+    LifecycleActionToken: z.string().check(z.minLength(1)),
+    AutoScalingGroupName: z.string().check(z.minLength(1)),
+    LifecycleHookName: z.string().check(z.minLength(1)),
     EC2InstanceId: instanceId,
     LifecycleTransition: z.literal('autoscaling:EC2_INSTANCE_LAUNCHING'),
-    NotificationMetadata: z.string().optional(),
+    NotificationMetadata: z.optional(z.string()),
   }),
 );
 
@@ -41,15 +41,15 @@ export const TagChangeEventSchema = eventBridgeEvent(
     'changed-tag-keys': z.array(z.string()),
     service: z.literal('ec2'),
     'resource-type': z.literal('instance'),
-    tags: z.record(z.string(), z.string()).optional(),
+    tags: z.optional(z.record(z.string(), z.string())),
   }),
 );
 
 /** The lifecycle action a bootstrap must complete. */
 export const LifecycleActionSchema = z.strictObject({
-  groupName: z.string().min(1),
-  hookName: z.string().min(1),
-  token: z.string().min(1),
+  groupName: z.string().check(z.minLength(1)),
+  hookName: z.string().check(z.minLength(1)),
+  token: z.string().check(z.minLength(1)),
 });
 export type LifecycleAction = z.infer<typeof LifecycleActionSchema>;
 
@@ -57,10 +57,10 @@ export type LifecycleAction = z.infer<typeof LifecycleActionSchema>;
 export const BootstrapCheckSchema = z.strictObject({
   kind: z.literal('bootstrap-check'),
   instanceId,
-  lifecycle: LifecycleActionSchema.optional(),
+  lifecycle: z.optional(LifecycleActionSchema),
   /** After this instant the bootstrap gives up (ISO 8601). */
   deadline: z.iso.datetime(),
   /** Number of checks so far, for the backoff. */
-  checks: z.number().int().min(0),
+  checks: z.number().check(z.int(), z.minimum(0)),
 });
 export type BootstrapCheck = z.infer<typeof BootstrapCheckSchema>;

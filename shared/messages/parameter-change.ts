@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 import { eventBridgeEvent } from './eventbridge.ts';
 
 /**
@@ -10,10 +10,10 @@ export const ParameterChangeEventSchema = eventBridgeEvent(
   'aws.ssm',
   'Parameter Store Change',
   z.object({
-    operation: z.string().min(1),
-    name: z.string().min(1).max(2048),
-    type: z.string().optional(),
-    description: z.string().optional(),
+    operation: z.string().check(z.minLength(1)),
+    name: z.string().check(z.minLength(1), z.maxLength(2048)),
+    type: z.optional(z.string()),
+    description: z.optional(z.string()),
   }),
 );
 

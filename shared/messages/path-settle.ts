@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 
 /**
  * Our own message on the path-settle queue: "the burst of changes under `path` in `environment`
@@ -6,9 +6,9 @@ import * as z from 'zod';
  */
 export const PathSettleMessageSchema = z.strictObject({
   kind: z.literal('path-settle'),
-  environment: z.string().min(1),
-  path: z.string().regex(/^\/.*\/$/),
-  burstId: z.string().min(1),
+  environment: z.string().check(z.minLength(1)),
+  path: z.string().check(z.regex(/^\/.*\/$/)),
+  burstId: z.string().check(z.minLength(1)),
   firstEventAt: z.iso.datetime(),
 });
 

@@ -1,37 +1,41 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 
 const instanceId = z
   .string()
-  .regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id like i-0123456789abcdef0');
+  .check(z.regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id like i-0123456789abcdef0'));
 
 /** A manual re-sync: one mapped parameter, or every file of one environment. */
 export const ResyncRequestSchema = z
   .strictObject({
-    parameter: z.string().min(1).max(2048).optional(),
-    environment: z.string().min(1).max(63).optional(),
-    instanceIds: z.array(instanceId).min(1).max(100).optional(),
-    dryRun: z.boolean().optional(),
+    parameter: z.optional(z.string().check(z.minLength(1), z.maxLength(2048))),
+    environment: z.optional(z.string().check(z.minLength(1), z.maxLength(63))),
+    instanceIds: z.optional(z.array(instanceId).check(z.minLength(1), z.maxLength(100))),
+    dryRun: z.optional(z.boolean()),
   })
-  .refine((r) => (r.parameter === undefined) !== (r.environment === undefined), {
-    message: 'give exactly one of parameter or environment',
-    path: ['parameter'],
-  });
+  .check(
+    z.refine((r) => (r.parameter === undefined) !== (r.environment === undefined), {
+      message: 'give exactly one of parameter or environment',
+      path: ['parameter'],
+    }),
+  );
 
 export type ResyncRequest = z.infer<typeof ResyncRequestSchema>;
 
 /** A rollout id as newRolloutId makes them. */
 const rolloutIdSchema = z
   .string()
-  .regex(
-    /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
-    'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
+  .check(
+    z.regex(
+      /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}$/,
+      'must be a rollout id like 20261123T161300123Z-3f9a1c2b',
+    ),
   );
 
 /** A person's decision on a halted staged rollout, sent to the resync endpoint. */
 export const RolloutDecisionSchema = z.strictObject({
   rolloutId: rolloutIdSchema,
   action: z.enum(['resume', 'abandon']),
-  environment: z.string().min(1).max(63).optional(),
+  environment: z.optional(z.string().check(z.minLength(1), z.maxLength(63))),
 });
 
 export type RolloutDecision = z.infer<typeof RolloutDecisionSchema>;
@@ -45,11 +49,15 @@ export const MAX_INSTANCES_PER_PAGE = 1000;
  */
 export const RolloutRequestSchema = z.strictObject({
   rolloutId: rolloutIdSchema,
-  limit: z.coerce.number().int().min(1).max(MAX_INSTANCES_PER_PAGE).default(MAX_INSTANCES_PER_PAGE),
-  nextToken: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,2048}$/, 'must be the nextToken a previous page returned')
-    .optional(),
+  limit: z._default(
+    z.coerce.number().check(z.int(), z.minimum(1), z.maximum(MAX_INSTANCES_PER_PAGE)),
+    MAX_INSTANCES_PER_PAGE,
+  ),
+  nextToken: z.optional(
+    z
+      .string()
+      .check(z.regex(/^[A-Za-z0-9_-]{1,2048}$/, 'must be the nextToken a previous page returned')),
+  ),
 });
 
 export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;
@@ -57,13 +65,15 @@ export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;
 /** The newest rollouts of a parameter or an environment. */
 export const RolloutListRequestSchema = z
   .strictObject({
-    parameter: z.string().min(1).max(2048).optional(),
-    environment: z.string().min(1).max(63).optional(),
-    limit: z.coerce.number().int().min(1).max(50).default(10),
+    parameter: z.optional(z.string().check(z.minLength(1), z.maxLength(2048))),
+    environment: z.optional(z.string().check(z.minLength(1), z.maxLength(63))),
+    limit: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(50)), 10),
   })
-  .refine((r) => r.parameter !== undefined || r.environment !== undefined, {
-    message: 'give a rolloutId, a parameter or an environment',
-    path: ['parameter'],
-  });
+  .check(
+    z.refine((r) => r.parameter !== undefined || r.environment !== undefined, {
+      message: 'give a rolloutId, a parameter or an environment',
+      path: ['parameter'],
+    }),
+  );
 
 export type RolloutListRequest = z.infer<typeof RolloutListRequestSchema>;

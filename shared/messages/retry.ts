@@ -1,22 +1,22 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
+
+const nonEmpty = z.string().check(z.minLength(1));
+const instanceIdSchema = z.string().check(z.regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/));
 
 /**
  * The message the ledger queues (delayed until the attempt is due) to send the next attempt to
  * a chunk of targets of one file: at most 50 instances, one SendCommand.
  */
 export const RetryMessageSchema = z.strictObject({
-  rolloutId: z.string().min(1),
-  instanceIds: z
-    .array(z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/))
-    .min(1)
-    .max(50),
-  parameter: z.string().min(1),
+  rolloutId: nonEmpty,
+  instanceIds: z.array(instanceIdSchema).check(z.minLength(1), z.maxLength(50)),
+  parameter: nonEmpty,
   /** The file: a parameter may be written to several paths, each its own target. */
-  path: z.string().min(1),
+  path: nonEmpty,
   /** 1 only when the sweep re-sends a first attempt nobody sent. */
-  attempt: z.number().int().min(1),
+  attempt: z.number().check(z.int(), z.minimum(1)),
   /** How often the retrier put (part of) this chunk back because it was busy. */
-  requeues: z.number().int().min(1).max(20).optional(),
+  requeues: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(20))),
 });
 
 export type RetryMessage = z.infer<typeof RetryMessageSchema>;
@@ -24,12 +24,10 @@ export type RetryMessage = z.infer<typeof RetryMessageSchema>;
 /** Resume a rollout its creator left half-created (queued by the sweep on the retry queue). */
 export const ResumeMessageSchema = z.strictObject({
   kind: z.literal('resume'),
-  rolloutId: z.string().min(1),
+  rolloutId: nonEmpty,
 });
 
 export type ResumeMessage = z.infer<typeof ResumeMessageSchema>;
-
-const instanceIdSchema = z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/);
 
 /**
  * One planned first send of a rollout (queued by the fan-out, delayed until its turn in the
@@ -38,21 +36,21 @@ const instanceIdSchema = z.string().regex(/^(i-[0-9a-f]{8,17}|mi-[0-9a-f]{17})$/
  */
 export const SendChunkMessageSchema = z.strictObject({
   kind: z.literal('send'),
-  rolloutId: z.string().min(1),
-  environment: z.string().min(1),
-  parameter: z.string().min(1),
-  path: z.string().min(1),
-  index: z.number().int().min(0),
-  instanceIds: z.array(instanceIdSchema).min(1).max(50),
+  rolloutId: nonEmpty,
+  environment: nonEmpty,
+  parameter: nonEmpty,
+  path: nonEmpty,
+  index: z.number().check(z.int(), z.minimum(0)),
+  instanceIds: z.array(instanceIdSchema).check(z.minLength(1), z.maxLength(50)),
   notBefore: z.iso.datetime(),
   /** The parameter version to write (a staged or held rollout); absent: the latest. */
-  version: z.number().int().min(1).optional(),
+  version: z.optional(z.number().check(z.int(), z.minimum(1))),
   /** A staged rollout's first alarm, carried by the command (SendCommand AlarmConfiguration). */
-  alarm: z.string().min(1).max(255).optional(),
+  alarm: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
   /** The pinned version moves forward only: never written over a later one on the instance. */
-  forward: z.literal(true).optional(),
+  forward: z.optional(z.literal(true)),
   /** How often this chunk was put back because SSM was throttling. */
-  requeues: z.number().int().min(1).max(20).optional(),
+  requeues: z.optional(z.number().check(z.int(), z.minimum(1), z.maximum(20))),
 });
 
 export type SendChunkMessage = z.infer<typeof SendChunkMessageSchema>;
@@ -63,8 +61,8 @@ export type SendChunkMessage = z.infer<typeof SendChunkMessageSchema>;
  */
 export const PartMessageSchema = z.strictObject({
   kind: z.literal('part'),
-  rolloutId: z.string().min(1),
-  part: z.number().int().min(0),
+  rolloutId: nonEmpty,
+  part: z.number().check(z.int(), z.minimum(0)),
 });
 
 export type PartMessage = z.infer<typeof PartMessageSchema>;
@@ -75,12 +73,12 @@ export type PartMessage = z.infer<typeof PartMessageSchema>;
  */
 export const PlanMessageSchema = z.strictObject({
   kind: z.literal('plan'),
-  rolloutId: z.string().min(1),
-  environment: z.string().min(1),
+  rolloutId: nonEmpty,
+  environment: nonEmpty,
   /** The mapped files, by parameter and path (the rest comes from custom.fanout). */
-  files: z.array(z.strictObject({ parameter: z.string().min(1), path: z.string().min(1) })).min(1),
-  principal: z.string().min(1),
-  version: z.number().int().min(1).optional(),
+  files: z.array(z.strictObject({ parameter: nonEmpty, path: nonEmpty })).check(z.minLength(1)),
+  principal: nonEmpty,
+  version: z.optional(z.number().check(z.int(), z.minimum(1))),
 });
 
 export type PlanMessage = z.infer<typeof PlanMessageSchema>;
@@ -91,8 +89,8 @@ export type PlanMessage = z.infer<typeof PlanMessageSchema>;
  */
 export const StageMessageSchema = z.strictObject({
   kind: z.literal('stage'),
-  rolloutId: z.string().min(1),
-  stage: z.number().int().min(0),
+  rolloutId: nonEmpty,
+  stage: z.number().check(z.int(), z.minimum(0)),
 });
 
 export type StageMessage = z.infer<typeof StageMessageSchema>;

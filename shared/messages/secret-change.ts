@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 
 /**
  * What CloudTrail records for a Secrets Manager call that can stage a new AWSCURRENT version,
@@ -9,11 +9,11 @@ import * as z from 'zod';
  * https://docs.aws.amazon.com/secretsmanager/latest/userguide/monitoring-eventbridge.html
  * CloudTrail never records the secret value; we read names and ids only.
  */
-const nullableRecord = z.record(z.string(), z.unknown()).nullish();
+const nullableRecord = z.nullish(z.record(z.string(), z.unknown()));
 
 export const SecretChangeEventSchema = z.object({
   version: z.string(),
-  id: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
   source: z.literal('aws.secretsmanager'),
   account: z.string(),
   time: z.iso.datetime(),
@@ -22,13 +22,13 @@ export const SecretChangeEventSchema = z.object({
   'detail-type': z.enum(['AWS API Call via CloudTrail', 'AWS Service Event via CloudTrail']),
   detail: z.object({
     eventSource: z.literal('secretsmanager.amazonaws.com'),
-    eventName: z.string().min(1),
+    eventName: z.string().check(z.minLength(1)),
     requestParameters: nullableRecord,
     responseElements: nullableRecord,
     additionalEventData: nullableRecord,
-    errorCode: z.string().optional(),
+    errorCode: z.optional(z.string()),
   }),
-  'replay-name': z.string().optional(),
+  'replay-name': z.optional(z.string()),
 });
 
 export type SecretChangeEvent = z.infer<typeof SecretChangeEventSchema>;

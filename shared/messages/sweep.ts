@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../zod.ts';
 
 /**
  * The safety net under every rollout, queued (delayed) on the status queue as soon as the
@@ -9,9 +9,9 @@ import * as z from 'zod';
  */
 export const SweepMessageSchema = z.strictObject({
   kind: z.literal('sweep'),
-  rolloutId: z.string().min(1),
+  rolloutId: z.string().check(z.minLength(1)),
   /** Not before this instant (ISO 8601); SQS delays at most 900 s, so the message hops. */
   due: z.iso.datetime(),
-  round: z.number().int().min(0),
+  round: z.number().check(z.int(), z.minimum(0)),
 });
 export type SweepMessage = z.infer<typeof SweepMessageSchema>;

@@ -1,7 +1,7 @@
 import { parse } from '@aws-lambda-powertools/parser';
 import type { MiddlewareObj } from '@middy/core';
-import type { ZodType } from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import type { ZodMiniType } from '../zod.ts';
 
 // Standard Schema issues (what Powertools Parser puts in ParseError.cause) and zod issues.
 interface IssueLike {
@@ -31,7 +31,7 @@ export function describeIssues(error: unknown): string {
 }
 
 /** Parses `input` with the schema (Powertools Parser); throws InvalidInputError naming the fields. */
-export function parseOrThrow<T>(schema: ZodType<T>, input: unknown, what: string): T {
+export function parseOrThrow<T>(schema: ZodMiniType<T>, input: unknown, what: string): T {
   try {
     return parse(input, undefined, schema) as T;
   } catch (error) {
@@ -45,7 +45,7 @@ export function parseOrThrow<T>(schema: ZodType<T>, input: unknown, what: string
  * Middy middleware: replaces the event with its parsed form, or fails the invocation with an
  * InvalidInputError that names the bad fields before any handler code runs.
  */
-export function parseEvent<T>(schema: ZodType<T>, what = 'event'): MiddlewareObj<unknown> {
+export function parseEvent<T>(schema: ZodMiniType<T>, what = 'event'): MiddlewareObj<unknown> {
   return {
     before: (request) => {
       request.event = parseOrThrow(schema, request.event, what);
