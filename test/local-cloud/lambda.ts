@@ -143,6 +143,11 @@ export class LambdaFunction {
     return run;
   }
 
+  /** Resolves once every invocation started so far has ended (and is in `invocations`). */
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+
   private async runOnce(
     event: unknown,
     type: 'RequestResponse' | 'Event',
