@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy } from '../support/package.ts';
+import { packageService, serviceCopy, withRolloutPace } from '../support/package.ts';
 import { measureColdStarts } from './cold-start.ts';
 import {
   ANCHOR_PARAMETER,
@@ -206,7 +206,8 @@ try {
       const n = 1000;
       const fastDir = mkdtempSync(join(tmpdir(), 'secrets-fanout-bench-fast-'));
       const fast = await serviceCopy({
-        serverlessYml: (yml) => yml.replace('fetchesPerSecond: 40,', 'fetchesPerSecond: 3000,'),
+        serverlessYml: (yml) =>
+          withRolloutPace(yml, 'fetchesPerSecond: 3000, commandsPerSecond: 10'),
       });
       log('packaging the service paced for higher throughput (stage bench)');
       await packageService(fastDir, fast, 'bench');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCloud, startLocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy } from '../support/package.ts';
+import { packageService, serviceCopy, withRolloutPace } from '../support/package.ts';
 import { diagnose, SECRETS_FILE } from './local-cloud.ts';
 
 const INSTANCES = 230;
@@ -24,16 +24,10 @@ let packaged: string;
 
 beforeAll(async () => {
   service = await serviceCopy({
-    serverlessYml: (text) => {
-      const rollout = 'fetchesPerSecond: 40, commandsPerSecond: 10 }';
-      if (!text.includes(rollout)) throw new Error('serverless.yml: no rollout line');
-      // 40 fetches a second would make this fleet's sends take 6 s simulated: keep the pace
-      // out of the way, the parts are what is under test.
-      return text.replace(
-        rollout,
-        'fetchesPerSecond: 3000, commandsPerSecond: 100, planPartTargets: 50 }',
-      );
-    },
+    // 40 fetches a second would make this fleet's sends take 6 s simulated: keep the pace out
+    // of the way, the parts are what is under test.
+    serverlessYml: (text) =>
+      withRolloutPace(text, 'fetchesPerSecond: 3000, commandsPerSecond: 100, planPartTargets: 50'),
   });
   packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-parts-'));
   await packageService(packaged, service);

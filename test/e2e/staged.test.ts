@@ -17,7 +17,7 @@ import { paginateListCommands, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
 import { describeCloud, writeConsoleInfo } from '../local-cloud/console.ts';
-import { packageService, repoRoot, serviceCopy } from '../support/package.ts';
+import { packageService, repoRoot, serviceCopy, withRolloutPace } from '../support/package.ts';
 import { diagnose, PROD_1, PROD_2, PROD_3, SECRETS_FILE, startTestCloud } from './local-cloud.ts';
 
 const PROD_4 = 'i-0a00000000000f004';
@@ -37,11 +37,8 @@ let packaged: string;
 
 beforeAll(async () => {
   service = await serviceCopy({
-    serverlessYml: (text) => {
-      const rollout = 'fetchesPerSecond: 40, commandsPerSecond: 10 }';
-      if (!text.includes(rollout)) throw new Error('serverless.yml: no rollout line to stage');
-      return text.replace(rollout, `fetchesPerSecond: 40, commandsPerSecond: 10${STAGES} }`);
-    },
+    serverlessYml: (text) =>
+      withRolloutPace(text, `fetchesPerSecond: 40, commandsPerSecond: 10${STAGES}`),
   });
   packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-staged-'));
   await packageService(packaged, service);

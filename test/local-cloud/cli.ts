@@ -53,6 +53,7 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { repoRoot } from '../support/package.ts';
+import { placeholderAlarm } from './cloudwatch.ts';
 import { type ConsoleInfo, consoleInfoPath, envLines, infoLines } from './console.ts';
 import { recordedOwner } from './fleet.ts';
 import { signedFetch } from './sigv4.ts';
@@ -518,15 +519,8 @@ async function alarms(
     if (previous === undefined) {
       await cloudwatch.send(
         new PutMetricAlarmCommand({
-          AlarmName: name,
+          ...placeholderAlarm(name),
           AlarmDescription: 'Created by npm run local -- alarm',
-          Namespace: 'LocalCloud',
-          MetricName: name,
-          Statistic: 'Sum',
-          Period: 60,
-          EvaluationPeriods: 1,
-          Threshold: 0,
-          ComparisonOperator: 'GreaterThanThreshold',
         }),
       );
       previous = 'INSUFFICIENT_DATA';

@@ -26,7 +26,12 @@ import {
   type ScaleOutOptions,
 } from './autoscaling.ts';
 import { Clock } from './clock.ts';
-import { type AlarmStateValue, CloudWatchService, type MetricAlarm } from './cloudwatch.ts';
+import {
+  type AlarmStateValue,
+  CloudWatchService,
+  type MetricAlarm,
+  placeholderAlarm,
+} from './cloudwatch.ts';
 import { type DynamoDbWrite, startDynamoDbCounter } from './dynamodb-counter.ts';
 import { Ec2Service } from './ec2.ts';
 import { type AwsEvent, EventBus, type Rule } from './eventbridge.ts';
@@ -880,17 +885,7 @@ async function build(
     sns,
     cloudwatch,
     createAlarm: (name, alarmOptions = {}) =>
-      cloudwatch.putMetricAlarm({
-        Namespace: 'LocalCloud',
-        MetricName: name,
-        Statistic: 'Sum',
-        Period: 60,
-        EvaluationPeriods: 1,
-        Threshold: 0,
-        ComparisonOperator: 'GreaterThanThreshold',
-        ...alarmOptions,
-        AlarmName: name,
-      }),
+      cloudwatch.putMetricAlarm({ ...placeholderAlarm(name), ...alarmOptions, AlarmName: name }),
     setAlarmState: (name, state, reason = 'Set by the local cloud') =>
       cloudwatch.setAlarmState({ AlarmName: name, StateValue: state, StateReason: reason }),
     bus,

@@ -92,6 +92,24 @@ export interface MetricAlarm {
   EvaluateLowSampleCountPercentile?: string;
 }
 
+/**
+ * A stand-in alarm on a placeholder metric (`LocalCloud/<name>`): what `cloud.createAlarm` and
+ * `npm run local -- alarm` create when a test or a person names an alarm that does not exist.
+ * Nothing ever publishes the metric; its state is set by hand (SetAlarmState).
+ */
+export function placeholderAlarm(name: string) {
+  return {
+    AlarmName: name,
+    Namespace: 'LocalCloud',
+    MetricName: name,
+    Statistic: 'Sum' as const,
+    Period: 60,
+    EvaluationPeriods: 1,
+    Threshold: 0,
+    ComparisonOperator: 'GreaterThanThreshold' as const,
+  };
+}
+
 export interface AlarmStateChange {
   alarm: MetricAlarm;
   previous: AlarmStateValue;

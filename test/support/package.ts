@@ -53,6 +53,17 @@ export async function serviceCopy(edits: {
   return dir;
 }
 
+const ROLLOUT_PACE = 'fetchesPerSecond: 40, commandsPerSecond: 10 }';
+
+/**
+ * serverless.yml whose `custom.fanout.rollout` ends with `settings` instead of its pace
+ * (`fetchesPerSecond: 40, commandsPerSecond: 10`): the pace, and whatever a test adds after it.
+ */
+export function withRolloutPace(yml: string, settings: string): string {
+  if (!yml.includes(ROLLOUT_PACE)) throw new Error(`serverless.yml: no "${ROLLOUT_PACE}" line`);
+  return yml.replace(ROLLOUT_PACE, `${settings} }`);
+}
+
 /** The dotenv-checked file the demo (and the format-check test) add next to env.php. */
 export const DEMO_DOTENV_FILE = '/etc/app/secrets.env';
 
