@@ -19,14 +19,14 @@ import {
   type SourceVersion,
   type StageProgress,
 } from '../rollout/model.ts';
-import { LEASE_SECONDS, type RolloutStore } from '../rollout/store.ts';
+import type { RolloutStore } from '../rollout/store.ts';
 import type { Trigger } from '../rollout/trigger.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import { resolveTargets, type UnreachableInstance } from './fleet.ts';
 import { holdsOf } from './holds.ts';
 import { planInParts, requeueParts } from './parts.ts';
-import { paceSeconds, schedule } from './plan.ts';
-import { type QueuedTurns, queueTurns } from './turns.ts';
+import { turnsFrom } from './plan.ts';
+import { leaseAfter, type QueuedTurns, queueTurns, reserveTurns } from './turns.ts';
 
 export type { Trigger };
 
@@ -369,26 +369,17 @@ async function queueChunks(
   pins: Record<string, number>,
   stages?: Pick<StageProgress, 'alarms'>,
 ): Promise<void> {
-  const pace = deps.config.rollout;
-  const start =
+  const now = deps.ledger.now();
+  const turns =
     request.trigger.type === 'bootstrap' || chunks.length === 0
-      ? deps.ledger.now()
-      : await deps.store.reservePace(paceSeconds(chunks, pace));
-  const turns = schedule(chunks, start, pace).map(({ chunk, at }) => ({
-    chunk,
-    notBefore: at.toISOString(),
-  }));
-  const now = deps.ledger.now().getTime();
-  const queued = await queueTurns(deps, { ...request, pins, stages }, turns);
-  summary.queued = queued.queued;
-  summary.commands.push(...queued.commands);
-  summary.failedChunks.push(...queued.failedChunks);
+      ? turnsFrom(chunks, now, deps.config.rollout)
+      : await reserveTurns(deps, chunks);
+  planned(summary, await queueTurns(deps, { ...request, pins, stages }, turns));
   // Last: a run that stops before this is taken over, and queues what is still unsent.
-  const last = turns.at(-1)?.notBefore ?? new Date(now).toISOString();
   await deps.store.markQueued(
     request.rolloutId,
     turns.length,
-    new Date(Date.parse(last) + LEASE_SECONDS * 1000),
+    leaseAfter(turns.at(-1)?.notBefore ?? now.toISOString()),
   );
   // Nothing to send (every instance unreachable): settle and alert now, not at the first sweep.
   // A staged rollout looks at its stage now too: one whose commands all finished before it

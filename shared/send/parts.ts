@@ -3,10 +3,16 @@ import type { PartMessage } from '../messages/retry.ts';
 import { logger } from '../platform/powertools.ts';
 import { type NewTarget, type PlanPart, planChunks, type Rollout } from '../rollout/model.ts';
 import { delayUntil } from '../rollout/policy.ts';
-import { LEASE_SECONDS, type PartRecord } from '../rollout/store.ts';
+import type { PartRecord } from '../rollout/store.ts';
 import type { FanOutDeps } from './fanout.ts';
-import { paceSeconds, schedule, splitIntoParts } from './plan.ts';
-import { type QueuedTurns, queueTurns, SENT_BY_PLANNER, type Turn } from './turns.ts';
+import { splitIntoParts, type Turn } from './plan.ts';
+import {
+  leaseAfter,
+  type QueuedTurns,
+  queueTurns,
+  reserveTurns,
+  SENT_BY_PLANNER,
+} from './turns.ts';
 
 /**
  * A large rollout planned in parts, so that no invocation's work grows with the fleet:
@@ -36,13 +42,10 @@ export async function planInParts(
   rolloutId: string,
   targets: NewTarget[],
 ): Promise<QueuedTurns> {
-  const pace = deps.config.rollout;
-  const chunks = planChunks(targets);
-  const start = await deps.store.reservePace(paceSeconds(chunks, pace));
   const parts = splitIntoParts(
-    schedule(chunks, start, pace),
+    await reserveTurns(deps, planChunks(targets)),
     targets.filter((t) => t.status === 'Unreachable'),
-    pace.planPartTargets,
+    deps.config.rollout.planPartTargets,
     // The planner's own part is only the chunks it sends itself: its first command goes out
     // without waiting for a thousand target writes; the workers write the rest meanwhile.
     SENT_BY_PLANNER,
@@ -85,17 +88,14 @@ async function turnsOf(deps: FanOutDeps, part: PartRecord): Promise<Turn[]> {
   const first = firstTurn(part);
   const now = deps.ledger.now().getTime();
   if (first === undefined || now - first.getTime() <= LATE_MS) return planned;
-  const pace = deps.config.rollout;
-  const chunks = planned.map((t) => t.chunk);
-  const start = await deps.store.reservePace(paceSeconds(chunks, pace));
   logger.warn('part queued late: its chunks take new turns in the pace', {
     part: part.part,
     lateSeconds: Math.round((now - first.getTime()) / 1000),
   });
-  return schedule(chunks, start, pace).map(({ chunk, at }) => ({
-    chunk,
-    notBefore: at.toISOString(),
-  }));
+  return reserveTurns(
+    deps,
+    planned.map((t) => t.chunk),
+  );
 }
 
 /**
@@ -118,14 +118,10 @@ export async function queuePart(
     if (claim.recordedAt === undefined) await deps.store.recordPart(rolloutId, claim);
     const turns = await turnsOf(deps, claim);
     const queued = await queueTurns(deps, { ...rollout, pins: rollout.pins ?? {} }, turns);
-    // The sweep calls a chunk "never sent" only once the lease is over: it covers these turns.
-    const last = turns
-      .map((t) => t.notBefore)
-      .sort()
-      .at(-1);
-    if (last !== undefined) {
-      await deps.store.extendSending(rolloutId, new Date(Date.parse(last) + LEASE_SECONDS * 1000));
-    }
+    // The sweep calls a chunk "never sent" only once the lease is over: it covers these turns
+    // (in turn order, planned or new).
+    const last = turns.at(-1)?.notBefore;
+    if (last !== undefined) await deps.store.extendSending(rolloutId, leaseAfter(last));
     const done = await deps.store.completePart(rolloutId, part);
     if (done !== undefined && done >= rollout.parts.count) await planQueued(deps, rollout);
     return queued;
@@ -162,10 +158,6 @@ export async function requeueParts(deps: FanOutDeps, rollout: Rollout): Promise<
 async function planQueued(deps: FanOutDeps, rollout: Rollout): Promise<void> {
   const parts = rollout.parts;
   if (parts === undefined) return;
-  await deps.store.markQueued(
-    rollout.rolloutId,
-    parts.chunks,
-    new Date(Date.parse(parts.lastTurn) + LEASE_SECONDS * 1000),
-  );
+  await deps.store.markQueued(rollout.rolloutId, parts.chunks, leaseAfter(parts.lastTurn));
   await deps.ledger.record(rollout.rolloutId, []);
 }

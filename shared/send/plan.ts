@@ -22,6 +22,20 @@ export function paceSeconds(chunks: readonly SendChunk[], pace: Pace): number {
   return Math.max(fetches / pace.fetchesPerSecond, chunks.length / pace.commandsPerSecond);
 }
 
+/** A planned chunk and its turn in the shared pace, as its send message carries it. */
+export interface Turn {
+  chunk: SendChunk;
+  notBefore: string;
+}
+
+/** `schedule` as turns. Pure. */
+export function turnsFrom(chunks: readonly SendChunk[], start: Date, pace: Pace): Turn[] {
+  return schedule(chunks, start, pace).map(({ chunk, at }) => ({
+    chunk,
+    notBefore: at.toISOString(),
+  }));
+}
+
 /**
  * Each chunk's turn, from `start`: a chunk may go once the instances before it had their
  * fetch time and the commands before it their command time. Files interleave (chunk 0 of
@@ -62,7 +76,7 @@ const unreachableBytes = (t: NewTarget) => t.parameter.length + t.path.length + 
  * part also closes before it would pass PART_BYTES. Pure.
  */
 export function splitIntoParts(
-  turns: ReadonlyArray<{ chunk: SendChunk; at: Date }>,
+  turns: readonly Turn[],
   unreachable: readonly NewTarget[],
   maxTargets: number,
   firstChunks = Number.POSITIVE_INFINITY,
@@ -93,14 +107,14 @@ export function splitIntoParts(
     bytes = moreBytes;
     return next;
   };
-  for (const { chunk, at } of turns) {
+  for (const { chunk, notBefore } of turns) {
     const first = parts[0];
     const firstFull =
       parts.length === 1 && first !== undefined && first.chunks.length >= firstChunks;
     const { stage: _, ...plain } = chunk;
     partFor(chunk.instanceIds.length, chunkBytes(chunk), firstFull).chunks.push({
       ...plain,
-      notBefore: at.toISOString(),
+      notBefore,
     });
   }
   unreachable.forEach((target, i) => {

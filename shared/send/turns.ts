@@ -1,17 +1,26 @@
 import { RolloutBusyError } from '../errors.ts';
 import { movesForwardOnly, type SendChunk, type StageProgress } from '../rollout/model.ts';
 import { delayUntil } from '../rollout/policy.ts';
+import { LEASE_SECONDS } from '../rollout/table.ts';
 import type { Trigger } from '../rollout/trigger.ts';
 import { sendPlannedChunk } from './chunk-sender.ts';
 import type { FailedChunk, SentChunk } from './commands.ts';
 import type { FanOutDeps } from './fanout.ts';
-import { isDue } from './plan.ts';
+import { isDue, paceSeconds, type Turn, turnsFrom } from './plan.ts';
 
-/** A planned chunk and its turn in the shared pace. */
-export interface Turn {
-  chunk: SendChunk;
-  notBefore: string;
+export type { Turn };
+
+/** Reserves the chunks' time in the pace every rollout shares: each chunk's turn in it. */
+export async function reserveTurns(
+  deps: Pick<FanOutDeps, 'store' | 'config'>,
+  chunks: readonly SendChunk[],
+): Promise<Turn[]> {
+  const pace = deps.config.rollout;
+  return turnsFrom(chunks, await deps.store.reservePace(paceSeconds(chunks, pace)), pace);
 }
+
+/** The first-send lease over sends up to `turn`: the sweep calls none of them "never sent". */
+export const leaseAfter = (turn: string) => new Date(Date.parse(turn) + LEASE_SECONDS * 1000);
 
 /** What the sends of a rollout carry besides the chunk (all its chunks alike). */
 export interface SendContext {
