@@ -1,6 +1,7 @@
 import type {
   CommandRecord,
   Counts,
+  NewTarget,
   Rollout,
   SendChunk,
   StageProgress,
@@ -255,5 +256,23 @@ export function toCommand(item: Item): CommandRecord {
     attempt: Number(item.attempt),
     instanceIds: item.instanceIds ?? [],
     sentAt: item.sentAt,
+  };
+}
+
+/** A new target's item: attempt 1, nothing sent yet. */
+export function newTargetItem(
+  rolloutId: string,
+  target: NewTarget,
+  at: string,
+  expiresAt: number,
+): Item {
+  return {
+    ...targetKey(rolloutId, target),
+    type: 'target',
+    ...target,
+    attempt: 1,
+    commandIds: [],
+    updatedAt: at,
+    expiresAt,
   };
 }

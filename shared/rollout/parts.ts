@@ -1,5 +1,5 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { type Item, partKey, rolloutKey } from './items.ts';
+import { type Item, newTargetItem, partKey, rolloutKey } from './items.ts';
 import type { NewTarget, PlanPart, SendChunk } from './model.ts';
 import { chunkItems } from './sending.ts';
 import { isConditionFailure, type RolloutTable } from './table.ts';
@@ -135,8 +135,8 @@ export async function recordPart(
   table: RolloutTable,
   rolloutId: string,
   part: PartRecord,
-  targetItem: (target: NewTarget) => Item,
 ): Promise<void> {
+  const at = table.isoNow();
   const expiresAt = table.expiry();
   const pending = part.chunks.flatMap((c) =>
     c.instanceIds.map((instanceId) => ({
@@ -148,7 +148,7 @@ export async function recordPart(
   );
   const chunks: SendChunk[] = part.chunks.map(({ notBefore: _, ...c }) => c);
   await table.batchPut([
-    ...[...pending, ...part.unreachable].map(targetItem),
+    ...[...pending, ...part.unreachable].map((t) => newTargetItem(rolloutId, t, at, expiresAt)),
     ...chunkItems(rolloutId, chunks, expiresAt),
   ]);
   await table.conditional({

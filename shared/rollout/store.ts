@@ -1,9 +1,4 @@
-import {
-  type DynamoDBDocumentClient,
-  PutCommand,
-  QueryCommand,
-  UpdateCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { mapSettled } from '../platform/chunk.ts';
 import {
   claimAlertItem,
@@ -14,10 +9,14 @@ import {
 } from './claims.ts';
 import { type CommitResult, commitTransitions } from './commit.ts';
 import {
+  beginRollout,
+  finishCreating,
+  finishCreatingInParts,
+  type NewRollout,
+} from './creating.ts';
+import {
   commandKey,
-  counterAttributes,
   type IndexEntry,
-  type Item,
   indexPk,
   launchAlertKey,
   type Release,
@@ -31,10 +30,8 @@ import {
 import {
   type AlertState,
   type CommandRecord,
-  countTargets,
   type NewTarget,
   type PlanPart,
-  planChunks,
   type Rollout,
   type SendChunk,
   type StageHalt,
@@ -43,14 +40,12 @@ import {
   type Target,
   type TargetRef,
   type Transition,
-  targetId,
 } from './model.ts';
 import {
   claimPart,
   completePart,
   type PartClaim,
   type PartRecord,
-  partItems,
   recordPart,
   releasePart,
   unqueuedParts,
@@ -58,7 +53,6 @@ import {
 import { loadPage, type Page, rolloutsOfParameterSince } from './reads.ts';
 import {
   type ChunkClaim,
-  chunkItems,
   claimChunk,
   extendSending,
   markChunkSent,
@@ -80,7 +74,7 @@ import {
   resumeToDone,
   startStage,
 } from './staging.ts';
-import { isConditionFailure, RolloutTable } from './table.ts';
+import { RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
 export type { ChunkClaim, CommitResult, IndexEntry, PartClaim, PartRecord, Release };
@@ -119,10 +113,7 @@ export class RolloutStore {
    * has already sent. Targets and chunks follow, then the rollout becomes InProgress with its
    * counts. Throws the SDK error.
    */
-  async create(
-    rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
-    targets: NewTarget[],
-  ): Promise<boolean> {
+  async create(rollout: NewRollout, targets: NewTarget[]): Promise<boolean> {
     if (!(await this.begin(rollout))) return false;
     await this.finishCreating(rollout.rolloutId, targets, true);
     return true;
@@ -132,32 +123,8 @@ export class RolloutStore {
    * Writes the rollout item alone, conditionally and in state Creating (the lock): `false` when
    * it exists already. `create` and a plan in parts start here. Throws the SDK error.
    */
-  async begin(
-    rollout: Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>,
-  ): Promise<boolean> {
-    try {
-      await this.table.db.send(
-        new PutCommand({
-          TableName: this.table.name,
-          Item: {
-            ...rolloutKey(rollout.rolloutId),
-            type: 'rollout',
-            ...rollout,
-            createdAt: this.table.isoNow(),
-            state: 'Creating',
-            alert: 'None',
-            ...counterAttributes(countTargets([])),
-            sendingUntil: this.table.leaseEnd(),
-            expiresAt: this.table.expiry(),
-          },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
-    return true;
+  begin(rollout: NewRollout): Promise<boolean> {
+    return beginRollout(this.table, rollout);
   }
 
   /**
@@ -170,97 +137,14 @@ export class RolloutStore {
   async finishCreating(rolloutId: string, targets: NewTarget[], fresh = false): Promise<void> {
     const rollout = await this.getRollout(rolloutId);
     if (rollout === undefined || rollout.state !== 'Creating') return;
-    const at = this.table.isoNow();
-    const expiresAt = this.table.expiry();
     const written = fresh ? [] : ((await this.load(rolloutId))?.targets ?? []);
-    const have = new Set(written.map(targetId));
-    const missing = targets.filter((target) => !have.has(targetId(target)));
-    const all: NewTarget[] = [
-      ...written.map(({ instanceId, parameter, path, status, reason, stage }) => ({
-        instanceId,
-        parameter,
-        path,
-        status: status === 'Unreachable' ? ('Unreachable' as const) : ('Pending' as const),
-        ...(reason === undefined ? {} : { reason }),
-        ...(stage === undefined ? {} : { stage }),
-      })),
-      ...missing,
-    ];
-    await this.table.batchPut([
-      ...missing.map((target) => this.targetItem(rolloutId, target, at, expiresAt)),
-      ...chunkItems(rolloutId, planChunks(all), expiresAt),
-      ...indexItems(rollout, expiresAt),
-    ]);
-    const counters = counterAttributes(countTargets(all));
-    // A staged rollout's stage sizes count the targets it really holds (a takeover may have
-    // resolved a slightly different fleet than its creator).
-    const staged =
-      rollout.stages === undefined || fresh
-        ? {}
-        : {
-            stagesTargets: rollout.stages.targets.map(
-              (_, k) => all.filter((t) => t.stage === k).length,
-            ),
-            stagesInstances: rollout.stages.instances.map(
-              (_, k) => new Set(all.filter((t) => t.stage === k).map((t) => t.instanceId)).size,
-            ),
-          };
-    try {
-      await this.table.db.send(
-        new UpdateCommand({
-          TableName: this.table.name,
-          Key: rolloutKey(rolloutId),
-          UpdateExpression: `SET #state = :inProgress, ${Object.keys(counters)
-            .map((name) => `${name} = :${name}`)
-            .join(', ')}${
-            'stagesTargets' in staged
-              ? ', #stages.targets = :stagesTargets, #stages.instances = :stagesInstances'
-              : ''
-          }`,
-          ConditionExpression: '#state = :creating',
-          ExpressionAttributeNames: {
-            '#state': 'state',
-            ...('stagesTargets' in staged ? { '#stages': 'stages' } : {}),
-          },
-          ExpressionAttributeValues: {
-            ':inProgress': 'InProgress',
-            ':creating': 'Creating',
-            ...Object.fromEntries(Object.entries(counters).map(([n, v]) => [`:${n}`, v])),
-            ...('stagesTargets' in staged
-              ? {
-                  ':stagesTargets': staged.stagesTargets,
-                  ':stagesInstances': staged.stagesInstances,
-                }
-              : {}),
-          },
-        }),
-      );
-    } catch (error) {
-      // Another run finished creating it first: its counts stand.
-      if (!isConditionFailure(error)) throw error;
-    }
-  }
-
-  /** A new target's item: attempt 1, nothing sent yet. */
-  private targetItem(rolloutId: string, target: NewTarget, at: string, expiresAt: number): Item {
-    return {
-      ...targetKey(rolloutId, target),
-      type: 'target',
-      ...target,
-      attempt: 1,
-      commandIds: [],
-      updatedAt: at,
-      expiresAt,
-    };
+    await finishCreating(this.table, rollout, targets, written, fresh);
   }
 
   /**
-   * Makes a Creating rollout InProgress planned in parts (parts.ts): its part items and index
-   * entries are written, and its counts count every target, so it cannot settle before each
-   * part's targets are recorded and over. The planner's lease is renewed (the parts' messages
-   * are queued next; each part has a claim of its own, and moves the lease out over the turns
-   * it queues). False when it was not Creating any more (another run made it). A takeover of a creator that stopped writes the parts again (nothing of a
-   * Creating rollout is queued). Throws the SDK error.
+   * Makes a Creating rollout InProgress planned in parts (creating.ts), or false when it is not
+   * Creating any more (another run made it). A takeover of a creator that stopped writes the
+   * parts again (nothing of a Creating rollout is queued). Throws the SDK error.
    */
   async finishCreatingInParts(
     rolloutId: string,
@@ -269,31 +153,7 @@ export class RolloutStore {
   ): Promise<boolean> {
     const rollout = await this.getRollout(rolloutId);
     if (rollout === undefined || rollout.state !== 'Creating') return false;
-    const expiresAt = this.table.expiry();
-    await this.table.batchPut([
-      ...partItems(rolloutId, parts, expiresAt),
-      ...indexItems(rollout, expiresAt),
-    ]);
-    const turns = parts.flatMap((p) => p.chunks.map((c) => c.notBefore)).sort();
-    const lastTurn = turns.at(-1) ?? this.table.isoNow();
-    const counters = counterAttributes(countTargets(targets));
-    return this.table.conditional({
-      Key: rolloutKey(rolloutId),
-      UpdateExpression: `SET #state = :inProgress, parts = :parts, sendingUntil = :until, ${Object.keys(
-        counters,
-      )
-        .map((name) => `${name} = :${name}`)
-        .join(', ')}`,
-      ConditionExpression: '#state = :creating',
-      ExpressionAttributeNames: { '#state': 'state' },
-      ExpressionAttributeValues: {
-        ':inProgress': 'InProgress',
-        ':creating': 'Creating',
-        ':parts': { count: parts.length, chunks: turns.length, lastTurn },
-        ':until': this.table.leaseEnd(),
-        ...Object.fromEntries(Object.entries(counters).map(([n, v]) => [`:${n}`, v])),
-      },
-    });
+    return finishCreatingInParts(this.table, rollout, targets, parts);
   }
 
   /** Claims one part of a plan in parts (parts.ts `claimPart`). Throws the SDK error. */
@@ -307,11 +167,7 @@ export class RolloutStore {
 
   /** Writes a claimed part's targets and chunks once (parts.ts). Throws the SDK error. */
   recordPart(rolloutId: string, part: PartRecord): Promise<void> {
-    const at = this.table.isoNow();
-    const expiresAt = this.table.expiry();
-    return recordPart(this.table, rolloutId, part, (target) =>
-      this.targetItem(rolloutId, target, at, expiresAt),
-    );
+    return recordPart(this.table, rolloutId, part);
   }
 
   /** Marks a part queued: the parts queued so far, or undefined if it was already. */
@@ -768,22 +624,4 @@ export class RolloutStore {
     const found = new Map(items.map((item) => [item.rolloutId as string, toRollout(item)]));
     return rolloutIds.flatMap((id) => found.get(id) ?? []);
   }
-}
-
-/** The rollout's entries in the parameter and environment indexes (rollouts in start order). */
-function indexItems(rollout: Rollout, expiresAt: number): Item[] {
-  const sk = `${rollout.createdAt}#${rollout.rolloutId}`;
-  return [
-    ...rollout.parameters.map((parameter) => ({ pk: `P#${parameter}`, sk })),
-    { pk: `E#${rollout.environment}`, sk },
-  ].map((key) => ({
-    ...key,
-    type: 'index',
-    rolloutId: rollout.rolloutId,
-    createdAt: rollout.createdAt,
-    triggerType: rollout.trigger.type,
-    ...(rollout.trigger.type === 'bootstrap' ? { bootstrapOf: rollout.trigger.instanceId } : {}),
-    ...(rollout.version === undefined ? {} : { version: rollout.version }),
-    expiresAt,
-  }));
 }
