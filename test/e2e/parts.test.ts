@@ -1,17 +1,6 @@
-/**
- * A rollout planned in parts, end to end on the local cloud: a package whose
- * `rollout.planPartTargets` is 50, and 230 prod instances (its smallest value is 50, so this
- * fleet makes the parts a fleet of thousands makes at the default 1,000). The propagate function
- * records only its own part; the retry function (the send workers) records the others from
- * their `part` messages; every instance gets its file once, and the rollout settles with every
- * count. A whole-environment re-sync is planned from the send queue the same way.
- */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCloud, startLocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy, withRolloutPace } from '../support/package.ts';
+import { type PackagedVariant, packageVariant, withRolloutPace } from '../support/package.ts';
 import { diagnose, SECRETS_FILE } from './local-cloud.ts';
 
 const INSTANCES = 230;
@@ -19,20 +8,17 @@ const PARAMETER = '/prod/env.php';
 const ids = Array.from({ length: INSTANCES }, (_, i) => `i-0c${String(i).padStart(15, '0')}`);
 
 let cloud: LocalCloud;
-let service: string;
-let packaged: string;
+let variant: PackagedVariant;
 
 beforeAll(async () => {
-  service = await serviceCopy({
+  variant = await packageVariant('parts', {
     // 40 fetches a second would make this fleet's sends take 6 s simulated: keep the pace out
     // of the way, the parts are what is under test.
     serverlessYml: (text) =>
       withRolloutPace(text, 'fetchesPerSecond: 3000, commandsPerSecond: 100, planPartTargets: 50'),
   });
-  packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-parts-'));
-  await packageService(packaged, service);
   cloud = await startLocalCloud({
-    packagedDir: packaged,
+    packagedDir: variant.packagedDir,
     fleet: ids.map((id, i) => ({
       id,
       tags: { Environment: 'prod', Name: `web-prod-${i}` },
@@ -47,8 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cloud?.stop();
-  await rm(packaged, { recursive: true, force: true });
-  await rm(service, { recursive: true, force: true });
+  await variant?.remove();
 });
 
 /** The rollout's status view once it has settled. */

@@ -1,12 +1,3 @@
-/**
- * Files from a Secrets Manager secret and files composed from a parameter path, end to end on the
- * local cloud, from a package of the service whose custom.fanout maps both (besides the usual
- * parameter): a rotation reaches every instance; a burst of 20 puts makes one rollout and one
- * rewrite per instance; a parameter deleted from the path loses its key.
- */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   DeleteSecretCommand,
   GetSecretValueCommand,
@@ -14,7 +5,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
-import { packageService, serviceCopy } from '../support/package.ts';
+import { type PackagedVariant, packageVariant } from '../support/package.ts';
 import { DEV_1, diagnose, PROD_1, PROD_2, PROD_3, startTestCloud } from './local-cloud.ts';
 
 const SECRET_FILE = '/etc/app/db.json';
@@ -33,11 +24,10 @@ const SOURCES = `
 `;
 
 let cloud: LocalCloud;
-let service: string;
-let packaged: string;
+let variant: PackagedVariant;
 
 beforeAll(async () => {
-  service = await serviceCopy({
+  variant = await packageVariant('sources', {
     serverlessYml: (text) =>
       text
         .replace(
@@ -49,15 +39,12 @@ beforeAll(async () => {
           'coalesce: { settleSeconds: 900, maxWaitSeconds: 1800 }',
         ),
   });
-  packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-sources-'));
-  await packageService(packaged, service);
-  cloud = await startTestCloud(undefined, { packagedDir: packaged });
+  cloud = await startTestCloud(undefined, { packagedDir: variant.packagedDir });
 }, 240_000);
 
 afterAll(async () => {
   await cloud?.stop();
-  await rm(packaged, { recursive: true, force: true });
-  await rm(service, { recursive: true, force: true });
+  await variant?.remove();
 });
 
 /** The rollouts of a source, newest first, from the status API. */

@@ -10,14 +10,17 @@
  *   v4  goes out while the alarm fires: Run Command runs none of the canary's commands.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { paginateListCommands, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
 import { describeCloud, writeConsoleInfo } from '../local-cloud/console.ts';
-import { packageService, repoRoot, serviceCopy, withRolloutPace } from '../support/package.ts';
+import {
+  type PackagedVariant,
+  packageVariant,
+  repoRoot,
+  withRolloutPace,
+} from '../support/package.ts';
 import { diagnose, PROD_1, PROD_2, PROD_3, SECRETS_FILE, startTestCloud } from './local-cloud.ts';
 
 const PROD_4 = 'i-0a00000000000f004';
@@ -32,27 +35,23 @@ const value = (v: number) => `<?php return ['db_password' => 's3cr3t-for-tests-v
 const STAGES = `, stages: { prod: { canary: 1, waves: [2], bakeSeconds: ${BAKE_SECONDS}, alarms: [${ALARM}] } }`;
 
 let cloud: LocalCloud;
-let service: string;
-let packaged: string;
+let variant: PackagedVariant;
 
 beforeAll(async () => {
-  service = await serviceCopy({
+  variant = await packageVariant('staged', {
     serverlessYml: (text) =>
       withRolloutPace(text, `fetchesPerSecond: 40, commandsPerSecond: 10${STAGES}`),
   });
-  packaged = await mkdtemp(join(tmpdir(), 'secrets-fanout-staged-'));
-  await packageService(packaged, service);
   cloud = await startTestCloud(
     FLEET.map((id, i) => ({ id, tags: { Environment: 'prod', Name: `web-prod-${i + 1}` } })),
-    { packagedDir: packaged },
+    { packagedDir: variant.packagedDir },
   );
   cloud.createAlarm(ALARM);
 }, 240_000);
 
 afterAll(async () => {
   await cloud?.stop();
-  await rm(packaged, { recursive: true, force: true });
-  await rm(service, { recursive: true, force: true });
+  await variant?.remove();
 });
 
 const fileOf = (id: string) => cloud.fleet.get(id).readFile(SECRETS_FILE).toString('utf8');
@@ -252,7 +251,7 @@ describe('staged rollouts, end to end on the local cloud', () => {
   it('a halted rollout resumed (npm run local -- resume) reaches the rest, the rolled-back canary included', async () => {
     cloud.setAlarmState(ALARM, 'OK', 'back to normal');
     // The on-call's command, as a child process against this cloud.
-    const infoFile = join(packaged, 'endpoints.json');
+    const infoFile = join(variant.packagedDir, 'endpoints.json');
     writeConsoleInfo(infoFile, describeCloud(cloud));
     const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
       execFile(

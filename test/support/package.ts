@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,32 @@ export async function serviceCopy(edits: {
   await edit('documents/replace-secrets-file.yml', edits.document);
   await mkdir(join(dir, '.serverless'), { recursive: true });
   return dir;
+}
+
+/** A package of an edited copy of the service (`serviceCopy`), and how to remove both. */
+export interface PackagedVariant {
+  packagedDir: string;
+  remove: () => Promise<void>;
+}
+
+/** Copies the service with `edits` and packages it into a directory of its own. */
+export async function packageVariant(
+  name: string,
+  edits: Parameters<typeof serviceCopy>[0],
+): Promise<PackagedVariant> {
+  const service = await serviceCopy(edits);
+  const packagedDir = await mkdtemp(join(tmpdir(), `secrets-fanout-${name}-`));
+  const remove = async () => {
+    await rm(packagedDir, { recursive: true, force: true });
+    await rm(service, { recursive: true, force: true });
+  };
+  try {
+    await packageService(packagedDir, service);
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { packagedDir, remove };
 }
 
 const ROLLOUT_PACE = 'fetchesPerSecond: 40, commandsPerSecond: 10 }';
