@@ -7,6 +7,10 @@ import { chunk, mapSettled } from '../platform/chunk.ts';
 // (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstances.html,
 //  https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html).
 const EC2_PAGE_SIZE = 1000;
+// EC2 refuses a call with more than 200 filter values in all: 400 FilterLimitExceeded, "The
+// maximum number of filter values specified on a single call is 200" (as real clients report it:
+// github.com/convox/rack/issues/2205, github.com/gjbae1212/gossm/issues/31).
+const MAX_FILTER_VALUES = 200;
 const SSM_PAGE_SIZE = 50;
 // DescribeInstanceInformation calls in flight; the SDK's adaptive retry absorbs throttling.
 const DESCRIBE_CALLS_IN_FLIGHT = 8;
@@ -85,12 +89,29 @@ async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promi
     { Name: `tag:${query.tagKey}`, Values: [query.environment] },
     { Name: 'instance-state-name', Values: ['running'] },
   ];
+  if (query.instanceIds === undefined) return [...(await describeRunning(ec2, filters))].sort();
   // With explicit ids, filter on instance-id instead of passing InstanceIds: InstanceIds fails
   // the whole call (InvalidInstanceID.NotFound) for one unknown id, and cannot be paginated.
-  if (query.instanceIds !== undefined) {
-    if (query.instanceIds.length === 0) return [];
-    filters.push({ Name: 'instance-id', Values: query.instanceIds });
+  // EC2 refuses more than 200 filter values in one call (FilterLimitExceeded), the two above
+  // included: a rollback of thousands of instances names them in calls of 198, a few in flight.
+  const results = await mapSettled(
+    chunk(query.instanceIds, MAX_FILTER_VALUES - filters.length),
+    DESCRIBE_CALLS_IN_FLIGHT,
+    (ids) => describeRunning(ec2, [...filters, { Name: 'instance-id', Values: ids }]),
+  );
+  const ids = new Set<string>();
+  for (const result of results) {
+    if (result.status === 'rejected') throw result.reason;
+    for (const id of result.value) ids.add(id);
   }
+  return [...ids].sort();
+}
+
+/** The ids of the instances these filters match, every page. Throws the SDK error. */
+async function describeRunning(
+  ec2: EC2Client,
+  filters: Array<{ Name: string; Values: string[] }>,
+): Promise<Set<string>> {
   const ids = new Set<string>();
   const pages = paginateDescribeInstances(
     { client: ec2, pageSize: EC2_PAGE_SIZE },
@@ -103,7 +124,7 @@ async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promi
       }
     }
   }
-  return [...ids].sort();
+  return ids;
 }
 
 async function pingStatusOf(ssm: SSMClient, instanceIds: string[]): Promise<Map<string, string>> {

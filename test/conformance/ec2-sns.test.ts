@@ -44,6 +44,30 @@ describe('EC2 and SNS conformance', () => {
       expect(cloud.fleet.get(PROD_1).tags.Environment).toBe('prod');
     });
 
+    it('refuses more than 200 filter values in one call with FilterLimitExceeded; 200 pass', async () => {
+      // Unknown ids in an instance-id filter only match nothing; their number is what counts.
+      const ids = (n: number) =>
+        Array.from({ length: n }, (_, i) => `i-0c${i.toString(16).padStart(15, '0')}`);
+      const describe = (named: string[]) =>
+        ec2.send(
+          new DescribeInstancesCommand({
+            Filters: [
+              { Name: 'tag:Environment', Values: ['prod'] },
+              { Name: 'instance-id', Values: [PROD_1, ...named] },
+            ],
+          }),
+        );
+      const found = await describe(ids(198));
+      expect(found.Reservations?.flatMap((r) => r.Instances?.map((i) => i.InstanceId))).toEqual([
+        PROD_1,
+      ]);
+      await expect(describe(ids(199))).rejects.toMatchObject({
+        name: 'FilterLimitExceeded',
+        message: 'The maximum number of filter values specified on a single call is 200',
+        $metadata: { httpStatusCode: 400 },
+      });
+    });
+
     it('ListTopics and ListSubscriptions list the stack’s topic and its subscriptions', async () => {
       const topics = await sns.send(new ListTopicsCommand({}));
       expect(topics.Topics?.map((topic) => topic.TopicArn)).toEqual(

@@ -174,6 +174,7 @@ export class Ec2Service {
       }
       case 'DescribeTags': {
         // API_DescribeTags.html: filters key, value, resource-id, resource-type.
+        checkFilterValueLimit(form);
         let rows = this.fleet
           .list()
           .filter((instance) => instance.state !== 'terminated')
@@ -319,6 +320,7 @@ export class Ec2Service {
   }
 
   private describeInstances(form: Map<string, string>, requestId: string): string {
+    checkFilterValueLimit(form);
     const ids = indexed(form, 'InstanceId');
     const maxResultsText = form.get('MaxResults');
     if (maxResultsText !== undefined && ids.length > 0) {
@@ -403,6 +405,27 @@ export class Ec2Service {
       `<privateIpAddress>${instance.privateIp}</privateIpAddress><architecture>x86_64</architecture>` +
       `<rootDeviceType>ebs</rootDeviceType><platformDetails>Linux/UNIX</platformDetails>` +
       `<tagSet>${tags}</tagSet></item>`
+    );
+  }
+}
+
+/**
+ * EC2 refuses a call whose filters hold more than 200 values in all, with a 400
+ * FilterLimitExceeded: "The maximum number of filter values specified on a single call is 200"
+ * (the error real clients report, e.g. github.com/convox/rack/issues/2205 for DescribeInstances
+ * with one instance-id filter of more ids, and gjbae1212/gossm#31). Counted over every filter of
+ * the call, as the message says.
+ */
+const MAX_FILTER_VALUES = 200;
+function checkFilterValueLimit(form: Map<string, string>): void {
+  let values = 0;
+  for (let n = 1; form.has(`Filter.${n}.Name`); n += 1) {
+    values += indexed(form, `Filter.${n}.Value`).length;
+  }
+  if (values > MAX_FILTER_VALUES) {
+    throw new ServiceError(
+      'FilterLimitExceeded',
+      `The maximum number of filter values specified on a single call is ${MAX_FILTER_VALUES}`,
     );
   }
 }

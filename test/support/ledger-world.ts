@@ -716,6 +716,14 @@ export class World {
   private async ec2(command: object): Promise<unknown> {
     const input = (command as { input: { Filters?: Array<{ Name: string; Values: string[] }> } })
       .input;
+    // As EC2 (and the local cloud, test/local-cloud/ec2.ts): at most 200 filter values a call.
+    const filterValues = (input.Filters ?? []).reduce((sum, f) => sum + f.Values.length, 0);
+    if (filterValues > 200) {
+      throw Object.assign(
+        new Error('The maximum number of filter values specified on a single call is 200'),
+        { name: 'FilterLimitExceeded' },
+      );
+    }
     const idFilter = input.Filters?.find((f) => f.Name === 'instance-id')?.Values;
     const ids = idFilter ?? this.instances;
     const runningOnly = input.Filters?.some(

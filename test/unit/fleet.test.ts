@@ -124,6 +124,42 @@ describe('resolveTargets', () => {
     );
   });
 
+  it('names at most 198 ids a call (EC2 takes 200 filter values), and finds them all', async () => {
+    // Arrange: 450 named ids, of which EC2 knows every other one as running and tagged.
+    const ids = instanceIds(450);
+    const known = new Set(ids.filter((_, i) => i % 2 === 0));
+    ec2Mock.on(DescribeInstancesCommand).callsFake((input) => {
+      const named: string[] = input.Filters.find((f: any) => f.Name === 'instance-id').Values;
+      return {
+        Reservations: [
+          { Instances: named.filter((id) => known.has(id)).map((InstanceId) => ({ InstanceId })) },
+        ],
+      };
+    });
+    ssmKnows(Object.fromEntries(ids.map((id) => [id, 'Online'])));
+    // Act
+    const targets = await resolveTargets(clients, { ...query, instanceIds: ids });
+    // Assert
+    const calls = ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input);
+    expect(calls.map((input) => input.Filters?.flatMap((f) => f.Values ?? []).length)).toEqual([
+      200, 200, 56,
+    ]);
+    expect(
+      calls.flatMap((input) => input.Filters?.find((f) => f.Name === 'instance-id')?.Values),
+    ).toEqual(ids);
+    expect(targets.reachable).toEqual([...known].sort());
+  });
+
+  it('throws when one of the named calls fails', async () => {
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({ Reservations: [] })
+      .rejects(Object.assign(new Error('throttled'), { name: 'RequestLimitExceeded' }));
+    await expect(
+      resolveTargets(clients, { ...query, instanceIds: instanceIds(400) }),
+    ).rejects.toThrow('throttled');
+  });
+
   it('asks nothing when restricted to no instances', async () => {
     const targets = await resolveTargets(clients, { ...query, instanceIds: [] });
     expect(targets).toEqual({ reachable: [], unreachable: [] });
