@@ -17,9 +17,9 @@ import {
   rolloutTable,
   rolloutView,
 } from '../shared/report/status.ts';
-import { RolloutStore } from '../shared/rollout/store.ts';
+import { RolloutReader } from '../shared/rollout/reader.ts';
 
-const store = new RolloutStore(documents, requireEnv('ROLLOUTS_TABLE'));
+const store = new RolloutReader(documents, requireEnv('ROLLOUTS_TABLE'));
 const config = loadConfig();
 
 type Answer = { status: number; body: unknown; table?: string[] };

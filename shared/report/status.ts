@@ -11,7 +11,7 @@ import {
   type TargetStatus,
   targetId,
 } from '../rollout/model.ts';
-import type { RolloutStore } from '../rollout/store.ts';
+import type { RolloutReader } from '../rollout/reader.ts';
 import { describeTrigger } from '../rollout/trigger.ts';
 import { stageName } from '../stages/stage-info.ts';
 
@@ -76,7 +76,7 @@ export interface RolloutView {
  * InvalidInputError for a token that is not one this view handed out, and the SDK error.
  */
 export async function rolloutView(
-  store: RolloutStore,
+  store: RolloutReader,
   rolloutId: string,
   page: { limit: number; nextToken?: string } = { limit: MAX_INSTANCES_PER_PAGE },
 ): Promise<RolloutView | undefined> {
@@ -161,7 +161,7 @@ function instanceView(target: Target, firstCommandId: string | undefined): Insta
 
 /** The newest rollouts of a parameter or environment, newest first, without their instances. */
 export async function recentRollouts(
-  store: RolloutStore,
+  store: RolloutReader,
   request: RolloutListRequest,
 ): Promise<Rollout[]> {
   const by =

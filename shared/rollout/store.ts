@@ -1,4 +1,4 @@
-import { type DynamoDBDocumentClient, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mapSettled } from '../platform/chunk.ts';
 import {
   claimAlertItem,
@@ -23,7 +23,6 @@ import {
   rolloutKey,
   targetKey,
   toCommand,
-  toIndexEntry,
   toRollout,
   toTarget,
 } from './items.ts';
@@ -50,7 +49,8 @@ import {
   releasePart,
   unqueuedParts,
 } from './parts.ts';
-import { loadPage, type Page, rolloutsOfParameterSince } from './reads.ts';
+import { RolloutReader } from './reader.ts';
+import { rolloutsOfParameterSince } from './reads.ts';
 import {
   type ChunkClaim,
   claimChunk,
@@ -74,7 +74,6 @@ import {
   resumeToDone,
   startStage,
 } from './staging.ts';
-import { RolloutTable } from './table.ts';
 
 export { LEASE_SECONDS } from './table.ts';
 export type { ChunkClaim, CommitResult, IndexEntry, PartClaim, PartRecord, Release };
@@ -93,13 +92,7 @@ type Decision = NonNullable<StageProgress['decisions']>[number];
  * update in one transaction, so counters never drift. A ConditionalCheckFailed is turned into a
  * domain answer here (and in commit.ts) and nowhere else.
  */
-export class RolloutStore {
-  private readonly table: RolloutTable;
-
-  constructor(db: DynamoDBDocumentClient, tableName: string, now: () => Date = () => new Date()) {
-    this.table = new RolloutTable(db, tableName, now);
-  }
-
+export class RolloutStore extends RolloutReader {
   /** The time every rule of the rollouts reads: the store's clock (a test's, or the real one). */
   clock(): Date {
     return this.table.clock();
@@ -284,12 +277,6 @@ export class RolloutStore {
     );
   }
 
-  /** The rollout (strongly consistent), or undefined. Throws the SDK error. */
-  async getRollout(rolloutId: string): Promise<Rollout | undefined> {
-    const Item = await this.table.get(rolloutKey(rolloutId));
-    return Item === undefined ? undefined : toRollout(Item);
-  }
-
   /** One target, or undefined. Throws the SDK error. */
   async getTarget(rolloutId: string, ref: { instanceId: string; path: string }) {
     const Item = await this.table.get(targetKey(rolloutId, ref));
@@ -318,15 +305,6 @@ export class RolloutStore {
       targets: items.filter((item) => item.type === 'target').map(toTarget),
       commands: items.filter((item) => item.type === 'command').map(toCommand),
     };
-  }
-
-  /**
-   * One page of a rollout's targets (in key order) and all its commands, for the status view;
-   * `after` is the last target key of the previous page. undefined if there is no such rollout.
-   * Throws the SDK error.
-   */
-  loadPage(rolloutId: string, limit: number, after?: string): Promise<Page | undefined> {
-    return loadPage(this.table, (id) => this.getRollout(id), rolloutId, limit, after);
   }
 
   /** Command records by (rollout, command) pair; missing ones are absent from the map. */
@@ -499,23 +477,6 @@ export class RolloutStore {
     if (failed !== undefined) throw failed.reason;
   }
 
-  /** The newest rollouts of a parameter or environment, newest first (index entries). */
-  async recentRollouts(
-    by: { parameter: string } | { environment: string },
-    limit: number,
-  ): Promise<IndexEntry[]> {
-    const { Items } = await this.table.db.send(
-      new QueryCommand({
-        TableName: this.table.name,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': indexPk(by) },
-        ScanIndexForward: false,
-        Limit: limit,
-      }),
-    );
-    return (Items ?? []).map(toIndexEntry);
-  }
-
   /**
    * Every rollout of a parameter recorded after `after` (an ISO instant), oldest first, all
    * pages, that may target any of `instanceIds` (≤ 99): other instances' bootstrap rollouts are
@@ -616,12 +577,5 @@ export class RolloutStore {
     to: 'lifted' | 'Abandoned',
   ): Promise<boolean> {
     return changeHold(this.table, environment, parameter, rolloutId, to);
-  }
-
-  /** Rollout items by id, in the order asked; missing ids are left out. */
-  async getRollouts(rolloutIds: string[]): Promise<Rollout[]> {
-    const items = await this.table.batchGet(rolloutIds.map(rolloutKey));
-    const found = new Map(items.map((item) => [item.rolloutId as string, toRollout(item)]));
-    return rolloutIds.flatMap((id) => found.get(id) ?? []);
   }
 }
