@@ -5,7 +5,10 @@ import {
   requireEnv,
 } from '../shared/config.ts';
 import { InvalidInputError } from '../shared/errors.ts';
-import { RolloutListRequestSchema, RolloutRequestSchema } from '../shared/messages/requests.ts';
+import {
+  RolloutListRequestSchema,
+  RolloutRequestSchema,
+} from '../shared/messages/status-requests.ts';
 import { documents } from '../shared/platform/clients/dynamodb.ts';
 import { isHttpRequest, respond } from '../shared/platform/http.ts';
 import { observedWithoutMetrics } from '../shared/platform/middleware.ts';

@@ -4,12 +4,13 @@
 // fails `serverless package` with the field named, before anything is deployed.
 // CommonJS because the Serverless Framework `require`s variable files; Node 24 loads the
 // TypeScript module directly (type stripping + require(esm)).
-const { mappedSourceNames } = require('../config.ts');
+const { configDigest, mappedSourceNames } = require('../config.ts');
 const { validated, escapeVariables, loadDocument } = require('./fanout-config.cjs');
 
 // Lambda caps all environment variables of a function at 4 KB together
-// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
-const MAX_CONFIG_BYTES = 3072;
+// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). The others take
+// about 1 KB (names, queue URLs, table names, ARNs), FANOUT_CONFIG_SHA256 64 bytes of it.
+const MAX_CONFIG_BYTES = 3008;
 const MAX_EVENT_PATTERN = 2048;
 
 // A name no parameter can have ("{" is not allowed in one): an event pattern may not hold an
@@ -30,16 +31,27 @@ function checkPatternSize(what, count, detail) {
   }
 }
 
+/** The validated config as compact JSON; throws if it would not fit Lambda's environment. */
+async function configJson(resolveVariable) {
+  const json = JSON.stringify(await validated(resolveVariable));
+  if (Buffer.byteLength(json) > MAX_CONFIG_BYTES) {
+    throw new Error(
+      `custom.fanout is ${Buffer.byteLength(json)} bytes as JSON; Lambda allows 4 KB of environment in all, so keep it under ${MAX_CONFIG_BYTES}`,
+    );
+  }
+  return json;
+}
+
 module.exports = {
   /** The validated config, compact JSON, for the FANOUT_CONFIG environment variable. */
-  async json({ resolveVariable }) {
-    const json = JSON.stringify(await validated(resolveVariable));
-    if (Buffer.byteLength(json) > MAX_CONFIG_BYTES) {
-      throw new Error(
-        `custom.fanout is ${Buffer.byteLength(json)} bytes as JSON; Lambda allows 4 KB of environment in all, so keep it under ${MAX_CONFIG_BYTES}`,
-      );
-    }
-    return json;
+  json: ({ resolveVariable }) => configJson(resolveVariable),
+
+  /**
+   * FANOUT_CONFIG's digest, for FANOUT_CONFIG_SHA256: a cold start that finds the same text
+   * reads it without building the schema again (shared/config.ts loadConfig).
+   */
+  async digest({ resolveVariable }) {
+    return configDigest(await configJson(resolveVariable));
   },
 
   /** Every expanded parameter name (files of `parameter:`), for propagate's rule. */

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.ts';
-import { MAX_INSTANCES_PER_PAGE, type RolloutListRequest } from '../messages/requests.ts';
+import { MAX_INSTANCES_PER_PAGE, type RolloutListRequest } from '../messages/status-requests.ts';
 import {
   type Counts,
   driftRepaired,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  configDigest,
   expandFiles,
   filesForEnvironment,
   filesForParameter,
@@ -163,6 +164,27 @@ describe('loadConfig', () => {
       'dev',
       'prod',
     ]);
+  });
+
+  it('reads the text the package validated as is when its digest matches', () => {
+    // The package only ever records the digest of the schema's own output; a text with that
+    // digest is therefore that output, and the schema is not built or run again at cold start.
+    // (Shown with a text the schema would refuse: only the digest decides.)
+    const json = '{"environments":[]}';
+    expect(loadConfig({ FANOUT_CONFIG: json, FANOUT_CONFIG_SHA256: configDigest(json) })).toEqual({
+      environments: [],
+    });
+  });
+
+  it('checks a text whose digest does not match (edited after packaging) with the schema', () => {
+    const valid = JSON.stringify(clone());
+    const edited = '{"environments":[]}';
+    expect(() =>
+      loadConfig({ FANOUT_CONFIG: edited, FANOUT_CONFIG_SHA256: configDigest(valid) }),
+    ).toThrow('FANOUT_CONFIG.environments');
+    // A valid edit is accepted, with the schema's defaults.
+    const config = loadConfig({ FANOUT_CONFIG: valid, FANOUT_CONFIG_SHA256: configDigest(edited) });
+    expect(config.rollout.maxConcurrency).toBe('25%');
   });
 
   it.each([

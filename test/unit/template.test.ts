@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { configDigest, loadConfig, parseConfig } from '../../shared/config.ts';
 import { packageService, repoRoot, serviceCopy } from '../support/package.ts';
 
 // Tests on the CloudFormation template `serverless package` builds (the global setup packages
@@ -332,6 +333,16 @@ describe('resources', () => {
       COMMAND_OUTPUT_LOG_GROUP: { Ref: 'CommandOutputLogGroup' },
     });
     expect(resources.PropagateLambdaFunction!.Properties.Runtime).toBe('nodejs24.x');
+  });
+
+  it("gives every function FANOUT_CONFIG's digest, which loadConfig takes as the text validated", () => {
+    const functions = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function');
+    expect(functions.length).toBeGreaterThan(5);
+    for (const fn of functions) {
+      const env = fn.Properties.Environment.Variables;
+      expect(env.FANOUT_CONFIG_SHA256).toBe(configDigest(env.FANOUT_CONFIG));
+      expect(loadConfig(env)).toEqual(parseConfig(JSON.parse(env.FANOUT_CONFIG), 'FANOUT_CONFIG'));
+    }
   });
 });
 
