@@ -1,5 +1,12 @@
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import { counterAttributes, type Item, newTargetItem, rolloutKey } from './items.ts';
+import { PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { chunk } from '../platform/chunk.ts';
+import {
+  counterAttributes,
+  type Item,
+  instanceIdsKey,
+  newTargetItem,
+  rolloutKey,
+} from './items.ts';
 import {
   countTargets,
   type NewTarget,
@@ -23,28 +30,80 @@ import { isConditionFailure, type RolloutTable } from './table.ts';
 
 export type NewRollout = Omit<Rollout, 'createdAt' | 'state' | 'alert' | 'counts'>;
 
+// An instance restriction of up to this many ids stays on the rollout item (about 22 KB);
+// a longer one (a rollback of a large staged rollout) would take the item past DynamoDB's 400 KB
+// at about 19,000 ids, so it goes in items of its own, 5,000 ids (about 110 KB) each, written in
+// one transaction with the rollout item. A transaction holds at most 100 items and 4 MB
+// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
+// so at most 30 pages: 150,000 instances.
+const INLINE_INSTANCE_IDS = 1000;
+const INSTANCE_IDS_PER_ITEM = 5000;
+const MAX_INSTANCE_ID_PAGES = 30;
+
 /** Writes the rollout item, Creating: `false` when it exists already. Throws the SDK error. */
 export async function beginRollout(table: RolloutTable, rollout: NewRollout): Promise<boolean> {
+  const item = (fields: NewRollout & { instanceIdPages?: number }) => ({
+    ...rolloutKey(rollout.rolloutId),
+    type: 'rollout',
+    ...fields,
+    createdAt: table.isoNow(),
+    state: 'Creating',
+    alert: 'None',
+    ...counterAttributes(countTargets([])),
+    sendingUntil: table.leaseEnd(),
+    expiresAt: table.expiry(),
+  });
+  const { instanceIds, ...rest } = rollout;
+  if (instanceIds === undefined || instanceIds.length <= INLINE_INSTANCE_IDS) {
+    try {
+      await table.db.send(
+        new PutCommand({
+          TableName: table.name,
+          Item: item(rollout),
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+    return true;
+  }
+  const pages = chunk(instanceIds, INSTANCE_IDS_PER_ITEM);
+  if (pages.length > MAX_INSTANCE_ID_PAGES) {
+    throw new RangeError(
+      `a rollout may be restricted to at most ${MAX_INSTANCE_ID_PAGES * INSTANCE_IDS_PER_ITEM} instances, not ${instanceIds.length}`,
+    );
+  }
   try {
     await table.db.send(
-      new PutCommand({
-        TableName: table.name,
-        Item: {
-          ...rolloutKey(rollout.rolloutId),
-          type: 'rollout',
-          ...rollout,
-          createdAt: table.isoNow(),
-          state: 'Creating',
-          alert: 'None',
-          ...counterAttributes(countTargets([])),
-          sendingUntil: table.leaseEnd(),
-          expiresAt: table.expiry(),
-        },
-        ConditionExpression: 'attribute_not_exists(pk)',
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: table.name,
+              Item: item({ ...rest, instanceIdPages: pages.length }),
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+          ...pages.map((ids, page) => ({
+            Put: {
+              TableName: table.name,
+              Item: {
+                ...instanceIdsKey(rollout.rolloutId, page),
+                type: 'instanceIds',
+                instanceIds: ids,
+                expiresAt: table.expiry(),
+              },
+            },
+          })),
+        ],
       }),
     );
   } catch (error) {
-    if (isConditionFailure(error)) return false;
+    const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> })
+      .CancellationReasons;
+    if (reasons?.[0]?.Code === 'ConditionalCheckFailed') return false;
     throw error;
   }
   return true;

@@ -46,6 +46,11 @@ export const partKey = (rolloutId: string, part: number) => ({
   pk: `R#${rolloutId}`,
   sk: `Q#${String(part).padStart(5, '0')}`,
 });
+/** One page of a large instance restriction (creating.ts `beginRollout`), in id order. */
+export const instanceIdsKey = (rolloutId: string, page: number) => ({
+  pk: `R#${rolloutId}`,
+  sk: `I#${String(page).padStart(5, '0')}`,
+});
 export const PACE_KEY = { pk: 'PACE', sk: 'fetches' };
 export const releaseKey = (environment: string, parameter: string) => ({
   pk: `V#${environment}`,
@@ -120,6 +125,9 @@ export function toRollout(item: Item): Rollout {
     files: item.files ?? [],
     ...(item.version === undefined ? {} : { version: Number(item.version) }),
     ...(item.instanceIds === undefined ? {} : { instanceIds: item.instanceIds }),
+    ...(item.instanceIdPages === undefined
+      ? {}
+      : { instanceIdPages: Number(item.instanceIdPages) }),
     ...(item.sources === undefined ? {} : { sources: item.sources }),
     createdAt: item.createdAt,
     ...(item.settledAt === undefined ? {} : { settledAt: item.settledAt }),

@@ -367,6 +367,7 @@ function completedEverywhere(rollout: Rollout): boolean {
     rollout.trigger.type === 'event' &&
     rollout.version !== undefined &&
     rollout.instanceIds === undefined &&
+    rollout.instanceIdPages === undefined &&
     rollout.parameters.length === 1 &&
     // Unreachable instances got nothing (they are alerted on their own): only a failure
     // means the version did not go where it was sent.

@@ -103,8 +103,14 @@ export interface Rollout {
   files: RolloutFile[];
   /** The parameter's version when the rollout started (single-parameter rollouts). */
   version?: number;
-  /** The instances it was restricted to (a resync of some, a bootstrap), if any. */
+  /** The instances it was restricted to (a resync of some, a bootstrap, a rollback), if any. */
   instanceIds?: string[];
+  /**
+   * Set when the restriction is too long for the rollout item (a rollback of thousands of
+   * instances): it is kept in this many items of its own, which `getRollout` and `load` read
+   * into `instanceIds`. Any other read of the rollout item has this and no `instanceIds`.
+   */
+  instanceIdPages?: number;
   /** Every source version it covers (a secret's VersionId, each parameter under a path). */
   sources?: SourceVersion[];
   /** When the store recorded it, to the millisecond: the order rollouts really started in. */

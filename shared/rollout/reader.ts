@@ -1,7 +1,7 @@
 import { type DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { type IndexEntry, indexPk, rolloutKey, toIndexEntry, toRollout } from './items.ts';
 import type { Rollout } from './model.ts';
-import { loadPage, type Page } from './reads.ts';
+import { instanceIdsOf, loadPage, type Page } from './reads.ts';
 import { RolloutTable } from './table.ts';
 
 /**
@@ -16,10 +16,16 @@ export class RolloutReader {
     this.table = new RolloutTable(db, tableName, now);
   }
 
-  /** The rollout (strongly consistent), or undefined. Throws the SDK error. */
+  /**
+   * The rollout (strongly consistent), with every instance it is restricted to, or undefined.
+   * Throws the SDK error.
+   */
   async getRollout(rolloutId: string): Promise<Rollout | undefined> {
     const Item = await this.table.get(rolloutKey(rolloutId));
-    return Item === undefined ? undefined : toRollout(Item);
+    if (Item === undefined) return undefined;
+    const rollout = toRollout(Item);
+    if (rollout.instanceIdPages === undefined) return rollout;
+    return { ...rollout, instanceIds: await instanceIdsOf(this.table, rolloutId) };
   }
 
   /** Rollout items by id, in the order asked; missing ids are left out. */

@@ -66,3 +66,13 @@ export async function rolloutsOfParameterSince(
   });
   return items.map(toIndexEntry);
 }
+
+/** A large restriction's ids (see `beginRollout`), from its pages in order. Throws the SDK error. */
+export async function instanceIdsOf(table: RolloutTable, rolloutId: string): Promise<string[]> {
+  const pages = await table.queryAll({
+    KeyConditionExpression: 'pk = :pk AND begins_with(sk, :i)',
+    ExpressionAttributeValues: { ':pk': `R#${rolloutId}`, ':i': 'I#' },
+    ConsistentRead: true,
+  });
+  return pages.flatMap((page) => page.instanceIds as string[]);
+}

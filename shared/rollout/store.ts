@@ -300,8 +300,15 @@ export class RolloutStore extends RolloutReader {
     });
     const rolloutItem = items.find((item) => item.type === 'rollout');
     if (rolloutItem === undefined) return undefined;
+    const rollout = toRollout(rolloutItem);
+    if (rollout.instanceIdPages !== undefined) {
+      // The pages come in key order (I#00000, I#00001, …), as they were written.
+      rollout.instanceIds = items
+        .filter((item) => item.type === 'instanceIds')
+        .flatMap((item) => item.instanceIds as string[]);
+    }
     return {
-      rollout: toRollout(rolloutItem),
+      rollout,
       targets: items.filter((item) => item.type === 'target').map(toTarget),
       commands: items.filter((item) => item.type === 'command').map(toCommand),
     };
