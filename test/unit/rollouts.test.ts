@@ -441,10 +441,8 @@ describe('creating a rollout', () => {
 describe('a rollout restricted to more instances than one item holds', () => {
   // A rollback of a large staged rollout names every instance it reached; DynamoDB items hold
   // 400 KB, about 19,000 instance ids.
-  it('is created and read back with every instance id', async () => {
-    const ids = instanceIds(25_000);
-    const rolloutId = nextRolloutId();
-    const created = await store.begin({
+  const beginRestricted = (rolloutId: string, ids: string[]) =>
+    store.begin({
       rolloutId,
       trigger: { type: 'rollback', of: nextRolloutId(), stage: 2 },
       environment: 'prod',
@@ -453,33 +451,22 @@ describe('a rollout restricted to more instances than one item holds', () => {
       version: 6,
       instanceIds: ids,
     });
-    expect(created).toBe(true);
+
+  it('is created and read back with every instance id', async () => {
+    const ids = instanceIds(25_000);
+    const rolloutId = nextRolloutId();
+    expect(await beginRestricted(rolloutId, ids)).toBe(true);
     expect((await store.getRollout(rolloutId))?.instanceIds).toEqual(ids);
     expect((await store.load(rolloutId))?.rollout.instanceIds).toEqual(ids);
     // The rollout item is still the lock: a second creation writes nothing.
-    const again = await store.begin({
-      rolloutId,
-      trigger: { type: 'rollback', of: nextRolloutId(), stage: 2 },
-      environment: 'prod',
-      parameters: [parameter],
-      files: [{ parameter, path }],
-      instanceIds: ids.slice(0, 20_000),
-    });
-    expect(again).toBe(false);
+    expect(await beginRestricted(rolloutId, ids.slice(0, 20_000))).toBe(false);
     expect((await store.getRollout(rolloutId))?.instanceIds).toEqual(ids);
   });
 
   it('keeps a short restriction on the rollout item itself', async () => {
     const ids = instanceIds(1000);
     const rolloutId = nextRolloutId();
-    await store.begin({
-      rolloutId,
-      trigger: { type: 'resync', principal: 'arn:aws:iam::111122223333:user/oncall' },
-      environment: 'prod',
-      parameters: [parameter],
-      files: [{ parameter, path }],
-      instanceIds: ids,
-    });
+    await beginRestricted(rolloutId, ids);
     const rollout = await store.getRollout(rolloutId);
     expect(rollout?.instanceIds).toEqual(ids);
     expect(rollout?.instanceIdPages).toBeUndefined();
