@@ -1,4 +1,5 @@
 import { PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { RolloutBusyError } from '../errors.ts';
 import { chunk } from '../platform/chunk.ts';
 import {
   counterAttributes,
@@ -104,6 +105,11 @@ export async function beginRollout(table: RolloutTable, rollout: NewRollout): Pr
     const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> })
       .CancellationReasons;
     if (reasons?.[0]?.Code === 'ConditionalCheckFailed') return false;
+    // Another run is creating the same rollout at this moment (its transaction and ours touch
+    // the same items): it finishes it, as a creator whose lease is live would.
+    if (reasons?.some((reason) => reason.Code === 'TransactionConflict')) {
+      throw new RolloutBusyError(rollout.rolloutId);
+    }
     throw error;
   }
   return true;

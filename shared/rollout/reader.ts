@@ -17,15 +17,23 @@ export class RolloutReader {
   }
 
   /**
-   * The rollout (strongly consistent), with every instance it is restricted to, or undefined.
-   * Throws the SDK error.
+   * The rollout item (strongly consistent), or undefined. A long instance restriction is not
+   * read with it (`instanceIdPages` set, no `instanceIds`): see `restrictionOf`. Throws the SDK
+   * error.
    */
   async getRollout(rolloutId: string): Promise<Rollout | undefined> {
     const Item = await this.table.get(rolloutKey(rolloutId));
-    if (Item === undefined) return undefined;
-    const rollout = toRollout(Item);
-    if (rollout.instanceIdPages === undefined) return rollout;
-    return { ...rollout, instanceIds: await instanceIdsOf(this.table, rolloutId) };
+    return Item === undefined ? undefined : toRollout(Item);
+  }
+
+  /**
+   * The instances a rollout is restricted to, however it keeps them (on its item, or in items of
+   * their own); undefined for a whole environment. Throws the SDK error, or an Error if an item
+   * of the restriction is missing.
+   */
+  async restrictionOf(rollout: Rollout): Promise<string[] | undefined> {
+    if (rollout.instanceIdPages === undefined) return rollout.instanceIds;
+    return instanceIdsOf(this.table, rollout.rolloutId, rollout.instanceIdPages);
   }
 
   /** Rollout items by id, in the order asked; missing ids are left out. */

@@ -1,5 +1,5 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { type IndexEntry, indexPk, toCommand, toIndexEntry, toTarget } from './items.ts';
+import { type IndexEntry, type Item, indexPk, toCommand, toIndexEntry, toTarget } from './items.ts';
 import type { CommandRecord, Rollout, Target } from './model.ts';
 import type { RolloutTable } from './table.ts';
 
@@ -67,12 +67,31 @@ export async function rolloutsOfParameterSince(
   return items.map(toIndexEntry);
 }
 
-/** A large restriction's ids (see `beginRollout`), from its pages in order. Throws the SDK error. */
-export async function instanceIdsOf(table: RolloutTable, rolloutId: string): Promise<string[]> {
-  const pages = await table.queryAll({
+/**
+ * A long restriction's ids (creating.ts `beginRollout`), from its `pages` items in key order.
+ * Throws the SDK error, or an Error if an item is missing (say, deleted by TTL before the rest):
+ * a restriction read short would silently leave instances out.
+ */
+export async function instanceIdsOf(
+  table: RolloutTable,
+  rolloutId: string,
+  pages: number,
+): Promise<string[]> {
+  const items = await table.queryAll({
     KeyConditionExpression: 'pk = :pk AND begins_with(sk, :i)',
     ExpressionAttributeValues: { ':pk': `R#${rolloutId}`, ':i': 'I#' },
     ConsistentRead: true,
   });
-  return pages.flatMap((page) => page.instanceIds as string[]);
+  return restrictionFrom(rolloutId, pages, items);
+}
+
+/** The ids in a restriction's page items; throws an Error unless all `pages` are there. */
+export function restrictionFrom(rolloutId: string, pages: number, items: Item[]): string[] {
+  const found = items.filter((item) => item.type === 'instanceIds');
+  if (found.length !== pages) {
+    throw new Error(
+      `rollout ${rolloutId} keeps its instances in ${pages} items, ${found.length} found`,
+    );
+  }
+  return found.flatMap((item) => item.instanceIds as string[]);
 }

@@ -50,7 +50,7 @@ import {
   unqueuedParts,
 } from './parts.ts';
 import { RolloutReader } from './reader.ts';
-import { rolloutsOfParameterSince } from './reads.ts';
+import { restrictionFrom, rolloutsOfParameterSince } from './reads.ts';
 import {
   type ChunkClaim,
   claimChunk,
@@ -303,9 +303,7 @@ export class RolloutStore extends RolloutReader {
     const rollout = toRollout(rolloutItem);
     if (rollout.instanceIdPages !== undefined) {
       // The pages come in key order (I#00000, I#00001, …), as they were written.
-      rollout.instanceIds = items
-        .filter((item) => item.type === 'instanceIds')
-        .flatMap((item) => item.instanceIds as string[]);
+      rollout.instanceIds = restrictionFrom(rolloutId, rollout.instanceIdPages, items);
     }
     return {
       rollout,

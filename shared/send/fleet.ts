@@ -95,7 +95,10 @@ async function runningTaggedInstances(ec2: EC2Client, query: TargetQuery): Promi
   // EC2 refuses more than 200 filter values in one call (FilterLimitExceeded), the two above
   // included: a rollback of thousands of instances names them in calls of 198, a few in flight.
   const results = await mapSettled(
-    chunk(query.instanceIds, MAX_FILTER_VALUES - filters.length),
+    chunk(
+      query.instanceIds,
+      MAX_FILTER_VALUES - filters.reduce((sum, f) => sum + f.Values.length, 0),
+    ),
     DESCRIBE_CALLS_IN_FLIGHT,
     (ids) => describeRunning(ec2, [...filters, { Name: 'instance-id', Values: ids }]),
   );

@@ -18,6 +18,7 @@ export async function resumeRollout(deps: FanOutDeps, rolloutId: string): Promis
   const files = filesForEnvironment(deps.config, rollout.environment).filter((file) =>
     rollout.files.some((f) => f.parameter === file.parameter && f.path === file.path),
   );
+  const instanceIds = await deps.store.restrictionOf(rollout);
   try {
     const summary = await fanOut(deps, {
       rolloutId,
@@ -25,7 +26,7 @@ export async function resumeRollout(deps: FanOutDeps, rolloutId: string): Promis
       environment: rollout.environment,
       files,
       ...(rollout.version === undefined ? {} : { version: rollout.version }),
-      ...(rollout.instanceIds === undefined ? {} : { instanceIds: rollout.instanceIds }),
+      ...(instanceIds === undefined ? {} : { instanceIds }),
       ...(rollout.pins === undefined ? {} : { pins: rollout.pins }),
       // A staged rollout's missing targets get their stages as its creator would have.
       ...(rollout.stages === undefined

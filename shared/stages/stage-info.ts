@@ -22,7 +22,8 @@ export async function reachedInstances(deps: FanOutDeps, rollout: Rollout): Prom
 export async function rolledBackInstances(deps: FanOutDeps, rollout: Rollout): Promise<string[]> {
   const rollbackId = rollout.stages?.halt?.rollbackRolloutId;
   if (rollbackId === undefined) return [];
-  return (await deps.store.getRollout(rollbackId))?.instanceIds ?? [];
+  const rollback = await deps.store.getRollout(rollbackId);
+  return rollback === undefined ? [] : ((await deps.store.restrictionOf(rollback)) ?? []);
 }
 
 /** "the canary (stage 1 of 3)", "stage 2 of 3". */

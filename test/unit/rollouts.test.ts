@@ -1,7 +1,11 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NewTarget, Transition } from '../../shared/rollout/model.ts';
+import { RolloutBusyError } from '../../shared/errors.ts';
+import type { NewTarget, Rollout, Transition } from '../../shared/rollout/model.ts';
 import { supersedes } from '../../shared/rollout/model.ts';
-import type { RolloutStore } from '../../shared/rollout/store.ts';
+import { RolloutStore } from '../../shared/rollout/store.ts';
 import { instanceIds } from '../support/fixtures.ts';
 import { nextRolloutId, startRolloutStore } from '../support/rollouts.ts';
 
@@ -456,11 +460,55 @@ describe('a rollout restricted to more instances than one item holds', () => {
     const ids = instanceIds(25_000);
     const rolloutId = nextRolloutId();
     expect(await beginRestricted(rolloutId, ids)).toBe(true);
-    expect((await store.getRollout(rolloutId))?.instanceIds).toEqual(ids);
+    // The rollout item alone does not carry them (hot paths read it); restrictionOf does.
+    const rollout = await store.getRollout(rolloutId);
+    expect(rollout?.instanceIds).toBeUndefined();
+    expect(rollout?.instanceIdPages).toBe(5);
+    expect(await store.restrictionOf(rollout as Rollout)).toEqual(ids);
     expect((await store.load(rolloutId))?.rollout.instanceIds).toEqual(ids);
     // The rollout item is still the lock: a second creation writes nothing.
     expect(await beginRestricted(rolloutId, ids.slice(0, 20_000))).toBe(false);
-    expect((await store.getRollout(rolloutId))?.instanceIds).toEqual(ids);
+    expect(await store.restrictionOf(rollout as Rollout)).toEqual(ids);
+  });
+
+  it('refuses to read a restriction with an item missing rather than return it short', async () => {
+    const rolloutId = nextRolloutId();
+    await beginRestricted(rolloutId, instanceIds(12_000));
+    // As TTL may delete one item before the others.
+    await local.db.send(
+      new DeleteCommand({ TableName: 'rollouts', Key: { pk: `R#${rolloutId}`, sk: 'I#00001' } }),
+    );
+    const rollout = (await store.getRollout(rolloutId)) as Rollout;
+    await expect(store.restrictionOf(rollout)).rejects.toThrow(
+      `rollout ${rolloutId} keeps its instances in 3 items, 2 found`,
+    );
+    await expect(store.load(rolloutId)).rejects.toThrow('3 items, 2 found');
+  });
+
+  it('answers busy when another run creates the same long rollout at the same moment', async () => {
+    // DynamoDB cancels one of two transactions on the same items with TransactionConflict
+    // (API_TransactWriteItems.html); the other run finishes the rollout.
+    const db = DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'eu-west-1' }));
+    mockClient(db)
+      .on(TransactWriteCommand)
+      .rejects(
+        Object.assign(new Error('Transaction cancelled'), {
+          name: 'TransactionCanceledException',
+          CancellationReasons: [{ Code: 'TransactionConflict' }, { Code: 'None' }],
+        }),
+      );
+    const racing = new RolloutStore(db, 'rollouts');
+    const rolloutId = nextRolloutId();
+    await expect(
+      racing.begin({
+        rolloutId,
+        trigger: { type: 'rollback', of: nextRolloutId(), stage: 2 },
+        environment: 'prod',
+        parameters: [parameter],
+        files: [{ parameter, path }],
+        instanceIds: instanceIds(3000),
+      }),
+    ).rejects.toThrow(RolloutBusyError);
   });
 
   it('keeps a short restriction on the rollout item itself', async () => {
@@ -470,5 +518,6 @@ describe('a rollout restricted to more instances than one item holds', () => {
     const rollout = await store.getRollout(rolloutId);
     expect(rollout?.instanceIds).toEqual(ids);
     expect(rollout?.instanceIdPages).toBeUndefined();
+    expect(await store.restrictionOf(rollout as Rollout)).toEqual(ids);
   });
 });
