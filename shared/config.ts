@@ -516,11 +516,19 @@ export function parseConfig(raw: unknown, origin = 'custom.fanout'): FanoutConfi
 }
 
 /**
+ * Which schema this code checks configs with: the SHA-256 of `buildSchemas`'s source text, kept
+ * here by hand (test/unit/config.test.ts fails with the new value when the schema changes). It
+ * is part of the digest, so code deployed without its environment (update-function-code) does
+ * not take a text another schema checked for one this schema checked.
+ */
+export const CONFIG_SCHEMA_REVISION = 'JvwlaTGfys6tkfaRptr9ct4KhelqzHB4RXUYCQjQZeA';
+
+/**
  * The digest the package records beside FANOUT_CONFIG (FANOUT_CONFIG_SHA256): SHA-256 of the
- * exact text, base64url (43 characters of Lambda's 4 KB of environment).
+ * schema's revision and the exact text, base64url (43 characters of Lambda's 4 KB).
  */
 export function configDigest(json: string): string {
-  return createHash('sha256').update(json).digest('base64url');
+  return createHash('sha256').update(`${CONFIG_SCHEMA_REVISION}\n${json}`).digest('base64url');
 }
 
 /**

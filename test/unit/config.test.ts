@@ -1,5 +1,9 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  CONFIG_SCHEMA_REVISION,
   configDigest,
   expandFiles,
   filesForEnvironment,
@@ -10,6 +14,7 @@ import {
 } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { testConfigInput } from '../support/fixtures.ts';
+import { repoRoot } from '../support/package.ts';
 
 const clone = () => structuredClone(testConfigInput);
 
@@ -164,6 +169,20 @@ describe('loadConfig', () => {
       'dev',
       'prod',
     ]);
+  });
+
+  it("names the schema's revision: the SHA-256 of buildSchemas's source, which the digest covers", () => {
+    // Changed the schema? Set CONFIG_SCHEMA_REVISION in shared/config.ts to the value below, so
+    // a config another revision checked is checked again at cold start.
+    const source = readFileSync(join(repoRoot, 'shared/config.ts'), 'utf8');
+    const builder = source.slice(
+      source.indexOf('function buildSchemas() {'),
+      source.indexOf('\ntype Schemas ='),
+    );
+    expect(builder.length).toBeGreaterThan(1000);
+    expect(CONFIG_SCHEMA_REVISION).toBe(createHash('sha256').update(builder).digest('base64url'));
+    // The revision is part of the digest: the same text under another revision is another one.
+    expect(configDigest('{}')).not.toBe(createHash('sha256').update('{}').digest('base64url'));
   });
 
   it('reads the text the package validated as is when its digest matches', () => {
