@@ -7,10 +7,6 @@
 const { configDigest, mappedSourceNames } = require('../config.ts');
 const { validated, escapeVariables, loadDocument } = require('./fanout-config.cjs');
 
-// Lambda caps all environment variables of a function at 4 KB together
-// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). The others take
-// about 1 KB (names, queue URLs, table names, ARNs), FANOUT_CONFIG_SHA256 64 bytes of it.
-const MAX_CONFIG_BYTES = 3008;
 const MAX_EVENT_PATTERN = 2048;
 
 // A name no parameter can have ("{" is not allowed in one): an event pattern may not hold an
@@ -31,15 +27,12 @@ function checkPatternSize(what, count, detail) {
   }
 }
 
-/** The validated config as compact JSON; throws if it would not fit Lambda's environment. */
+/**
+ * The validated config as compact JSON. Whether it fits Lambda's 4 KB of environment with the
+ * other variables is checked on the whole template (environment-size.cjs).
+ */
 async function configJson(resolveVariable) {
-  const json = JSON.stringify(await validated(resolveVariable));
-  if (Buffer.byteLength(json) > MAX_CONFIG_BYTES) {
-    throw new Error(
-      `custom.fanout is ${Buffer.byteLength(json)} bytes as JSON; Lambda allows 4 KB of environment in all, so keep it under ${MAX_CONFIG_BYTES}`,
-    );
-  }
-  return json;
+  return JSON.stringify(await validated(resolveVariable));
 }
 
 module.exports = {

@@ -612,6 +612,7 @@ async function build(
   for (const [logicalId, resource] of stack.resources('AWS::Lambda::Function')) {
     const props = stack.resolve(resource.Properties ?? {}) as Json;
     const name = stack.physicalName(logicalId);
+    checkEnvironmentSize(name, props.Environment?.Variables ?? {});
     const key = basename(String(props.Code?.S3Key ?? `${logicalId}.zip`), '.zip');
     const codeDir = join(lambdaDir, key);
     mkdirSync(codeDir, { recursive: true });
@@ -1069,3 +1070,18 @@ export type {
   Principal,
   PublishedMessage,
 };
+
+/**
+ * Lambda refuses a function whose environment variables, measured as one JSON string, pass 4 KB
+ * (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html; the error text as
+ * real deployments report it, e.g. github.com/github-aws-runners/terraform-aws-github-runner
+ * issue 3594). The deploy fails there, so it fails here.
+ */
+export function checkEnvironmentSize(name: string, variables: Record<string, unknown>): void {
+  const measured = JSON.stringify(variables);
+  if (Buffer.byteLength(measured) > 4096) {
+    throw new Error(
+      `InvalidParameterValueException (${name}): Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: ${measured}`,
+    );
+  }
+}

@@ -362,6 +362,29 @@ describe('packaging a bad config', () => {
     expect(failure).toContain('quoted octal string');
   });
 
+  it("fails when a function's environment would not fit Lambda's 4 KB as Lambda measures it", async () => {
+    // Arrange: 14 more files. FANOUT_CONFIG is then about 2.7 KB of JSON, which the old raw-size
+    // check (3,072 bytes) let through, but Lambda counts its quotes twice (it measures the
+    // variables as one JSON string) and the queue URLs and names CloudFormation generates.
+    const more = Array.from(
+      { length: 14 },
+      (_, i) =>
+        `      - parameter: /{env}/app/settings-${i}.php\n        path: /var/www/html/settings-${i}.php\n        owner: apache\n        group: apache\n`,
+    ).join('');
+    const dir = await serviceCopy({
+      serverlessYml: (yml) => yml.replace('        backups: 3\n', `        backups: 3\n${more}`),
+    });
+    // Act
+    const failure = await packageService(join(dir, 'out'), dir).then(
+      () => undefined,
+      (error: { stdout: string; stderr: string }) => `${error.stdout}${error.stderr}`,
+    );
+    // Assert
+    expect(failure).toMatch(
+      /PropagateLambdaFunction: its environment is 4[0-9]{3} bytes as Lambda measures it .*, over its 4096; largest: FANOUT_CONFIG 3[0-9]{3}/,
+    );
+  });
+
   it('fails when the document would refuse a mapped value', async () => {
     // Arrange: a document that only accepts root as owner, and a config that maps apache
     const dir = await serviceCopy({
