@@ -165,9 +165,6 @@ function unreachableReason(pingStatus: string | undefined): UnreachableReason {
   }
 }
 
-// Values per DescribeInstances filter are limited; 200 is well inside the limit.
-const INSTANCE_FILTER_VALUES = 200;
-
 /**
  * The EC2 view of these instances, by id, whatever their state; ids EC2 no longer lists are
  * absent. One paginated DescribeInstances per 200 ids. Throws the SDK error.
@@ -177,7 +174,7 @@ export async function describeInstancesById(
   instanceIds: readonly string[],
 ): Promise<Map<string, Instance>> {
   const found = new Map<string, Instance>();
-  for (const ids of chunk([...new Set(instanceIds)], INSTANCE_FILTER_VALUES)) {
+  for (const ids of chunk([...new Set(instanceIds)], MAX_FILTER_VALUES)) {
     const pages = paginateDescribeInstances(
       { client: ec2, pageSize: EC2_PAGE_SIZE },
       { Filters: [{ Name: 'instance-id', Values: ids }], MaxResults: EC2_PAGE_SIZE },
