@@ -445,8 +445,8 @@ describe('creating a rollout', () => {
 describe('a rollout restricted to more instances than one item holds', () => {
   // A rollback of a large staged rollout names every instance it reached; DynamoDB items hold
   // 400 KB, about 19,000 instance ids.
-  const beginRestricted = (rolloutId: string, ids: string[]) =>
-    store.begin({
+  const beginRestricted = (rolloutId: string, ids: string[], on: RolloutStore = store) =>
+    on.begin({
       rolloutId,
       trigger: { type: 'rollback', of: nextRolloutId(), stage: 2 },
       environment: 'prod',
@@ -498,17 +498,9 @@ describe('a rollout restricted to more instances than one item holds', () => {
         }),
       );
     const racing = new RolloutStore(db, 'rollouts');
-    const rolloutId = nextRolloutId();
-    await expect(
-      racing.begin({
-        rolloutId,
-        trigger: { type: 'rollback', of: nextRolloutId(), stage: 2 },
-        environment: 'prod',
-        parameters: [parameter],
-        files: [{ parameter, path }],
-        instanceIds: instanceIds(3000),
-      }),
-    ).rejects.toThrow(RolloutBusyError);
+    await expect(beginRestricted(nextRolloutId(), instanceIds(3000), racing)).rejects.toThrow(
+      RolloutBusyError,
+    );
   });
 
   it('keeps a short restriction on the rollout item itself', async () => {
