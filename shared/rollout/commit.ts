@@ -4,7 +4,7 @@ import { RolloutNotFoundError } from '../errors.ts';
 import { chunk } from '../platform/chunk.ts';
 import { COUNTER_ATTRIBUTE, COUNTER_OF, rolloutKey, targetKey, toTarget } from './items.ts';
 import { type Counts, type Target, TERMINATED, type Transition, targetId } from './model.ts';
-import { type RolloutTable, sleep } from './table.ts';
+import { cancellationCodes, type RolloutTable, sleep } from './table.ts';
 
 // A transaction holds at most 100 items: 99 targets and the rollout's counters
 // (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html).
@@ -89,18 +89,13 @@ async function commitRound(
         result.applied.push(...remaining);
         remaining = [];
       } catch (error) {
-        const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> })
-          .CancellationReasons;
-        if ((error as Error).name !== 'TransactionCanceledException' || reasons === undefined) {
-          throw error;
-        }
-        if (reasons[remaining.length]?.Code === 'ConditionalCheckFailed') {
+        const codes = cancellationCodes(error);
+        if (codes === undefined) throw error;
+        if (codes[remaining.length] === 'ConditionalCheckFailed') {
           throw new RolloutNotFoundError(rolloutId, { cause: error });
         }
         const failed = new Set(
-          reasons.flatMap((reason, index) =>
-            reason.Code === 'ConditionalCheckFailed' ? [index] : [],
-          ),
+          codes.flatMap((code, index) => (code === 'ConditionalCheckFailed' ? [index] : [])),
         );
         if (failed.size === 0) {
           // Another batch of the same rollout committed at the same moment (TransactionConflict):

@@ -19,7 +19,7 @@ import {
 } from './model.ts';
 import { partItems } from './parts.ts';
 import { chunkItems } from './sending.ts';
-import { isConditionFailure, type RolloutTable } from './table.ts';
+import { cancellationCodes, isConditionFailure, type RolloutTable } from './table.ts';
 
 /**
  * A rollout coming into being (RolloutStore delegates here): the rollout item written alone,
@@ -102,12 +102,11 @@ export async function beginRollout(table: RolloutTable, rollout: NewRollout): Pr
       }),
     );
   } catch (error) {
-    const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> })
-      .CancellationReasons;
-    if (reasons?.[0]?.Code === 'ConditionalCheckFailed') return false;
+    const codes = cancellationCodes(error);
+    if (codes?.[0] === 'ConditionalCheckFailed') return false;
     // Another run is creating the same rollout at this moment (its transaction and ours touch
     // the same items): it finishes it, as a creator whose lease is live would.
-    if (reasons?.some((reason) => reason.Code === 'TransactionConflict')) {
+    if (codes?.includes('TransactionConflict')) {
       throw new RolloutBusyError(rollout.rolloutId);
     }
     throw error;

@@ -107,8 +107,9 @@ export interface Rollout {
   instanceIds?: string[];
   /**
    * Set when the restriction is too long for the rollout item (a rollback of thousands of
-   * instances): it is kept in this many items of its own, which `getRollout` and `load` read
-   * into `instanceIds`. Any other read of the rollout item has this and no `instanceIds`.
+   * instances): it is kept in this many items of its own, which `restrictionOf` and `load` read
+   * (`load` into `instanceIds`). Any other read of the rollout item, `getRollout` included, has
+   * this and no `instanceIds`.
    */
   instanceIdPages?: number;
   /** Every source version it covers (a secret's VersionId, each parameter under a path). */

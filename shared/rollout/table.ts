@@ -30,6 +30,17 @@ export const isConditionFailure = (error: unknown) =>
   (error as Error).name === 'ConditionalCheckFailedException';
 
 /**
+ * A cancelled transaction's reason codes, one per item in the order given ('None' for an item
+ * that was fine); undefined for any other error (API_TransactWriteItems.html, CancellationReasons).
+ */
+export const cancellationCodes = (error: unknown): Array<string | undefined> | undefined =>
+  (error as Error).name === 'TransactionCanceledException'
+    ? (error as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons?.map(
+        (reason) => reason.Code,
+      )
+    : undefined;
+
+/**
  * The driver under the store: one table, one clock, and the few DynamoDB patterns the store
  * uses (conditional update, consistent get, paged query, batched get and put). Throws SDK errors
  * except a failed condition, which `conditional` answers with false.

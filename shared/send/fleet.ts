@@ -115,7 +115,15 @@ async function describeRunning(
   ec2: EC2Client,
   filters: Array<{ Name: string; Values: string[] }>,
 ): Promise<Set<string>> {
-  const ids = new Set<string>();
+  return new Set((await describeMatching(ec2, filters)).keys());
+}
+
+/** The instances these filters match, by id, every page of 1,000. Throws the SDK error. */
+async function describeMatching(
+  ec2: EC2Client,
+  filters: Array<{ Name: string; Values: string[] }>,
+  into = new Map<string, Instance>(),
+): Promise<Map<string, Instance>> {
   const pages = paginateDescribeInstances(
     { client: ec2, pageSize: EC2_PAGE_SIZE },
     { Filters: filters, MaxResults: EC2_PAGE_SIZE },
@@ -123,11 +131,11 @@ async function describeRunning(
   for await (const page of pages) {
     for (const reservation of page.Reservations ?? []) {
       for (const instance of reservation.Instances ?? []) {
-        if (instance.InstanceId !== undefined) ids.add(instance.InstanceId);
+        if (instance.InstanceId !== undefined) into.set(instance.InstanceId, instance);
       }
     }
   }
-  return ids;
+  return into;
 }
 
 async function pingStatusOf(ssm: SSMClient, instanceIds: string[]): Promise<Map<string, string>> {
@@ -175,17 +183,7 @@ export async function describeInstancesById(
 ): Promise<Map<string, Instance>> {
   const found = new Map<string, Instance>();
   for (const ids of chunk([...new Set(instanceIds)], MAX_FILTER_VALUES)) {
-    const pages = paginateDescribeInstances(
-      { client: ec2, pageSize: EC2_PAGE_SIZE },
-      { Filters: [{ Name: 'instance-id', Values: ids }], MaxResults: EC2_PAGE_SIZE },
-    );
-    for await (const page of pages) {
-      for (const reservation of page.Reservations ?? []) {
-        for (const instance of reservation.Instances ?? []) {
-          if (instance.InstanceId !== undefined) found.set(instance.InstanceId, instance);
-        }
-      }
-    }
+    await describeMatching(ec2, [{ Name: 'instance-id', Values: ids }], found);
   }
   return found;
 }
